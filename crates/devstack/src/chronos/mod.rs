@@ -1,0 +1,1 @@
+//! The Chronos double (scheduler jobs, iso8601, dependency, run, delete).

@@ -1,0 +1,1 @@
+//! The Consul double (KV, blocking queries, sessions, catalog, health, agent, events, ACLs).

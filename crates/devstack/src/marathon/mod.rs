@@ -1,0 +1,1 @@
+//! The Marathon double (apps, deployments, tasks, events, leader proxy, auth).
