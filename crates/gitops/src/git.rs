@@ -305,11 +305,11 @@ impl Git {
         Ok(files)
     }
 
-    /// Trailers with one of `keys` from the newest `max_commits` commits reachable from `rev` whose
+    /// Trailers with one of `keys` from the newest `max_commits` commits reachable from `revs` whose
     /// message contains `grep` (a regex anchored per line by git), oldest trailer order kept per commit.
     pub fn trailers(
         &self,
-        rev: &str,
+        revs: &[&str],
         keys: &[&str],
         grep: &str,
         max_commits: usize,
@@ -322,11 +322,16 @@ impl Git {
         );
         let max = format!("--max-count={max_commits}");
         let grep = format!("--grep={grep}");
-        let out = self.run(
-            &["log", "--no-color", &max, &grep, &format, rev, "--"],
-            None,
-            timeout,
-        )?;
+        let mut args = vec![
+            "log",
+            "--no-color",
+            max.as_str(),
+            grep.as_str(),
+            format.as_str(),
+        ];
+        args.extend_from_slice(revs);
+        args.push("--");
+        let out = self.run(&args, None, timeout)?;
         let text = out.text();
         let mut trailers = Vec::new();
         for record in text.split('\x1e').filter(|r| !r.trim().is_empty()) {
