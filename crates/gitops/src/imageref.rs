@@ -250,13 +250,20 @@ impl fmt::Display for ImageRef {
     }
 }
 
+/// The tag and/or digest of a bare value (at least one is present).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BareVersion {
+    /// The tag, if any.
+    pub tag: Option<String>,
+    /// The digest (`sha256:…`), if any.
+    pub digest: Option<String>,
+}
+
 /// What a bare Consul value (no `/`, no `:` before an `@`) means: a tag and/or digest for the repository
 /// named by the key. Returns `None` when the value is a full reference.
 ///
 /// `1.4.2`, `1.4.2@sha256:…` and `@sha256:…` are bare; `python:3.12`, `sami/api:1.0` are full.
-pub fn parse_bare_version(
-    value: &str,
-) -> Result<Option<(Option<String>, Option<String>)>, ImageRefError> {
+pub fn parse_bare_version(value: &str) -> Result<Option<BareVersion>, ImageRefError> {
     let (tag_part, digest) = match value.split_once('@') {
         Some((t, d)) => (t, Some(d)),
         None => (value, None),
@@ -277,7 +284,10 @@ pub fn parse_bare_version(
     if let Some(d) = digest {
         validate_digest(d).map_err(|reason| ImageRefError::new(value, reason))?;
     }
-    Ok(Some((tag, digest.map(str::to_string))))
+    Ok(Some(BareVersion {
+        tag,
+        digest: digest.map(str::to_string),
+    }))
 }
 
 /// Rejections that apply to any string from Consul before it is interpreted at all.
@@ -607,15 +617,24 @@ mod tests {
     fn bare_versions() {
         assert_eq!(
             parse_bare_version("1.4.2").unwrap(),
-            Some((Some("1.4.2".into()), None))
+            Some(BareVersion {
+                tag: Some("1.4.2".into()),
+                digest: None
+            })
         );
         assert_eq!(
             parse_bare_version(&format!("1.4.2@{D}")).unwrap(),
-            Some((Some("1.4.2".into()), Some(D.into())))
+            Some(BareVersion {
+                tag: Some("1.4.2".into()),
+                digest: Some(D.into())
+            })
         );
         assert_eq!(
             parse_bare_version(&format!("@{D}")).unwrap(),
-            Some((None, Some(D.into())))
+            Some(BareVersion {
+                tag: None,
+                digest: Some(D.into())
+            })
         );
         assert_eq!(parse_bare_version("python:3").unwrap(), None);
         assert_eq!(parse_bare_version("sami/api").unwrap(), None);

@@ -88,14 +88,14 @@ fn update_from_pair(pair: &KvPair, key_prefix: &str) -> Result<Option<Update>, S
     }
     check_text("value", value)?;
     let image = match parse_bare_version(value).map_err(|e| e.to_string())? {
-        Some((tag, digest)) => {
+        Some(bare) => {
             let name = pair.key.strip_prefix(key_prefix).ok_or_else(|| {
                 format!("value {value:?} is a bare tag but the key is not under --key-prefix {key_prefix:?}, so it names no repository")
             })?;
             let repo = ImageRef::parse_name(name).map_err(|e| {
                 format!("the key after {key_prefix:?} must name an image repository: {e}")
             })?;
-            repo.with_version(tag.as_deref(), digest.as_deref())
+            repo.with_version(bare.tag.as_deref(), bare.digest.as_deref())
         }
         None => {
             let image = ImageRef::parse(value).map_err(|e| e.to_string())?;

@@ -35,19 +35,44 @@ fn bare_tag_updates_every_job_of_the_repository_byte_exactly() {
     assert_eq!(
         actions,
         vec![
-            ("applied".into(), "groups/prod.json#/groups/0/apps/0/container/docker/image".into()),
-            ("applied".into(), "jobs/api.json#/container/docker/image".into()),
-            ("applied".into(), "jobs/worker.json#/container/docker/image".into()),
+            (
+                "applied".into(),
+                "groups/prod.json#/groups/0/apps/0/container/docker/image".into()
+            ),
+            (
+                "applied".into(),
+                "jobs/api.json#/container/docker/image".into()
+            ),
+            (
+                "applied".into(),
+                "jobs/worker.json#/container/docker/image".into()
+            ),
         ]
     );
-    assert_eq!(repo.commit_count("main"), before + 1, "one commit per invocation");
+    assert_eq!(
+        repo.commit_count("main"),
+        before + 1,
+        "one commit per invocation"
+    );
     // CRLF, compact, pretty and nested-group files: only the image bytes changed.
     assert_only(
         &repo,
         &[
-            ("jobs/api.json", "registry.local:5000/sami/api:1.4.1", "registry.local:5000/sami/api:1.4.2"),
-            ("jobs/worker.json", "registry.local:5000/sami/api:1.4.1", "registry.local:5000/sami/api:1.4.2"),
-            ("groups/prod.json", "registry.local:5000/sami/api:1.4.0", "registry.local:5000/sami/api:1.4.2"),
+            (
+                "jobs/api.json",
+                "registry.local:5000/sami/api:1.4.1",
+                "registry.local:5000/sami/api:1.4.2",
+            ),
+            (
+                "jobs/worker.json",
+                "registry.local:5000/sami/api:1.4.1",
+                "registry.local:5000/sami/api:1.4.2",
+            ),
+            (
+                "groups/prod.json",
+                "registry.local:5000/sami/api:1.4.0",
+                "registry.local:5000/sami/api:1.4.2",
+            ),
         ],
     );
     // git diff of the commit shows exactly the image lines (1 line per file; the compact file is one line).
@@ -72,21 +97,31 @@ fn single_job_subject_names_old_and_new() {
     let repo = Repo::new();
     let run = repo.run(&kv("images/nginx", "1.27", 5), &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(repo.message("main").lines().next().unwrap(), "nginx 1.25 -> 1.27");
+    assert_eq!(
+        repo.message("main").lines().next().unwrap(),
+        "nginx 1.25 -> 1.27"
+    );
 }
 
 #[test]
 fn full_reference_matches_with_docker_normalization_and_keeps_each_files_spelling() {
     let repo = Repo::new();
     // Not under --key-prefix: a full reference names its own repository.
-    let run = repo.run(&kv("ci/python", "index.docker.io/library/python:3.12", 7), &[]);
+    let run = repo.run(
+        &kv("ci/python", "index.docker.io/library/python:3.12", 7),
+        &[],
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.actions().len(), 2, "{}", run.stdout);
     assert_only(
         &repo,
         &[
             ("jobs/web.json", "\"python:3\"", "\"python:3.12\""),
-            ("groups/prod.json", "docker.io/library/python:3.10", "docker.io/library/python:3.12"),
+            (
+                "groups/prod.json",
+                "docker.io/library/python:3.10",
+                "docker.io/library/python:3.12",
+            ),
         ],
     );
 }
@@ -97,12 +132,24 @@ fn digest_references() {
     let run = repo.run(&api_payload(&format!("1.4.2@{DIGEST}"), 9), &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let api = repo.show_str("main", "jobs/api.json");
-    assert!(api.contains(&format!("\"registry.local:5000/sami/api:1.4.2@{DIGEST}\",\r\n")), "{api}");
+    assert!(
+        api.contains(&format!(
+            "\"registry.local:5000/sami/api:1.4.2@{DIGEST}\",\r\n"
+        )),
+        "{api}"
+    );
     // A digest-only value replaces tag and digest.
     let run = repo.run(&kv("images/redis", &format!("@{DIGEST}"), 10), &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(repo.show_str("main", "groups/prod.json").contains(&format!("\"redis@{DIGEST}\"")));
-    assert!(repo.message("main").starts_with("redis 7.2 -> @sha256:7cc4b5aefd1d"), "{}", repo.message("main"));
+    assert!(repo
+        .show_str("main", "groups/prod.json")
+        .contains(&format!("\"redis@{DIGEST}\"")));
+    assert!(
+        repo.message("main")
+            .starts_with("redis 7.2 -> @sha256:7cc4b5aefd1d"),
+        "{}",
+        repo.message("main")
+    );
 }
 
 #[test]
@@ -110,8 +157,18 @@ fn chronos_job_image() {
     let repo = Repo::new();
     let run = repo.run(&kv("images/libmesos/ubuntu", "14.04", 3), &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.actions(), vec![("applied".into(), "jobs/cron.json#/container/image".into())]);
-    assert_only(&repo, &[("jobs/cron.json", "\"libmesos/ubuntu\"", "\"libmesos/ubuntu:14.04\"")]);
+    assert_eq!(
+        run.actions(),
+        vec![("applied".into(), "jobs/cron.json#/container/image".into())]
+    );
+    assert_only(
+        &repo,
+        &[(
+            "jobs/cron.json",
+            "\"libmesos/ubuntu\"",
+            "\"libmesos/ubuntu:14.04\"",
+        )],
+    );
 }
 
 #[test]
@@ -123,7 +180,13 @@ fn replaying_the_same_payload_changes_nothing_even_from_a_fresh_workdir() {
     let head = repo.head("main");
     let again = repo.run_in(&wd, &payload, &[]);
     assert_eq!(again.code, 0, "{}", again.stderr);
-    assert_eq!(again.actions(), vec![("skipped".into(), "images/registry.local:5000/sami/api".into())]);
+    assert_eq!(
+        again.actions(),
+        vec![(
+            "skipped".into(),
+            "images/registry.local:5000/sami/api".into()
+        )]
+    );
     let fresh = repo.run(&payload, &[]);
     assert_eq!(fresh.code, 0, "{}", fresh.stderr);
     assert_eq!(repo.head("main"), head, "no new commit on replay");
@@ -135,7 +198,13 @@ fn files_already_holding_the_image_make_no_empty_commit() {
     let head = repo.head("main");
     let run = repo.run(&kv("images/nginx", "1.25", 50), &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.actions(), vec![("unchanged".into(), "groups/prod.json#/apps/0/container/docker/image".into())]);
+    assert_eq!(
+        run.actions(),
+        vec![(
+            "unchanged".into(),
+            "groups/prod.json#/apps/0/container/docker/image".into()
+        )]
+    );
     assert_eq!(repo.head("main"), head);
 }
 
@@ -145,18 +214,33 @@ fn start_or_reload_full_prefix_does_not_overwrite_a_manual_pin() {
     let api = api_payload("1.4.2", 101);
     assert_eq!(repo.run(&json!([api]), &[]).code, 0);
     // Someone pins jobs/api.json back by hand.
-    repo.human_edit("jobs/api.json", |t| t.replace("sami/api:1.4.2", "sami/api:1.4.1"));
+    repo.human_edit("jobs/api.json", |t| {
+        t.replace("sami/api:1.4.2", "sami/api:1.4.1")
+    });
     // Agent reload: the whole prefix is delivered again, with one new entry.
     let prefix = json!([api, kv("images/nginx", "1.27", 140)]);
     let run = repo.run(&prefix, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(repo.show_str("main", "jobs/api.json").contains("sami/api:1.4.1"), "pin kept");
-    assert!(repo.show_str("main", "groups/prod.json").contains("\"nginx:1.27\""), "new entry applied");
-    assert!(run.actions().contains(&("skipped".into(), "images/registry.local:5000/sami/api".into())));
+    assert!(
+        repo.show_str("main", "jobs/api.json")
+            .contains("sami/api:1.4.1"),
+        "pin kept"
+    );
+    assert!(
+        repo.show_str("main", "groups/prod.json")
+            .contains("\"nginx:1.27\""),
+        "new entry applied"
+    );
+    assert!(run.actions().contains(&(
+        "skipped".into(),
+        "images/registry.local:5000/sami/api".into()
+    )));
     // --all re-applies regardless of history.
     let run = repo.run(&prefix, &["--all"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(repo.show_str("main", "jobs/api.json").contains("sami/api:1.4.2"));
+    assert!(repo
+        .show_str("main", "jobs/api.json")
+        .contains("sami/api:1.4.2"));
 }
 
 #[test]
@@ -172,10 +256,16 @@ fn bad_payloads_exit_65_without_committing() {
         "registry.local:5000/sami/api".to_string(), // no tag, no digest
     ];
     for value in &bad_values {
-        let run = repo.run(&json!([kv("images/nginx", "1.27", 1), api_payload(value, 2)]), &[]);
+        let run = repo.run(
+            &json!([kv("images/nginx", "1.27", 1), api_payload(value, 2)]),
+            &[],
+        );
         assert_eq!(run.code, 65, "{value:?}: {}", run.stdout);
         let errors = run.json()["errors"].to_string();
-        assert!(errors.contains("images/registry.local:5000/sami/api"), "{errors}");
+        assert!(
+            errors.contains("images/registry.local:5000/sami/api"),
+            "{errors}"
+        );
     }
     for raw in [
         "{\"Key\":".to_string(),
@@ -208,10 +298,24 @@ fn dry_run_shows_a_diff_and_commits_nothing() {
     let head = repo.head("main");
     let mut cmd = repo.command(&repo.workdir(), &["--dry-run", "--output", "text"]);
     cmd.env("RUST_LOG", "warn");
-    let run = run_cmd(cmd, kv("images/python", "3.12", 8).to_string().as_bytes(), None);
+    let run = run_cmd(
+        cmd,
+        kv("images/python", "3.12", 8).to_string().as_bytes(),
+        None,
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stdout.contains("--- a/jobs/web.json\n+++ b/jobs/web.json\n"), "{}", run.stdout);
-    assert!(run.stdout.contains("\n-      \"image\": \"python:3\"\n+      \"image\": \"python:3.12\"\n"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("--- a/jobs/web.json\n+++ b/jobs/web.json\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("\n-      \"image\": \"python:3\"\n+      \"image\": \"python:3.12\"\n"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("planned"), "{}", run.stdout);
     assert_eq!(repo.head("main"), head);
     let json_run = repo.run(&kv("images/python", "3.12", 8), &["--dry-run"]);
@@ -224,8 +328,15 @@ fn no_job_uses_the_repository_is_a_warning_and_exit_0() {
     let repo = Repo::new();
     let run = repo.run(&kv("images/sami/unknown", "2.0", 4), &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.actions(), vec![("skipped".into(), "images/sami/unknown".into())]);
-    assert!(run.stderr.contains("no job runs docker.io/sami/unknown"), "{}", run.stderr);
+    assert_eq!(
+        run.actions(),
+        vec![("skipped".into(), "images/sami/unknown".into())]
+    );
+    assert!(
+        run.stderr.contains("no job runs docker.io/sami/unknown"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -235,20 +346,39 @@ fn allow_tags_refuses_non_matching_tags() {
     let semver = r"^\d+\.\d+\.\d+$";
     let run = repo.run(&api_payload("latest-dev", 3), &["--allow-tags", semver]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(run.actions(), vec![("skipped".into(), "images/registry.local:5000/sami/api".into())]);
+    assert_eq!(
+        run.actions(),
+        vec![(
+            "skipped".into(),
+            "images/registry.local:5000/sami/api".into()
+        )]
+    );
     assert_eq!(repo.head("main"), head);
-    assert_eq!(repo.run(&api_payload("1.5.0", 4), &["--allow-tags", semver]).code, 0);
+    assert_eq!(
+        repo.run(&api_payload("1.5.0", 4), &["--allow-tags", semver])
+            .code,
+        0
+    );
     assert_ne!(repo.head("main"), head);
-    assert_eq!(repo.run(&api_payload("1.5.0", 4), &["--allow-tags", "("]).code, 64);
+    assert_eq!(
+        repo.run(&api_payload("1.5.0", 4), &["--allow-tags", "("])
+            .code,
+        64
+    );
 }
 
 #[test]
 fn path_limits_the_files_and_cannot_leave_the_repository() {
     let repo = Repo::new();
-    let run = repo.run(&api_payload("1.4.2", 5), &["--path", "jobs", "--path", "./jobs/"]);
+    let run = repo.run(
+        &api_payload("1.4.2", 5),
+        &["--path", "jobs", "--path", "./jobs/"],
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.actions().len(), 2, "{}", run.stdout);
-    assert!(repo.show_str("main", "groups/prod.json").contains("sami/api:1.4.0"));
+    assert!(repo
+        .show_str("main", "groups/prod.json")
+        .contains("sami/api:1.4.0"));
     for bad in ["../outside", "/etc", "jobs/../../x"] {
         let run = repo.run(&api_payload("1.4.3", 6), &["--path", bad]);
         assert_eq!(run.code, 64, "{bad}: {}", run.stdout);
@@ -259,32 +389,64 @@ fn path_limits_the_files_and_cannot_leave_the_repository() {
 fn push_branch_for_review_flows() {
     let repo = Repo::new();
     let main = repo.head("main");
-    assert_eq!(repo.run(&api_payload("1.4.2", 5), &["--push-branch", "tag2git/review"]).code, 0);
+    assert_eq!(
+        repo.run(
+            &api_payload("1.4.2", 5),
+            &["--push-branch", "tag2git/review"]
+        )
+        .code,
+        0
+    );
     assert_eq!(repo.head("main"), main, "main untouched");
-    assert!(repo.show_str("tag2git/review", "jobs/api.json").contains("1.4.2"));
+    assert!(repo
+        .show_str("tag2git/review", "jobs/api.json")
+        .contains("1.4.2"));
     // A second update stacks on the review branch; the first one is recognised there.
-    let run = repo.run(&json!([api_payload("1.4.2", 5), kv("images/nginx", "1.27", 6)]), &["--push-branch", "tag2git/review"]);
+    let run = repo.run(
+        &json!([api_payload("1.4.2", 5), kv("images/nginx", "1.27", 6)]),
+        &["--push-branch", "tag2git/review"],
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert_eq!(repo.commit_count("tag2git/review"), repo.commit_count("main") + 2);
+    assert_eq!(
+        repo.commit_count("tag2git/review"),
+        repo.commit_count("main") + 2
+    );
 }
 
 #[test]
 fn message_template() {
     let repo = Repo::new();
     let template = "deploy({repository}): {old} => {new} [{keys}] idx={consul_index} n={count} {{x}}\n\n{body}";
-    let run = repo.run(&kv("images/nginx", "1.27", 12), &["--message-template", template]);
+    let run = repo.run(
+        &kv("images/nginx", "1.27", 12),
+        &["--message-template", template],
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let msg = repo.message("main");
     assert!(msg.starts_with("deploy(nginx): 1.25 => 1.27 [images/nginx] idx=4242 n=1 {x}\n\n- groups/prod.json#/apps/0/container/docker/image"), "{msg}");
-    assert!(msg.trim_end().ends_with("Consul-Key: images/nginx\nConsul-Modify-Index: 12\nConsul-Index: 4242"), "{msg}");
-    assert_eq!(repo.run(&kv("images/nginx", "1.28", 13), &["--message-template", "{bogus}"]).code, 64);
+    assert!(
+        msg.trim_end()
+            .ends_with("Consul-Key: images/nginx\nConsul-Modify-Index: 12\nConsul-Index: 4242"),
+        "{msg}"
+    );
+    assert_eq!(
+        repo.run(
+            &kv("images/nginx", "1.28", 13),
+            &["--message-template", "{bogus}"]
+        )
+        .code,
+        64
+    );
 }
 
 #[test]
 fn unreachable_remote_exits_69_and_a_replay_completes_the_update() {
     let repo = Repo::new();
     let wd = repo.workdir();
-    assert_eq!(repo.run_in(&wd, &kv("images/nginx", "1.27", 1), &[]).code, 0);
+    assert_eq!(
+        repo.run_in(&wd, &kv("images/nginx", "1.27", 1), &[]).code,
+        0
+    );
     // The remote goes away.
     let away = repo.tmp.path().join("away.git");
     std::fs::rename(&repo.bare, &away).unwrap();
@@ -296,7 +458,9 @@ fn unreachable_remote_exits_69_and_a_replay_completes_the_update() {
     std::fs::rename(&away, &repo.bare).unwrap();
     let run = repo.run_in(&wd, &payload, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(repo.show_str("main", "jobs/api.json").contains("sami/api:1.4.2"));
+    assert!(repo
+        .show_str("main", "jobs/api.json")
+        .contains("sami/api:1.4.2"));
 }
 
 #[test]
@@ -312,10 +476,23 @@ fn credentials_in_the_repo_url_never_show() {
     .arg(repo.workdir())
     .args(["--output", "json", "--timeout", "20s"]);
     git_env(&mut cmd, &repo.home());
-    let run = run_cmd(cmd, kv("images/nginx", "1.27", 1).to_string().as_bytes(), None);
+    let run = run_cmd(
+        cmd,
+        kv("images/nginx", "1.27", 1).to_string().as_bytes(),
+        None,
+    );
     assert_eq!(run.code, 69, "{}\n{}", run.stdout, run.stderr);
-    assert!(!run.stdout.contains("s3cr3t") && !run.stderr.contains("s3cr3t"), "{}\n{}", run.stdout, run.stderr);
-    assert!(run.stdout.contains("http://***@127.0.0.1:1/jobs.git"), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains("s3cr3t") && !run.stderr.contains("s3cr3t"),
+        "{}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("http://***@127.0.0.1:1/jobs.git"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -328,7 +505,11 @@ fn rejected_pushes_that_never_succeed_exit_75_and_change_nothing() {
     let head = repo.head("main");
     let run = repo.run(&api_payload("1.4.2", 3), &["--push-attempts", "2"]);
     assert_eq!(run.code, 75, "{}\n{}", run.stdout, run.stderr);
-    assert!(run.actions().iter().all(|(s, _)| s == "failed"), "{}", run.stdout);
+    assert!(
+        run.actions().iter().all(|(s, _)| s == "failed"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(repo.head("main"), head);
 }
 
@@ -343,8 +524,16 @@ fn concurrent_runs_on_separate_machines_all_land() {
     let repo = Repo::with_files(&files);
     let children: Vec<_> = (0..5)
         .map(|i| {
-            let payload = kv(&format!("images/registry.local/team/svc{i}"), "2.0.0", 100 + i);
-            spawn(repo.command(&repo.workdir(), &["--push-attempts", "20"]), payload.to_string().as_bytes(), Some(7))
+            let payload = kv(
+                &format!("images/registry.local/team/svc{i}"),
+                "2.0.0",
+                100 + i,
+            );
+            spawn(
+                repo.command(&repo.workdir(), &["--push-attempts", "20"]),
+                payload.to_string().as_bytes(),
+                Some(7),
+            )
         })
         .collect();
     for child in children {
@@ -353,24 +542,46 @@ fn concurrent_runs_on_separate_machines_all_land() {
     }
     for i in 0..5 {
         let app = repo.show_str("main", &format!("apps/svc{i}.json"));
-        assert!(app.contains(&format!("svc{i}:2.0.0")), "update {i} lost:\n{app}");
+        assert!(
+            app.contains(&format!("svc{i}:2.0.0")),
+            "update {i} lost:\n{app}"
+        );
     }
-    assert_eq!(repo.commit_count("main"), 6, "one commit per run, linear history");
-    assert_eq!(repo.git(&["rev-list", "--merges", "--count", "main"]).trim(), "0");
+    assert_eq!(
+        repo.commit_count("main"),
+        6,
+        "one commit per run, linear history"
+    );
+    assert_eq!(
+        repo.git(&["rev-list", "--merges", "--count", "main"])
+            .trim(),
+        "0"
+    );
 }
 
 #[test]
 fn concurrent_runs_on_one_workdir_serialize() {
     let repo = Repo::new();
     let wd = repo.workdir();
-    let a = spawn(repo.command(&wd, &[]), kv("images/nginx", "1.27", 1).to_string().as_bytes(), None);
-    let b = spawn(repo.command(&wd, &[]), kv("images/redis", "7.4", 2).to_string().as_bytes(), None);
+    let a = spawn(
+        repo.command(&wd, &[]),
+        kv("images/nginx", "1.27", 1).to_string().as_bytes(),
+        None,
+    );
+    let b = spawn(
+        repo.command(&wd, &[]),
+        kv("images/redis", "7.4", 2).to_string().as_bytes(),
+        None,
+    );
     for child in [a, b] {
         let run = finish(child.wait_with_output().unwrap());
         assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     }
     let group = repo.show_str("main", "groups/prod.json");
-    assert!(group.contains("\"nginx:1.27\"") && group.contains("\"redis:7.4\""), "{group}");
+    assert!(
+        group.contains("\"nginx:1.27\"") && group.contains("\"redis:7.4\""),
+        "{group}"
+    );
 }
 
 #[test]
@@ -404,4 +615,53 @@ fn usage_errors_exit_64() {
     }
     let run = repo.run(&kv("images/nginx", "1.27", 1), &["--branch", "nope"]);
     assert_eq!(run.code, 64, "{}", run.stdout);
+}
+
+#[test]
+fn sign_uses_the_users_git_signing_configuration() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = Repo::new();
+    // A stand-in for gpg that speaks git's protocol (status line on fd 2, armored signature on stdout).
+    let gpg = repo.tmp.path().join("fake-gpg");
+    std::fs::write(
+        &gpg,
+        "#!/bin/sh\ncat >/dev/null\nprintf '\\n[GNUPG:] SIG_CREATED D 1 8 00 1 ABC\\n' >&2\nprintf -- '-----BEGIN PGP SIGNATURE-----\\n\\nZmFrZQ==\\n-----END PGP SIGNATURE-----\\n'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&gpg, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = repo.tmp.path().join("gitconfig");
+    std::fs::write(
+        &config,
+        format!(
+            "[gpg]\n\tprogram = {}\n[user]\n\tsigningkey = ABC\n",
+            gpg.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = repo.command(&repo.workdir(), &["--sign"]);
+    cmd.env("GIT_CONFIG_GLOBAL", &config);
+    let run = run_cmd(
+        cmd,
+        kv("images/nginx", "1.27", 1).to_string().as_bytes(),
+        None,
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let raw = repo.git(&["cat-file", "commit", "main"]);
+    assert!(
+        raw.contains("gpgsig -----BEGIN PGP SIGNATURE-----"),
+        "{raw}"
+    );
+    // Without --sign the same setup makes an unsigned commit.
+    let mut cmd = repo.command(&repo.workdir(), &[]);
+    cmd.env("GIT_CONFIG_GLOBAL", &config);
+    assert_eq!(
+        run_cmd(
+            cmd,
+            kv("images/redis", "7.4", 2).to_string().as_bytes(),
+            None
+        )
+        .code,
+        0
+    );
+    assert!(!repo.git(&["cat-file", "commit", "main"]).contains("gpgsig"));
 }

@@ -62,11 +62,24 @@ pub fn fixture_files() -> Vec<(String, Vec<u8>)> {
         ("jobs/simple.json".into(), read("marathon/app-simple.json")),
         ("jobs/cron.json".into(), read("chronos/job-docker.json")),
         ("jobs/api.json".into(), crlf_api.as_bytes().to_vec()),
-        ("jobs/worker.json".into(), compact_worker.as_bytes().to_vec()),
+        (
+            "jobs/worker.json".into(),
+            compact_worker.as_bytes().to_vec(),
+        ),
         ("groups/prod.json".into(), group.as_bytes().to_vec()),
-        ("responses/get-app.json".into(), read("marathon/get-app-response.json")),
-        ("broken.json".into(), b"{\"id\": \"/broken\", \"container\": {\"docker\": {\"image\": \"python:3\"}},}".to_vec()),
-        ("package.json".into(), br#"{"name":"x","image":"python:3"}"#.to_vec()),
+        (
+            "responses/get-app.json".into(),
+            read("marathon/get-app-response.json"),
+        ),
+        (
+            "broken.json".into(),
+            b"{\"id\": \"/broken\", \"container\": {\"docker\": {\"image\": \"python:3\"}},}"
+                .to_vec(),
+        ),
+        (
+            "package.json".into(),
+            br#"{"name":"x","image":"python:3"}"#.to_vec(),
+        ),
         ("README.md".into(), b"image: python:3\n".to_vec()),
     ]
 }
@@ -89,8 +102,12 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     /// (status, target) of every action.
@@ -99,7 +116,12 @@ impl Run {
             .as_array()
             .unwrap()
             .iter()
-            .map(|a| (a["status"].as_str().unwrap().to_string(), a["target"].as_str().unwrap().to_string()))
+            .map(|a| {
+                (
+                    a["status"].as_str().unwrap().to_string(),
+                    a["target"].as_str().unwrap().to_string(),
+                )
+            })
             .collect()
     }
 }
@@ -113,7 +135,16 @@ impl Repo {
         let tmp = tempfile::tempdir().unwrap();
         let bare = tmp.path().join("jobs.git");
         let repo = Repo { tmp, bare };
-        repo.git_in(repo.tmp.path(), &["init", "--quiet", "--bare", "--initial-branch=main", "jobs.git"]);
+        repo.git_in(
+            repo.tmp.path(),
+            &[
+                "init",
+                "--quiet",
+                "--bare",
+                "--initial-branch=main",
+                "jobs.git",
+            ],
+        );
         let seed = repo.tmp.path().join("seed");
         repo.git_in(repo.tmp.path(), &["clone", "--quiet", "jobs.git", "seed"]);
         for (path, bytes) in files {
@@ -138,7 +169,11 @@ impl Repo {
         cmd.args(args).current_dir(dir);
         git_env(&mut cmd, &self.home());
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -149,7 +184,8 @@ impl Repo {
 
     pub fn show(&self, rev: &str, path: &str) -> Vec<u8> {
         let mut cmd = Command::new("git");
-        cmd.args(["show", &format!("{rev}:{path}")]).current_dir(&self.bare);
+        cmd.args(["show", &format!("{rev}:{path}")])
+            .current_dir(&self.bare);
         git_env(&mut cmd, &self.home());
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "git show {rev}:{path}");
@@ -161,11 +197,16 @@ impl Repo {
     }
 
     pub fn head(&self, branch: &str) -> String {
-        self.git(&["rev-parse", &format!("refs/heads/{branch}")]).trim().to_string()
+        self.git(&["rev-parse", &format!("refs/heads/{branch}")])
+            .trim()
+            .to_string()
     }
 
     pub fn commit_count(&self, branch: &str) -> usize {
-        self.git(&["rev-list", "--count", &format!("refs/heads/{branch}")]).trim().parse().unwrap()
+        self.git(&["rev-list", "--count", &format!("refs/heads/{branch}")])
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     pub fn message(&self, rev: &str) -> String {
@@ -211,7 +252,11 @@ impl Repo {
     }
 
     pub fn run_in(&self, workdir: &Path, payload: &Value, extra: &[&str]) -> Run {
-        run_cmd(self.command(workdir, extra), payload.to_string().as_bytes(), Some(4242))
+        run_cmd(
+            self.command(workdir, extra),
+            payload.to_string().as_bytes(),
+            Some(4242),
+        )
     }
 }
 
@@ -219,7 +264,9 @@ pub fn spawn(mut cmd: Command, payload: &[u8], consul_index: Option<u64>) -> std
     if let Some(i) = consul_index {
         cmd.env("CONSUL_INDEX", i.to_string());
     }
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     child.stdin.take().unwrap().write_all(payload).unwrap();
     child
@@ -234,5 +281,9 @@ pub fn finish(out: Output) -> Run {
 }
 
 pub fn run_cmd(cmd: Command, payload: &[u8], consul_index: Option<u64>) -> Run {
-    finish(spawn(cmd, payload, consul_index).wait_with_output().unwrap())
+    finish(
+        spawn(cmd, payload, consul_index)
+            .wait_with_output()
+            .unwrap(),
+    )
 }
