@@ -102,6 +102,20 @@ fn update_from_pair(pair: &KvPair, key_prefix: &str) -> Result<Option<Update>, S
             if image.tag().is_none() && image.digest().is_none() {
                 return Err(format!("value {value:?} has neither a tag nor a digest"));
             }
+            let key_repo = pair
+                .key
+                .strip_prefix(key_prefix)
+                .and_then(|n| ImageRef::parse_name(n).ok());
+            if let Some(key_repo) = key_repo.filter(|k| k.repository() != image.repository()) {
+                // The value decides; the key is only the audit trail. Say so, it is likely a CI slip.
+                log::warn!(
+                    "key {:?} names {} but its value names {}; updating {}",
+                    pair.key,
+                    key_repo.repository(),
+                    image.repository(),
+                    image.repository()
+                );
+            }
             image
         }
     };

@@ -10,6 +10,9 @@ use gitops::{image_sites, TrackedFile};
 
 use crate::entries::Update;
 
+/// Larger JSON files are data, not job definitions, and are not read.
+pub const MAX_FILE_BYTES: u64 = 8 << 20;
+
 /// One job image that runs an updated repository.
 #[derive(Debug, Clone)]
 pub struct Site {
@@ -75,7 +78,12 @@ pub fn scan(root: &Path, files: &[String], updates: &[&Update]) -> Scan {
         return result;
     }
     for file in files {
-        let bytes = match std::fs::read(root.join(file)) {
+        let path = root.join(file);
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_FILE_BYTES) {
+            log::warn!("skipping {file}: larger than {MAX_FILE_BYTES} bytes, not a job definition");
+            continue;
+        }
+        let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) => {
                 log::warn!("skipping {file}: {e}");

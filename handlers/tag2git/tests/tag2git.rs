@@ -113,6 +113,13 @@ fn full_reference_matches_with_docker_normalization_and_keeps_each_files_spellin
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.actions().len(), 2, "{}", run.stdout);
+    // broken.json also names python:3 but is not valid JSON: skipped with a warning, left alone.
+    assert!(
+        run.stderr
+            .contains("skipping broken.json: invalid JSON at line 1"),
+        "{}",
+        run.stderr
+    );
     assert_only(
         &repo,
         &[
