@@ -607,7 +607,9 @@ fn list_apps(inner: &Inner, req: &Request) -> Response {
     let label = req.query("label");
     let st = inner.lock();
     let deps = st.deployment_index();
-    let mut out = Vec::new();
+    let mut out = String::with_capacity(st.apps.len() * 1024 + 16);
+    out.push_str("{\"apps\":[");
+    let mut first = true;
     for e in st.apps.values() {
         let id = e.app["id"].as_str().unwrap_or_default();
         if id_filter.as_ref().is_some_and(|f| !id.contains(f.as_str())) {
@@ -625,9 +627,14 @@ fn list_apps(inner: &Inner, req: &Request) -> Response {
                 Err(m) => return msg(400, &m),
             }
         }
-        out.push(State::app_json(e, &deps, tasks, failure));
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        State::write_app_json(e, &deps, tasks, failure, &mut out);
     }
-    Response::json(200, &json!({ "apps": out }))
+    out.push_str("]}");
+    Response::new(200, "application/json", out)
 }
 
 fn not_found(id: &str) -> Response {
