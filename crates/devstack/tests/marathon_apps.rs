@@ -9,8 +9,10 @@ use common::*;
 use serde_json::{json, Value};
 
 fn simple() -> Value {
-    serde_json::from_str(include_str!("../../../../shared/fixtures/marathon/app-simple.json"))
-        .unwrap()
+    serde_json::from_str(include_str!(
+        "../../../../shared/fixtures/marathon/app-simple.json"
+    ))
+    .unwrap()
 }
 
 #[test]
@@ -26,7 +28,12 @@ fn post_answers_201_with_location_deployment_id_and_zero_counts() {
     let b = r.json();
     assert_eq!(b["id"], "/simple");
     assert_eq!(b["deployments"], json!([{ "id": dep }]));
-    for k in ["tasksStaged", "tasksRunning", "tasksHealthy", "tasksUnhealthy"] {
+    for k in [
+        "tasksStaged",
+        "tasksRunning",
+        "tasksHealthy",
+        "tasksUnhealthy",
+    ] {
         assert_eq!(b[k], 0, "{k}");
     }
     assert_eq!(m.write_count(), 1);
@@ -116,7 +123,10 @@ fn networking_14_is_answered_in_15_form() {
                 {"containerPort": 8080, "hostPort": 0, "servicePort": 9000, "protocol": "tcp"},
                 {"containerPort": 161, "hostPort": 0, "protocol": "udp"}]}}
     });
-    assert_eq!(call("POST", &format!("{}/v2/apps", m.url()), Some(&app)).status, 201);
+    assert_eq!(
+        call("POST", &format!("{}/v2/apps", m.url()), Some(&app)).status,
+        201
+    );
     let got = m.app("/bridged-webapp").unwrap();
     assert_eq!(got["networks"], json!([{"mode": "container/bridge"}]));
     let docker = &got["container"]["docker"];
@@ -227,7 +237,11 @@ fn change_while_deploying_is_409_locked_unless_force() {
     assert_eq!(r.json()["deployments"], json!([{ "id": dep }]));
     assert_eq!(m.app("/locked").unwrap()["cmd"], "x");
     // force=true cancels the running deployment and starts a new one.
-    let r = call("PUT", &format!("{url}?force=true"), Some(&json!({"cmd": "y"})));
+    let r = call(
+        "PUT",
+        &format!("{url}?force=true"),
+        Some(&json!({"cmd": "y"})),
+    );
     assert_eq!(r.status, 200);
     let dep2 = r.json()["deploymentId"].as_str().unwrap().to_string();
     let deps = call("GET", &format!("{}/v2/deployments", m.url()), None).json();
@@ -270,7 +284,11 @@ fn validation_errors_have_marathons_422_shape() {
     let r = call("POST", &url, Some(&json!({"id": "/a/tasks", "cmd": "x"})));
     assert_eq!(r.status, 422);
     assert!(r.body.contains("reserved keywords"), "{}", r.body);
-    let r = call("POST", &url, Some(&json!({"id": "neg", "cmd": "x", "instances": -1})));
+    let r = call(
+        "POST",
+        &url,
+        Some(&json!({"id": "neg", "cmd": "x", "instances": -1})),
+    );
     assert_eq!(r.status, 422);
     assert_eq!(
         r.json()["details"],
@@ -305,7 +323,10 @@ fn bad_json_is_400_invalid_json() {
     assert_eq!(r.status, 400);
     let b = r.json();
     assert_eq!(b["message"], "Invalid JSON");
-    assert!(b["details"].is_string(), "syntax errors carry a string: {b}");
+    assert!(
+        b["details"].is_string(),
+        "syntax errors carry a string: {b}"
+    );
     let r = call("POST", &url, Some(&json!({"id": 5, "cmd": "x"})));
     assert_eq!(r.status, 400);
     assert_eq!(
@@ -319,8 +340,16 @@ fn bad_json_is_400_invalid_json() {
 fn list_embeds_counts_always_tasks_on_request_and_filters() {
     let m = start();
     let url = format!("{}/v2/apps", m.url());
-    call("POST", &url, Some(&json!({"id": "a", "cmd": "x", "labels": {"consul": "web"}})));
-    call("POST", &url, Some(&json!({"id": "b", "cmd": "x", "labels": {"consul": "api"}})));
+    call(
+        "POST",
+        &url,
+        Some(&json!({"id": "a", "cmd": "x", "labels": {"consul": "web"}})),
+    );
+    call(
+        "POST",
+        &url,
+        Some(&json!({"id": "b", "cmd": "x", "labels": {"consul": "api"}})),
+    );
     call("POST", &url, Some(&json!({"id": "c", "cmd": "x"})));
     let all = call("GET", &url, None).json();
     assert_eq!(all["apps"].as_array().unwrap().len(), 3);
@@ -387,7 +416,10 @@ fn leader_info_and_ping() {
     let r = call("GET", &format!("{}/ping", m.url()), None);
     assert_eq!(r.body, "pong");
     assert!(r.header("Content-Type").unwrap().starts_with("text/plain"));
-    assert_eq!(call("GET", &format!("{}/v2/ping", m.url()), None).status, 404);
+    assert_eq!(
+        call("GET", &format!("{}/v2/ping", m.url()), None).status,
+        404
+    );
 }
 
 #[test]
@@ -400,11 +432,21 @@ fn faults_and_counters() {
             body: "down".into(),
         },
     );
-    assert_eq!(call("GET", &format!("{}/v2/apps", m.url()), None).status, 503);
-    assert_eq!(call("GET", &format!("{}/v2/apps", m.url()), None).status, 200);
+    assert_eq!(
+        call("GET", &format!("{}/v2/apps", m.url()), None).status,
+        503
+    );
+    assert_eq!(
+        call("GET", &format!("{}/v2/apps", m.url()), None).status,
+        200
+    );
     assert_eq!(m.request_count(), 1);
     assert_eq!(m.write_count(), 0);
-    call("PUT", &format!("{}/v2/apps/w", m.url()), Some(&json!({"cmd": "x"})));
+    call(
+        "PUT",
+        &format!("{}/v2/apps/w", m.url()),
+        Some(&json!({"cmd": "x"})),
+    );
     assert_eq!(m.write_count(), 1);
 }
 

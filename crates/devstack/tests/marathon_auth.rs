@@ -16,7 +16,10 @@ fn basic_auth_challenges_with_the_mesosphere_realm() {
     .unwrap();
     let r = call("GET", &format!("{}/v2/apps", m.url()), None);
     assert_eq!(r.status, 401);
-    assert_eq!(r.header("WWW-Authenticate"), Some("Basic realm=\"Mesosphere\""));
+    assert_eq!(
+        r.header("WWW-Authenticate"),
+        Some("Basic realm=\"Mesosphere\"")
+    );
     let r = call_with(
         "GET",
         &format!("{}/v2/apps", m.url()),
@@ -43,9 +46,18 @@ fn token_auth_accepts_token_and_bearer_forms() {
     .unwrap();
     let url = format!("{}/v2/apps", m.url());
     assert_eq!(call("GET", &url, None).status, 401);
-    assert_eq!(call_with("GET", &url, None, &[("Authorization", "token=t0k")]).status, 200);
-    assert_eq!(call_with("GET", &url, None, &[("Authorization", "Bearer t0k")]).status, 200);
-    assert_eq!(call_with("GET", &url, None, &[("Authorization", "Bearer no")]).status, 401);
+    assert_eq!(
+        call_with("GET", &url, None, &[("Authorization", "token=t0k")]).status,
+        200
+    );
+    assert_eq!(
+        call_with("GET", &url, None, &[("Authorization", "Bearer t0k")]).status,
+        200
+    );
+    assert_eq!(
+        call_with("GET", &url, None, &[("Authorization", "Bearer no")]).status,
+        401
+    );
 }
 
 #[test]

@@ -142,7 +142,11 @@ impl Stream {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut chunk = [0u8; 8192];
         loop {
-            assert!(Instant::now() < deadline, "stream still open: {:?}", self.buf);
+            assert!(
+                Instant::now() < deadline,
+                "stream still open: {:?}",
+                self.buf
+            );
             match self.conn.read(&mut chunk) {
                 Ok(0) => return,
                 Ok(n) => self.buf.push_str(&String::from_utf8_lossy(&chunk[..n])),

@@ -25,12 +25,25 @@ fn stream_has_jetty_headers_crlf_frames_and_attached_first() {
     s.wait_for("event_stream_attached");
     let (head, body) = s.buf.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-    assert!(head.contains("\r\nContent-Type: text/event-stream;charset=utf-8"), "{head}");
+    assert!(
+        head.contains("\r\nContent-Type: text/event-stream;charset=utf-8"),
+        "{head}"
+    );
     assert!(head.contains("\r\nConnection: close"), "{head}");
-    assert!(!head.to_ascii_lowercase().contains("content-length"), "{head}");
-    assert!(body.starts_with("event: event_stream_attached\r\ndata: {"), "{body}");
+    assert!(
+        !head.to_ascii_lowercase().contains("content-length"),
+        "{head}"
+    );
+    assert!(
+        body.starts_with("event: event_stream_attached\r\ndata: {"),
+        "{body}"
+    );
     // Creating an app shows its task starting, framed like the fixture.
-    call("POST", &format!("{}/v2/apps", m.url()), Some(&json!({"id": "e", "cmd": "x"})));
+    call(
+        "POST",
+        &format!("{}/v2/apps", m.url()),
+        Some(&json!({"id": "e", "cmd": "x"})),
+    );
     s.wait_for("deployment_success");
     let ups = s.events("status_update_event");
     assert_eq!(ups.len(), 1, "{}", s.buf);
@@ -38,7 +51,16 @@ fn stream_has_jetty_headers_crlf_frames_and_attached_first() {
     assert_eq!(ev["taskStatus"], "TASK_RUNNING");
     assert_eq!(ev["appId"], "/e");
     assert_eq!(ev["eventType"], "status_update_event");
-    for k in ["slaveId", "taskId", "message", "host", "ipAddresses", "ports", "version", "timestamp"] {
+    for k in [
+        "slaveId",
+        "taskId",
+        "message",
+        "host",
+        "ipAddresses",
+        "ports",
+        "version",
+        "timestamp",
+    ] {
         assert!(ev.get(k).is_some(), "{k} in {ev}");
     }
     assert_eq!(s.events("api_post_event")[0]["appDefinition"]["id"], "/e");
@@ -74,7 +96,10 @@ fn event_type_filter_only_delivers_the_requested_types() {
     let app = json!({"id": "f", "cmd": "x", "healthChecks": [{"protocol": "HTTP"}]});
     call("POST", &format!("{}/v2/apps", m.url()), Some(&app));
     s.wait_for("health_status_changed_event");
-    let task = m.app("/f").unwrap()["tasks"][0]["id"].as_str().unwrap().to_string();
+    let task = m.app("/f").unwrap()["tasks"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     m.kill_task(&task, "TASK_FAILED");
     s.wait_for("TASK_FAILED");
     let health = s.events("health_status_changed_event");
@@ -83,7 +108,12 @@ fn event_type_filter_only_delivers_the_requested_types() {
         health[0]["instanceId"].as_str().unwrap(),
         task.strip_suffix("._app.1").unwrap()
     );
-    for other in ["event_stream_attached", "deployment_info", "api_post_event", "deployment_success"] {
+    for other in [
+        "event_stream_attached",
+        "deployment_info",
+        "api_post_event",
+        "deployment_success",
+    ] {
         assert!(!s.buf.contains(other), "{other} leaked: {}", s.buf);
     }
 }
@@ -95,9 +125,17 @@ fn slow_deployment_reports_running_tasks_without_any_request() {
         ..MarathonOptions::default()
     })
     .unwrap();
-    let mut s = Stream::open(m.addr(), "/v2/events?event_type=status_update_event", "text/event-stream");
+    let mut s = Stream::open(
+        m.addr(),
+        "/v2/events?event_type=status_update_event",
+        "text/event-stream",
+    );
     s.wait_for("\r\n\r\n");
-    call("POST", &format!("{}/v2/apps", m.url()), Some(&json!({"id": "g", "cmd": "x"})));
+    call(
+        "POST",
+        &format!("{}/v2/apps", m.url()),
+        Some(&json!({"id": "g", "cmd": "x"})),
+    );
     s.wait_for("TASK_RUNNING");
 }
 

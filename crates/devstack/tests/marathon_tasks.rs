@@ -26,7 +26,11 @@ fn tasks_stage_during_deployment_and_run_after_it() {
     let a = m.app("/grp/web").unwrap();
     assert_eq!(a["tasksStaged"], 3);
     assert_eq!(a["tasksRunning"], 0);
-    assert!(a["tasks"].as_array().unwrap().iter().all(|t| t["state"] == "TASK_STAGING"));
+    assert!(a["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["state"] == "TASK_STAGING"));
     m.finish_deployments();
     let a = m.app("/grp/web").unwrap();
     assert_eq!(a["tasksRunning"], 3);
@@ -66,8 +70,14 @@ fn scaling_keeps_tasks_and_config_change_replaces_them() {
     let a = m.app("/s").unwrap();
     let scaled = task_ids(&a);
     assert_eq!(scaled.len(), 3);
-    assert!(first.iter().all(|t| scaled.contains(t)), "scale-up keeps tasks");
-    assert_ne!(a["versionInfo"]["lastScalingAt"], a["versionInfo"]["lastConfigChangeAt"]);
+    assert!(
+        first.iter().all(|t| scaled.contains(t)),
+        "scale-up keeps tasks"
+    );
+    assert_ne!(
+        a["versionInfo"]["lastScalingAt"],
+        a["versionInfo"]["lastConfigChangeAt"]
+    );
     call("PUT", &url, Some(&json!({"instances": 1})));
     let down = task_ids(&m.app("/s").unwrap());
     assert_eq!(down, [first[0].clone()], "YOUNGEST_FIRST kills the newest");
@@ -82,7 +92,11 @@ fn scaling_keeps_tasks_and_config_change_replaces_them() {
 #[test]
 fn failed_task_is_replaced_and_recorded_as_last_failure() {
     let m = start();
-    call("PUT", &format!("{}/v2/apps/f", m.url()), Some(&json!({"cmd": "x", "instances": 2})));
+    call(
+        "PUT",
+        &format!("{}/v2/apps/f", m.url()),
+        Some(&json!({"cmd": "x", "instances": 2})),
+    );
     let before = task_ids(&m.app("/f").unwrap());
     m.kill_task(&before[0], "TASK_FAILED");
     let a = m.app("/f").unwrap();
@@ -97,7 +111,11 @@ fn failed_task_is_replaced_and_recorded_as_last_failure() {
 #[test]
 fn host_down_loses_and_replaces_its_tasks_elsewhere() {
     let m = start();
-    call("PUT", &format!("{}/v2/apps/h", m.url()), Some(&json!({"cmd": "x", "instances": 3})));
+    call(
+        "PUT",
+        &format!("{}/v2/apps/h", m.url()),
+        Some(&json!({"cmd": "x", "instances": 3})),
+    );
     m.set_host_down("10.0.0.2");
     let a = m.app("/h").unwrap();
     let hosts: Vec<&str> = a["tasks"]
@@ -120,7 +138,13 @@ fn unhealthy_task_is_counted_and_reported() {
     let a = m.app("/hc").unwrap();
     assert_eq!(a["tasksHealthy"], 1);
     assert_eq!(a["tasksUnhealthy"], 1);
-    let t = a["tasks"].as_array().unwrap().iter().find(|t| t["id"] == ids[1].as_str()).unwrap().clone();
+    let t = a["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == ids[1].as_str())
+        .unwrap()
+        .clone();
     assert_eq!(t["healthCheckResults"][0]["alive"], false);
     let r = call("GET", &format!("{}/v2/apps/hc/tasks", m.url()), None).json();
     assert_eq!(r["tasks"].as_array().unwrap().len(), 2);
@@ -129,8 +153,15 @@ fn unhealthy_task_is_counted_and_reported() {
 #[test]
 fn delete_kills_every_task() {
     let m = start();
-    call("PUT", &format!("{}/v2/apps/d", m.url()), Some(&json!({"cmd": "x", "instances": 2})));
-    assert_eq!(call("DELETE", &format!("{}/v2/apps/d", m.url()), None).status, 200);
+    call(
+        "PUT",
+        &format!("{}/v2/apps/d", m.url()),
+        Some(&json!({"cmd": "x", "instances": 2})),
+    );
+    assert_eq!(
+        call("DELETE", &format!("{}/v2/apps/d", m.url()), None).status,
+        200
+    );
     assert!(m.app("/d").is_none());
     let all = call("GET", &format!("{}/v2/tasks", m.url()), None).json();
     assert_eq!(all["tasks"], json!([]));

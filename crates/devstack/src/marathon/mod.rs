@@ -375,7 +375,10 @@ fn encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'_' | b'.' | b'~' | b'*' | b',' | b':' | b'@' | b'!' | b'(' | b')')
+            || matches!(
+                b,
+                b'-' | b'_' | b'.' | b'~' | b'*' | b',' | b':' | b'@' | b'!' | b'(' | b')'
+            )
             || (keep_slash && b == b'/')
         {
             out.push(b as char);
@@ -596,7 +599,7 @@ fn parse_set(s: &str) -> Result<Vec<&str>, String> {
 fn embeds(req: &Request) -> (bool, bool) {
     let e = req.query_all("embed");
     let tasks = e.iter().any(|v| *v == "apps.tasks" || *v == "app.tasks");
-    let failure = e.iter().any(|v| *v == "apps.lastTaskFailure");
+    let failure = e.contains(&"apps.lastTaskFailure");
     (tasks, failure)
 }
 
@@ -657,7 +660,10 @@ fn show_app(inner: &Inner, raw_id: &str) -> Response {
     let id = normalize::absolute_id(raw_id);
     match st.apps.get(&id) {
         // "deprecated. For compatibility": counts, tasks, lastTaskFailure, deployments always.
-        Some(e) => Response::json(200, &json!({ "app": State::app_json(e, &deps, true, true) })),
+        Some(e) => Response::json(
+            200,
+            &json!({ "app": State::app_json(e, &deps, true, true) }),
+        ),
         None => not_found(&id),
     }
 }
@@ -780,7 +786,12 @@ fn create_app(inner: &Inner, req: &Request) -> Response {
     let stored = st.apps[&id].app.clone();
     api_post_event(&mut st, "/v2/apps", &stored);
     let mut out = stored;
-    for k in ["tasksStaged", "tasksRunning", "tasksHealthy", "tasksUnhealthy"] {
+    for k in [
+        "tasksStaged",
+        "tasksRunning",
+        "tasksHealthy",
+        "tasksUnhealthy",
+    ] {
         out.insert(k.into(), json!(0));
     }
     out.insert("deployments".into(), json!([{ "id": dep }]));
@@ -941,7 +952,10 @@ fn events(inner: &Arc<Inner>, req: &Request) -> Response {
             return Response::Drop;
         }
         st.subscribers.push(state::Subscriber { tx, filter });
-        st.emit("event_stream_attached", json!({"remoteAddress": "127.0.0.1"}));
+        st.emit(
+            "event_stream_attached",
+            json!({"remoteAddress": "127.0.0.1"}),
+        );
     }
     let heartbeat = inner.opts.heartbeat.max(Duration::from_millis(1));
     let leader = format!("http://{}", inner.addr());
@@ -949,7 +963,10 @@ fn events(inner: &Arc<Inner>, req: &Request) -> Response {
         let head = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream;charset=utf-8\r\nConnection: close\r\nX-Marathon-Leader: {leader}\r\n\r\n"
         );
-        if w.write_all(head.as_bytes()).and_then(|_| w.flush()).is_err() {
+        if w.write_all(head.as_bytes())
+            .and_then(|_| w.flush())
+            .is_err()
+        {
             return;
         }
         loop {

@@ -44,8 +44,7 @@ impl Rejection {
 }
 
 /// The PathId segment pattern, printed in the validation message (state/PathId.scala).
-pub(crate) const ID_SEGMENT_PATTERN: &str =
-    r"^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])|(\.|\.\.)$";
+pub(crate) const ID_SEGMENT_PATTERN: &str = r"^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])|(\.|\.\.)$";
 
 /// Last segments Marathon reserves for its own sub-resources (state/PathId.scala).
 const RESERVED: [&str; 5] = ["restart", "tasks", "versions", ".", ".."];
@@ -196,7 +195,10 @@ pub(crate) fn validation_errors(app: &Map<String, Value>) -> Vec<(String, String
     }
     for k in ["cpus", "mem", "disk"] {
         if app.get(k).and_then(Value::as_f64).is_some_and(|f| f < 0.0) {
-            errs.push((format!("/{k}"), "got a negative value, expected 0 or more".into()));
+            errs.push((
+                format!("/{k}"),
+                "got a negative value, expected 0 or more".into(),
+            ));
         }
     }
     let non_empty = |k: &str| match app.get(k) {
@@ -313,9 +315,11 @@ pub(crate) fn normalize(
 /// 1.4 networking (`container.docker.network`, `docker.portMappings`, `ipAddress`) → 1.5
 /// (`networks`, `container.portMappings`): "1.5+ will always reply with the 1.5 version".
 fn convert_14_networking(app: &mut Map<String, Value>) {
-    let ip_network = app
-        .remove("ipAddress")
-        .and_then(|ip| ip.get("networkName").and_then(Value::as_str).map(str::to_string));
+    let ip_network = app.remove("ipAddress").and_then(|ip| {
+        ip.get("networkName")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
     let mut networks: Option<Value> = None;
     if let Some(docker) = app
         .get_mut("container")
@@ -361,9 +365,11 @@ fn migrate_uris(app: &mut Map<String, Value>) {
                 .iter()
                 .filter_map(Value::as_str)
                 .map(|u| {
-                    let extract = [".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz", ".zip"]
-                        .iter()
-                        .any(|e| u.ends_with(e));
+                    let extract = [
+                        ".tgz", ".tar.gz", ".tbz2", ".tar.bz2", ".txz", ".tar.xz", ".zip",
+                    ]
+                    .iter()
+                    .any(|e| u.ends_with(e));
                     json!({"uri": u, "extract": extract, "executable": false, "cache": false})
                 })
                 .collect();
@@ -413,7 +419,10 @@ fn normalize_container(app: &mut Map<String, Value>) {
 fn is_host_networking(app: &Map<String, Value>) -> bool {
     app.get("networks")
         .and_then(Value::as_array)
-        .is_none_or(|ns| ns.iter().all(|n| n.get("mode").and_then(Value::as_str) == Some("host")))
+        .is_none_or(|ns| {
+            ns.iter()
+                .all(|n| n.get("mode").and_then(Value::as_str) == Some("host"))
+        })
 }
 
 fn normalize_ports(app: &mut Map<String, Value>, ports: &mut dyn PortAllocator) {
@@ -473,13 +482,20 @@ fn normalize_ports(app: &mut Map<String, Value>, ports: &mut dyn PortAllocator) 
 pub(crate) fn service_ports(app: &Map<String, Value>) -> Vec<u64> {
     let from = |v: Option<&Value>, key: &str| -> Vec<u64> {
         v.and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|p| p.get(key).and_then(Value::as_u64)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.get(key).and_then(Value::as_u64))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     if is_host_networking(app) {
         from(app.get("portDefinitions"), "port")
     } else {
-        from(app.get("container").and_then(|c| c.get("portMappings")), "servicePort")
+        from(
+            app.get("container").and_then(|c| c.get("portMappings")),
+            "servicePort",
+        )
     }
 }
 

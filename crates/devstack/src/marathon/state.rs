@@ -194,7 +194,12 @@ impl State {
             host,
             ports,
             service_ports: normalize::service_ports(app),
-            state: if running { "TASK_RUNNING" } else { "TASK_STAGING" }.into(),
+            state: if running {
+                "TASK_RUNNING"
+            } else {
+                "TASK_STAGING"
+            }
+            .into(),
             staged_at: now.clone(),
             started_at: running.then(|| now.clone()),
             version,
@@ -257,7 +262,11 @@ impl State {
         };
         let app = entry.app.clone();
         let cur = Self::config_version(&app);
-        let have = entry.tasks.iter().filter(|t| t.config_version == cur).count();
+        let have = entry
+            .tasks
+            .iter()
+            .filter(|t| t.config_version == cur)
+            .count();
         let want = app["instances"].as_u64().unwrap_or(0) as usize;
         for _ in have..want {
             let Some(t) = self.new_task(&app, false) else {
@@ -303,7 +312,9 @@ impl State {
         let want = entry.app["instances"].as_u64().unwrap_or(0) as usize;
         let youngest_first = entry.app["killSelection"] != "OLDEST_FIRST";
         let staged: Vec<usize> = (0..entry.tasks.len())
-            .filter(|&i| entry.tasks[i].state == "TASK_STAGING" && entry.tasks[i].config_version == cur)
+            .filter(|&i| {
+                entry.tasks[i].state == "TASK_STAGING" && entry.tasks[i].config_version == cur
+            })
             .collect();
         for i in staged {
             self.start_task(app_id, i);
@@ -406,8 +417,14 @@ impl State {
         };
         let id = d.id.clone();
         let plan = Self::plan_json(&d);
-        let step = plan["steps"].get(0).cloned().unwrap_or(json!({"actions": []}));
-        self.emit("deployment_info", json!({"plan": plan, "currentStep": step}));
+        let step = plan["steps"]
+            .get(0)
+            .cloned()
+            .unwrap_or(json!({"actions": []}));
+        self.emit(
+            "deployment_info",
+            json!({"plan": plan, "currentStep": step}),
+        );
         self.deployments.push(d);
         id
     }
@@ -503,7 +520,10 @@ impl State {
     /// observable for the configured duration.
     pub(crate) fn delete_app(&mut self, app_id: &str) -> (String, String) {
         let version = self.next_version();
-        let entry = self.apps.get(app_id).map(|e| (e.app.clone(), e.tasks.clone()));
+        let entry = self
+            .apps
+            .get(app_id)
+            .map(|e| (e.app.clone(), e.tasks.clone()));
         if let Some((_, tasks)) = &entry {
             for t in tasks {
                 self.remove_task(app_id, &t.id, "TASK_KILLED", "");
@@ -580,7 +600,11 @@ impl State {
     fn find_task(&self, task_id: &str) -> Option<String> {
         self.apps
             .iter()
-            .find(|(_, e)| e.tasks.iter().any(|t| t.id == task_id || t.instance_id == task_id))
+            .find(|(_, e)| {
+                e.tasks
+                    .iter()
+                    .any(|t| t.id == task_id || t.instance_id == task_id)
+            })
             .map(|(id, _)| id.clone())
     }
 

@@ -212,11 +212,7 @@ impl Period {
         let nm = (total_months.rem_euclid(12) + 1) as u32;
         let nd = d.min(days_in_month(ny, nm));
         let days = days_from_civil(ny, nm, nd) + self.weeks * 7 + self.days;
-        days * 86_400_000
-            + rem
-            + self.hours * 3_600_000
-            + self.minutes * 60_000
-            + self.millis
+        days * 86_400_000 + rem + self.hours * 3_600_000 + self.minutes * 60_000 + self.millis
     }
 
     /// True when the period adds no time (Chronos rejects such schedules as unparseable).
