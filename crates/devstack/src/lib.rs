@@ -11,3 +11,4 @@ pub mod consul;
 pub mod http;
 pub mod marathon;
 pub mod runner;
+pub mod git2consul;
