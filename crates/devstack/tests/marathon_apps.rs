@@ -466,3 +466,26 @@ fn ten_thousand_seeded_apps_list_quickly() {
     eprintln!("GET took {took:?}");
     assert!(took < std::time::Duration::from_secs(3), "{took:?}");
 }
+
+#[test]
+fn full_replacement_keeps_dynamic_service_ports_and_tasks() {
+    // GroupManager.assignDynamicServicePorts: "if the app uses dynamic ports (0), it will get
+    // always the same ports assigned", so an identical PUT?partialUpdate=false restarts nothing.
+    let m = start();
+    let url = format!("{}/v2/apps/stable?partialUpdate=false", m.url());
+    let def = json!({"id": "/stable", "cmd": "x", "instances": 2});
+    assert_eq!(call("PUT", &url, Some(&def)).status, 201);
+    // Another app takes the next free port in between.
+    call(
+        "PUT",
+        &format!("{}/v2/apps/other", m.url()),
+        Some(&json!({"cmd": "y"})),
+    );
+    let before = m.app("/stable").unwrap();
+    assert_eq!(call("PUT", &url, Some(&def)).status, 200);
+    let after = m.app("/stable").unwrap();
+    assert_eq!(before["portDefinitions"], after["portDefinitions"]);
+    assert_eq!(before["tasks"], after["tasks"]);
+    assert_eq!(before["versionInfo"], after["versionInfo"]);
+    assert_ne!(before["version"], after["version"]);
+}

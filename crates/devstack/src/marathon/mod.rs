@@ -124,13 +124,13 @@ impl Marathon {
         self.server.faults()
     }
 
-    /// All apps as `GET /v2/apps?embed=apps.tasks&embed=apps.lastTaskFailure` shows them.
+    /// All apps as `GET /v2/apps?embed=apps.tasks` shows them.
     pub fn apps(&self) -> Vec<Value> {
         let st = self.inner.lock();
         let deps = st.deployment_index();
         st.apps
             .values()
-            .map(|e| State::app_json(e, &deps, true, true))
+            .map(|e| State::app_json(e, &deps, true, false))
             .collect()
     }
 

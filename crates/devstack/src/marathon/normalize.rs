@@ -499,6 +499,32 @@ pub(crate) fn service_ports(app: &Map<String, Value>) -> Vec<u64> {
     }
 }
 
+/// Non-zero service ports a raw (not yet normalized) definition asks for.
+pub(crate) fn explicit_service_ports(app: &Map<String, Value>) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut collect = |v: Option<&Value>, key: &str| {
+        for p in v.and_then(Value::as_array).into_iter().flatten() {
+            let n = if key.is_empty() {
+                p.as_u64()
+            } else {
+                p.get(key).and_then(Value::as_u64)
+            };
+            out.extend(n.filter(|n| *n != 0));
+        }
+    };
+    collect(app.get("portDefinitions"), "port");
+    collect(app.get("ports"), "");
+    let container = app.get("container");
+    collect(container.and_then(|c| c.get("portMappings")), "servicePort");
+    collect(
+        container
+            .and_then(|c| c.get("docker"))
+            .and_then(|d| d.get("portMappings")),
+        "servicePort",
+    );
+    out
+}
+
 /// Host ports a task needs: one per port definition, or per port mapping that asks for a host
 /// port (bridge mode); a fixed non-zero `hostPort` is kept.
 pub(crate) fn host_port_requests(app: &Map<String, Value>) -> Vec<u64> {

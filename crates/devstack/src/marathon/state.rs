@@ -71,11 +71,21 @@ pub(crate) struct State {
     task_seq: u64,
 }
 
-struct Ports<'a>(&'a mut u64);
+/// Service-port allocation as GroupManager.assignDynamicServicePorts does it: an app that
+/// replaces an older version first gets the old version's dynamic ports back ("if the app uses
+/// dynamic ports (0), it will get always the same ports assigned"), then fresh ones.
+struct Ports<'a> {
+    next: &'a mut u64,
+    reuse: std::collections::VecDeque<u64>,
+}
+
 impl PortAllocator for Ports<'_> {
     fn service_port(&mut self) -> u64 {
-        let p = *self.0;
-        *self.0 = if p >= 20000 { 10000 } else { p + 1 };
+        if let Some(p) = self.reuse.pop_front() {
+            return p;
+        }
+        let p = *self.next;
+        *self.next = if p >= 20000 { 10000 } else { p + 1 };
         p
     }
 }
@@ -110,7 +120,21 @@ impl State {
     }
 
     pub(crate) fn normalize(&mut self, app: App) -> App {
-        normalize::normalize(app, &mut Ports(&mut self.next_service_port))
+        let id = normalize::absolute_id(app.get("id").and_then(Value::as_str).unwrap_or(""));
+        let explicit = normalize::explicit_service_ports(&app);
+        let reuse = self
+            .apps
+            .get(&id)
+            .map(|e| normalize::service_ports(&e.app))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| (10000..=20000).contains(p) && !explicit.contains(p))
+            .collect();
+        let mut ports = Ports {
+            next: &mut self.next_service_port,
+            reuse,
+        };
+        normalize::normalize(app, &mut ports)
     }
 
     // ---- events ----
