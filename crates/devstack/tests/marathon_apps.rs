@@ -489,3 +489,39 @@ fn full_replacement_keeps_dynamic_service_ports_and_tasks() {
     assert_eq!(before["versionInfo"], after["versionInfo"]);
     assert_ne!(before["version"], after["version"]);
 }
+
+#[test]
+fn bulk_put_is_one_deployment_for_all_apps() {
+    let m = start_slow();
+    let url = format!("{}/v2/apps", m.url());
+    let r = call(
+        "PUT",
+        &url,
+        Some(&json!([{"id": "/bulk/a", "cmd": "x"}, {"id": "bulk/b", "cmd": "y"}])),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let dep = r.json()["deploymentId"].as_str().unwrap().to_string();
+    let deps = call("GET", &format!("{}/v2/deployments", m.url()), None).json();
+    assert_eq!(deps.as_array().unwrap().len(), 1);
+    assert_eq!(deps[0]["id"], dep.as_str());
+    assert_eq!(deps[0]["affectedApps"], json!(["/bulk/a", "/bulk/b"]));
+    assert_eq!(
+        m.app("/bulk/b").unwrap()["deployments"],
+        json!([{ "id": dep }])
+    );
+    // Locked apps refuse a second bulk change; an element without id is refused.
+    assert_eq!(
+        call("PUT", &url, Some(&json!([{"id": "/bulk/a", "cmd": "z"}]))).status,
+        409
+    );
+    let r = call("PUT", &url, Some(&json!([{"cmd": "z"}])));
+    assert_eq!(r.status, 422);
+    assert!(
+        r.body.contains("App Update must have app id set"),
+        "{}",
+        r.body
+    );
+    m.finish_deployments();
+    assert_eq!(m.apps().len(), 2);
+    assert_eq!(m.app("/bulk/a").unwrap()["tasksRunning"], 1);
+}

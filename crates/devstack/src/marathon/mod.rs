@@ -256,6 +256,7 @@ fn route(inner: &Arc<Inner>, req: Request) -> Response {
         ("GET", "/v2/events") => events(inner, &req),
         ("GET", "/v2/apps") => list_apps(inner, &req),
         ("POST", "/v2/apps") => write(inner, || create_app(inner, &req)),
+        ("PUT", "/v2/apps") => write(inner, || bulk_update(inner, &req)),
         ("GET", "/v2/deployments") => {
             let st = inner.lock();
             let list: Vec<Value> = st.deployments.iter().map(State::deployment_json).collect();
@@ -845,22 +846,7 @@ fn update_app(inner: &Inner, req: &Request, raw_id: &str, patch: bool) -> Respon
         let (dep, version) = st.put_app(old);
         return deployed(200, &dep, &version);
     }
-    let merged = match (&existing, partial) {
-        (Some(old), true) => {
-            let mut m = old.clone();
-            m.remove("version");
-            m.remove("versionInfo");
-            for (k, v) in body {
-                if !v.is_null() {
-                    m.insert(k, v);
-                }
-            }
-            m
-        }
-        _ => body,
-    };
-    let mut merged = merged;
-    merged.insert("id".into(), json!(id));
+    let merged = merge(existing.as_ref(), body, partial, &id);
     drop(st);
     if let Err(r) = check(&merged) {
         return r;
@@ -875,6 +861,106 @@ fn update_app(inner: &Inner, req: &Request, raw_id: &str, patch: bool) -> Respon
     let stored = st.apps[&id].app.clone();
     api_post_event(&mut st, &format!("/v2/apps{id}"), &stored);
     deployed(if created { 201 } else { 200 }, &dep, &version)
+}
+
+/// `PUT /v2/apps` with an array: create-or-update several apps in ONE deployment
+/// (AppsResource.replaceMultiple); every element needs an `id`.
+fn bulk_update(inner: &Inner, req: &Request) -> Response {
+    let items = match serde_json::from_slice::<Value>(&req.body) {
+        Ok(Value::Array(items)) => items,
+        Ok(_) => {
+            return normalize::Rejection::InvalidJson(vec![(
+                String::new(),
+                "error.expected.jsarray".into(),
+            )])
+            .into()
+        }
+        Err(e) => {
+            return Response::json(
+                400,
+                &json!({"message": "Invalid JSON", "details": e.to_string()}),
+            )
+        }
+    };
+    let partial = flag(req, "partialUpdate", true);
+    let force = flag(req, "force", false);
+    let mut st = inner.lock();
+    let mut defs = Vec::new();
+    for item in items {
+        let Value::Object(body) = item else {
+            return normalize::Rejection::InvalidJson(vec![(
+                String::new(),
+                "error.expected.jsobject".into(),
+            )])
+            .into();
+        };
+        let Some(id) = body
+            .get("id")
+            .and_then(Value::as_str)
+            .map(normalize::absolute_id)
+        else {
+            return normalize::Rejection::Invalid(vec![(
+                "/id".into(),
+                "App Update must have app id set".into(),
+            )])
+            .into();
+        };
+        let errs = normalize::type_errors(&body);
+        if !errs.is_empty() {
+            return normalize::Rejection::InvalidJson(errs).into();
+        }
+        let merged = merge(st.apps.get(&id).map(|e| &e.app), body, partial, &id);
+        if let Err(r) = check(&merged) {
+            return r;
+        }
+        defs.push((id, merged));
+    }
+    let locked_ids: Vec<String> = defs
+        .iter()
+        .flat_map(|(id, _)| st.deployments_of(id))
+        .collect();
+    if !locked_ids.is_empty() {
+        if !force {
+            return locked(locked_ids);
+        }
+        for (id, _) in &defs {
+            st.cancel_deployments_of(id);
+        }
+    }
+    let version = st.next_version();
+    let mut parts = Vec::new();
+    for (_, def) in defs {
+        let app = st.normalize(def);
+        parts.push(st.apply(app, false, &version));
+    }
+    let dep = st.start_deployment(&version, parts);
+    deployed(200, &dep, &version)
+}
+
+/// The definition a PUT asks for: merged over the current one when `partial` (the default),
+/// else the body alone; the path id wins.
+fn merge(
+    existing: Option<&Map<String, Value>>,
+    body: Map<String, Value>,
+    partial: bool,
+    id: &str,
+) -> Map<String, Value> {
+    let mut m = match (existing, partial) {
+        (Some(old), true) => {
+            let mut m = old.clone();
+            m.remove("version");
+            m.remove("versionInfo");
+            for (k, v) in body {
+                if !v.is_null() {
+                    m.insert(k, v);
+                }
+            }
+            m
+        }
+        _ => body,
+    };
+    m.insert("id".into(), json!(id));
+    m
 }
 
 fn delete_app(inner: &Inner, req: &Request, raw_id: &str) -> Response {

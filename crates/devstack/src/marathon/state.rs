@@ -42,14 +42,48 @@ pub(crate) struct AppEntry {
     pub versions: Vec<App>,
 }
 
+/// One app's share of a deployment.
+pub(crate) struct Part {
+    pub app_id: String,
+    pub actions: Vec<&'static str>,
+    /// The app before this deployment (None: it did not exist), for rollback.
+    pub original: Option<App>,
+}
+
+/// A deployment plan: one per change request, covering one app or (bulk PUT) several.
 pub(crate) struct Deployment {
     pub id: String,
     pub version: String,
-    pub app_id: String,
-    pub actions: Vec<&'static str>,
+    pub parts: Vec<Part>,
     pub deadline: Instant,
-    /// The app before this deployment (None: it did not exist), for rollback.
-    pub original: Option<App>,
+}
+
+impl Deployment {
+    fn touches(&self, app_id: &str) -> bool {
+        self.parts.iter().any(|p| p.app_id == app_id)
+    }
+
+    /// Steps as Marathon orders them: the n-th action of every app in step n.
+    fn steps(&self) -> Vec<Vec<Value>> {
+        let n = self
+            .parts
+            .iter()
+            .map(|p| p.actions.len())
+            .max()
+            .unwrap_or(0);
+        (0..n)
+            .map(|i| {
+                self.parts
+                    .iter()
+                    .filter_map(|p| {
+                        p.actions
+                            .get(i)
+                            .map(|a| json!({"action": a, "app": p.app_id}))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 pub(crate) struct Subscriber {
@@ -380,35 +414,39 @@ impl State {
     pub(crate) fn deployments_of(&self, app_id: &str) -> Vec<String> {
         self.deployments
             .iter()
-            .filter(|d| d.app_id == app_id)
+            .filter(|d| d.touches(app_id))
             .map(|d| d.id.clone())
             .collect()
     }
 
     fn plan_json(d: &Deployment) -> Value {
         let steps: Vec<Value> = d
-            .actions
-            .iter()
-            .map(|a| json!({"actions": [{"action": a, "app": d.app_id}]}))
+            .steps()
+            .into_iter()
+            .map(|a| json!({ "actions": a }))
             .collect();
         json!({"id": d.id, "version": d.version, "steps": steps})
     }
 
     pub(crate) fn deployment_json(d: &Deployment) -> Value {
-        let steps: Vec<Value> = d
-            .actions
-            .iter()
-            .map(|a| json!({"actions": [{"action": a, "app": d.app_id}]}))
-            .collect();
-        let current: Vec<Value> = d
-            .actions
+        let steps = d.steps();
+        let current: Vec<Value> = steps
             .first()
-            .map(|a| vec![json!({"action": a, "app": d.app_id, "readinessCheckResults": []})])
-            .unwrap_or_default();
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                let mut a = a.clone();
+                a["readinessCheckResults"] = json!([]);
+                a
+            })
+            .collect();
+        let affected: Vec<&str> = d.parts.iter().map(|p| p.app_id.as_str()).collect();
+        let total = steps.len();
+        let steps: Vec<Value> = steps.into_iter().map(|a| json!({ "actions": a })).collect();
         json!({
-            "id": d.id, "version": d.version, "affectedApps": [d.app_id], "affectedPods": [],
+            "id": d.id, "version": d.version, "affectedApps": affected, "affectedPods": [],
             "steps": steps, "currentActions": current,
-            "currentStep": if d.actions.is_empty() { 0 } else { 1 }, "totalSteps": d.actions.len(),
+            "currentStep": if total == 0 { 0 } else { 1 }, "totalSteps": total,
         })
     }
 
@@ -416,7 +454,7 @@ impl State {
     pub(crate) fn cancel_deployments_of(&mut self, app_id: &str) {
         let (cancelled, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deployments)
             .into_iter()
-            .partition(|d| d.app_id == app_id);
+            .partition(|d| d.touches(app_id));
         self.deployments = kept;
         for d in cancelled {
             let plan = Self::plan_json(&d);
@@ -424,20 +462,12 @@ impl State {
         }
     }
 
-    fn start_deployment(
-        &mut self,
-        app_id: &str,
-        version: &str,
-        actions: Vec<&'static str>,
-        original: Option<App>,
-    ) -> String {
+    pub(crate) fn start_deployment(&mut self, version: &str, parts: Vec<Part>) -> String {
         let d = Deployment {
             id: uuid(),
             version: version.to_string(),
-            app_id: app_id.to_string(),
-            actions,
+            parts,
             deadline: Instant::now() + self.deploy_duration,
-            original,
         };
         let id = d.id.clone();
         let plan = Self::plan_json(&d);
@@ -455,7 +485,9 @@ impl State {
 
     fn complete(&mut self, idx: usize) {
         let d = self.deployments.remove(idx);
-        self.converge(&d.app_id);
+        for p in &d.parts {
+            self.converge(&p.app_id);
+        }
         let plan = Self::plan_json(&d);
         self.emit("deployment_success", json!({"id": d.id, "plan": plan}));
     }
@@ -486,8 +518,15 @@ impl State {
 
     /// `put_app`; `restart` forces a new config version (every task replaced).
     pub(crate) fn put_app_with(&mut self, new: App, restart: bool) -> (String, String) {
-        let app_id = new["id"].as_str().unwrap_or_default().to_string();
         let version = self.next_version();
+        let part = self.apply(new, restart, &version);
+        let dep = self.start_deployment(&version, vec![part]);
+        (dep, version)
+    }
+
+    /// Stores `new` under `version` and stages its tasks; the caller starts the deployment.
+    pub(crate) fn apply(&mut self, new: App, restart: bool, version: &str) -> Part {
+        let app_id = new["id"].as_str().unwrap_or_default().to_string();
         let old = self.apps.get(&app_id).map(|e| e.app.clone());
         let strip = |a: &App| {
             let mut a = a.clone();
@@ -536,14 +575,24 @@ impl State {
             }
         }
         self.stage_missing(&app_id);
-        let dep = self.start_deployment(&app_id, &version, actions, old);
-        (dep, version)
+        Part {
+            app_id,
+            actions,
+            original: old,
+        }
     }
 
     /// Removes an app: its tasks are killed now, the StopApplication deployment stays
     /// observable for the configured duration.
     pub(crate) fn delete_app(&mut self, app_id: &str) -> (String, String) {
         let version = self.next_version();
+        let part = self.remove(app_id);
+        let dep = self.start_deployment(&version, vec![part]);
+        (dep, version)
+    }
+
+    /// Removes an app and kills its tasks; the caller starts the deployment.
+    fn remove(&mut self, app_id: &str) -> Part {
         let entry = self
             .apps
             .get(app_id)
@@ -555,13 +604,11 @@ impl State {
         }
         self.apps.remove(app_id);
         self.emit("app_terminated_event", json!({"appId": app_id}));
-        let dep = self.start_deployment(
-            app_id,
-            &version,
-            vec!["StopApplication"],
-            entry.map(|(a, _)| a),
-        );
-        (dep, version)
+        Part {
+            app_id: app_id.to_string(),
+            actions: vec!["StopApplication"],
+            original: entry.map(|(a, _)| a),
+        }
     }
 
     /// Rolls back a running deployment: a new deployment restores the original definition.
@@ -570,14 +617,21 @@ impl State {
         let d = self.deployments.remove(idx);
         let plan = Self::plan_json(&d);
         self.emit("deployment_failed", json!({"id": d.id, "plan": plan}));
-        Some(match d.original {
-            Some(mut orig) => {
-                orig.remove("version");
-                orig.remove("versionInfo");
-                self.put_app(orig)
-            }
-            None => self.delete_app(&d.app_id),
-        })
+        let version = self.next_version();
+        let parts: Vec<Part> = d
+            .parts
+            .into_iter()
+            .map(|p| match p.original {
+                Some(mut orig) => {
+                    orig.remove("version");
+                    orig.remove("versionInfo");
+                    self.apply(orig, false, &version)
+                }
+                None => self.remove(&p.app_id),
+            })
+            .collect();
+        let dep = self.start_deployment(&version, parts);
+        Some((dep, version))
     }
 
     /// Cancels a deployment without rollback (`DELETE /v2/deployments/{id}?force=true`).
@@ -863,7 +917,9 @@ impl State {
     pub(crate) fn deployment_index(&self) -> HashMap<&str, Vec<&str>> {
         let mut m: HashMap<&str, Vec<&str>> = HashMap::new();
         for d in &self.deployments {
-            m.entry(d.app_id.as_str()).or_default().push(d.id.as_str());
+            for p in &d.parts {
+                m.entry(p.app_id.as_str()).or_default().push(d.id.as_str());
+            }
         }
         m
     }
