@@ -525,3 +525,30 @@ fn bulk_put_is_one_deployment_for_all_apps() {
     assert_eq!(m.apps().len(), 2);
     assert_eq!(m.app("/bulk/a").unwrap()["tasksRunning"], 1);
 }
+
+#[test]
+fn patch_merges_and_restart_replaces_every_task() {
+    let m = start();
+    let url = format!("{}/v2/apps/pr", m.url());
+    assert_eq!(call("PATCH", &url, Some(&json!({"cmd": "x"}))).status, 404);
+    call(
+        "PUT",
+        &url,
+        Some(&json!({"cmd": "x", "instances": 2, "env": {"A": "1"}})),
+    );
+    let r = call("PATCH", &url, Some(&json!({"env": {"B": "2"}})));
+    assert_eq!(r.status, 200);
+    let app = m.app("/pr").unwrap();
+    assert_eq!(app["cmd"], "x");
+    assert_eq!(app["env"], json!({"B": "2"}));
+    let before: Vec<Value> = app["tasks"].as_array().unwrap().clone();
+    let r = call("POST", &format!("{url}/restart"), None);
+    assert_eq!(r.status, 200);
+    assert!(r.json()["deploymentId"].is_string());
+    let after = m.app("/pr").unwrap();
+    let after = after["tasks"].as_array().unwrap();
+    assert_eq!(after.len(), 2);
+    assert!(after
+        .iter()
+        .all(|t| !before.iter().any(|b| b["id"] == t["id"])));
+}

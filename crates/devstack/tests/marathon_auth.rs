@@ -82,6 +82,17 @@ fn standby_proxies_to_the_leader_and_redirects_events() {
     );
     assert!(leader.app("/via").is_some());
     assert_eq!(leader.write_count(), 1);
+    let r = call("GET", &format!("{}/v2/leader", standby.url()), None);
+    assert_eq!(r.json()["leader"], leader.addr().to_string());
+    // A request that already went through this standby is a loop.
+    let r = call_with(
+        "GET",
+        &format!("{}/v2/apps", standby.url()),
+        None,
+        &[("X-Marathon-Via", &format!("1.1 {}", standby.addr()))],
+    );
+    assert_eq!(r.status, 502);
+    assert_eq!(r.body, "Detected proxying loop.");
     let r = call("GET", &format!("{}/v2/apps/nope", standby.url()), None);
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["message"], "App '/nope' does not exist");
@@ -109,4 +120,23 @@ fn standby_without_a_reachable_leader_answers_502() {
     .unwrap();
     let r = call("GET", &format!("{}/v2/apps", standby.url()), None);
     assert_eq!(r.status, 502);
+}
+
+#[test]
+fn options_debug_redacts_credentials() {
+    let o = MarathonOptions {
+        basic_auth: Some(("ops".into(), "s3cret".into())),
+        token: Some("t0k".into()),
+        ..MarathonOptions::default()
+    };
+    let d = format!("{o:?}");
+    assert!(
+        d.contains("ops") && !d.contains("s3cret") && !d.contains("t0k"),
+        "{d}"
+    );
+    let c = devstack::chronos::ChronosOptions {
+        basic_auth: Some(("u".into(), "pw-secret".into())),
+        ..Default::default()
+    };
+    assert!(!format!("{c:?}").contains("pw-secret"));
 }

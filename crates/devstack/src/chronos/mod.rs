@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// How to start a Chronos double.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ChronosOptions {
     /// `127.0.0.1:0` for an ephemeral port.
     pub bind: String,
@@ -21,6 +21,20 @@ pub struct ChronosOptions {
     pub api_v2: bool,
     /// `--http_credentials user:pass` (BASIC auth on every path).
     pub basic_auth: Option<(String, String)>,
+}
+
+/// Credentials are redacted: options may end up in logs.
+impl std::fmt::Debug for ChronosOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChronosOptions")
+            .field("bind", &self.bind)
+            .field("api_v2", &self.api_v2)
+            .field(
+                "basic_auth",
+                &self.basic_auth.as_ref().map(|(u, _)| (u, "<redacted>")),
+            )
+            .finish()
+    }
 }
 
 impl Default for ChronosOptions {

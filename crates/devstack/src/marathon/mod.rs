@@ -21,7 +21,7 @@ use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 /// How to start a Marathon double.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MarathonOptions {
     /// `127.0.0.1:0` for an ephemeral port.
     pub bind: String,
@@ -37,6 +37,24 @@ pub struct MarathonOptions {
     pub proxy_to: Option<String>,
     /// Interval of the bare `\r\n` heartbeat on event streams (Jetty: 10 s).
     pub heartbeat: Duration,
+}
+
+/// Credentials are redacted: options may end up in logs.
+impl std::fmt::Debug for MarathonOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MarathonOptions")
+            .field("bind", &self.bind)
+            .field("deploy_duration", &self.deploy_duration)
+            .field("hosts", &self.hosts)
+            .field(
+                "basic_auth",
+                &self.basic_auth.as_ref().map(|(u, _)| (u, "<redacted>")),
+            )
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("proxy_to", &self.proxy_to)
+            .field("heartbeat", &self.heartbeat)
+            .finish()
+    }
 }
 
 impl Default for MarathonOptions {
