@@ -34,13 +34,13 @@ pub struct ConsulArgs {
         env = "CONSUL_HTTP_ADDR",
         hide_env_values = true
     )]
-    pub addr: Option<String>,
+    pub consul_addr: Option<String>,
 }
 
 impl ConsulArgs {
     /// The client for Consul, configured from the flag and the environment.
     pub fn client(&self, deadline: Deadline) -> Result<HttpClient, ConfigError> {
-        let url = consul_url(self.addr.as_deref())?;
+        let url = consul_url(self.consul_addr.as_deref())?;
         let mut cfg = HttpConfig::new("consul");
         // Consul answers 500 for "No cluster leader" and other transient server-side states.
         cfg.retry_statuses = vec![429, 500, 502, 503, 504];
@@ -101,13 +101,13 @@ pub struct MarathonArgs {
         env = "MARATHON_URL",
         hide_env_values = true
     )]
-    pub urls: Option<String>,
+    pub marathon_urls: Option<String>,
 }
 
 impl MarathonArgs {
     pub fn client(&self, deadline: Deadline) -> Result<HttpClient, ConfigError> {
         let urls = self
-            .urls
+            .marathon_urls
             .as_deref()
             .map(split_list)
             .filter(|v| !v.is_empty())
@@ -131,14 +131,14 @@ pub struct ChronosArgs {
         env = "CHRONOS_URL",
         hide_env_values = true
     )]
-    pub urls: Option<String>,
+    pub chronos_urls: Option<String>,
 }
 
 impl ChronosArgs {
     /// `None` when no Chronos is configured.
     pub fn client(&self, deadline: Deadline) -> Result<Option<HttpClient>, ConfigError> {
         let Some(urls) = self
-            .urls
+            .chronos_urls
             .as_deref()
             .map(split_list)
             .filter(|v| !v.is_empty())

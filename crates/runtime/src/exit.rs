@@ -59,6 +59,13 @@ pub trait ToExit {
     fn exit(&self) -> Exit;
 }
 
+impl ToExit for watch::DecodeError {
+    /// An undecodable payload is bad input: nothing was changed (65).
+    fn exit(&self) -> Exit {
+        Exit::DataErr
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
