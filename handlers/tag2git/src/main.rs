@@ -13,7 +13,7 @@ mod scan;
 use std::path::PathBuf;
 
 use clap::Parser;
-use runtime::{CommonArgs, Exit, ToExit};
+use runtime::{CommonArgs, ConsulArgs, Exit, ToExit};
 
 /// Commit new image tags from Consul KV into Marathon/Chronos job files in Git.
 #[derive(Debug, Parser)]
@@ -72,6 +72,10 @@ pub struct Args {
 
     #[command(flatten)]
     pub common: CommonArgs,
+
+    /// Consul address, used only for `--lock`.
+    #[command(flatten)]
+    pub consul: ConsulArgs,
 }
 
 /// Why a run ended without a summary of its own.
@@ -116,5 +120,8 @@ impl ToExit for Error {
 
 fn main() {
     let args: Args = runtime::parse_args();
-    runtime::run("tag2git", &args.common, |ctx| run::run(&args, ctx))
+    // --lock KEY (several agents run this watch): only the run holding the Consul session lock acts.
+    consul::lock::run_locked("tag2git", &args.common, &args.consul, |ctx| {
+        run::run(&args, ctx)
+    })
 }

@@ -46,9 +46,6 @@ struct Config {
 /// The whole run; errors before any remote work map to 64/65.
 pub fn run(args: &Args, ctx: &Context) -> Result<Summary, Error> {
     let cfg = config(args)?;
-    if args.common.lock.is_some() {
-        log::warn!("--lock is not used by tag2git: runs serialize on the workdir lock and at push");
-    }
     let pairs = watch::decode_kv(&ctx.payload).map_err(|e| Error::Payload(e.to_string()))?;
     let entries = entries::from_pairs(&pairs, &args.key_prefix)
         .map_err(|errors| Error::Payload(errors.join("; ")))?;

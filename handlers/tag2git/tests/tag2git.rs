@@ -672,3 +672,29 @@ fn sign_uses_the_users_git_signing_configuration() {
     );
     assert!(!repo.git(&["cat-file", "commit", "main"]).contains("gpgsig"));
 }
+
+#[test]
+fn lock_needs_consul_and_dry_run_takes_no_lock() {
+    let repo = Repo::new();
+    let head = repo.head("main");
+    let lock = [
+        "--lock",
+        "shipwatch/locks/tag2git",
+        "--consul",
+        "127.0.0.1:1",
+    ];
+    let run = repo.run(&kv("images/nginx", "1.27", 1), &lock);
+    assert_eq!(run.code, 69, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(repo.head("main"), head);
+    let mut dry = lock.to_vec();
+    dry.push("--dry-run");
+    let run = repo.run(&kv("images/nginx", "1.27", 1), &dry);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        run.actions(),
+        vec![(
+            "planned".into(),
+            "groups/prod.json#/apps/0/container/docker/image".into()
+        )]
+    );
+}
