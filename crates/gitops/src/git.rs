@@ -209,6 +209,46 @@ impl Git {
         self.dir.join(".git").exists()
     }
 
+    /// Removes lock files a killed git process left in `.git` (`index.lock`, `HEAD.lock`,
+    /// `refs/**/*.lock`, …). Only safe while the caller holds the workdir lock, i.e. no other git
+    /// process can be using this clone; returns the files removed.
+    pub fn remove_stale_locks(&self) -> Vec<PathBuf> {
+        let git_dir = self.dir.join(".git");
+        let mut removed = Vec::new();
+        for name in [
+            "index.lock",
+            "HEAD.lock",
+            "config.lock",
+            "packed-refs.lock",
+            "shallow.lock",
+            "ORIG_HEAD.lock",
+        ] {
+            let p = git_dir.join(name);
+            if std::fs::remove_file(&p).is_ok() {
+                removed.push(p);
+            }
+        }
+        let mut dirs = vec![git_dir.join("refs")];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let p = entry.path();
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => dirs.push(p),
+                    Ok(t) if t.is_file() && p.extension().is_some_and(|e| e == "lock") => {
+                        if std::fs::remove_file(&p).is_ok() {
+                            removed.push(p);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        removed
+    }
+
     /// `git remote get-url origin`.
     pub fn origin_url(&self, timeout: Duration) -> Result<String, GitError> {
         Ok(self

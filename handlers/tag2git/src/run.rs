@@ -213,6 +213,9 @@ struct Workdir {
 impl Workdir {
     fn resolve(args: &Args) -> Result<Workdir, Error> {
         if let Some(dir) = &args.workdir {
+            // git runs in several directories (the clone, its parent): make the path absolute once.
+            let dir = &std::path::absolute(dir)
+                .map_err(|e| Error::Usage(format!("--workdir {}: {e}", dir.display())))?;
             let name = dir.file_name().ok_or_else(|| {
                 Error::Usage(format!("--workdir {} must name a directory", dir.display()))
             })?;
@@ -298,6 +301,11 @@ fn prepare(cfg: &Config, wd: &Workdir, ctx: &Context) -> Result<Git, Error> {
     let redactor = Redactor::for_url(&cfg.repo);
     let git = Git::open(&wd.path, redactor.clone());
     if git.is_repo() {
+        // We hold the workdir lock, so no other git process uses this clone: any git lock file is
+        // left over from a run that was killed, and would block every later run.
+        for stale in git.remove_stale_locks() {
+            log::warn!("removed stale git lock {}", stale.display());
+        }
         match git.origin_url(ctx.deadline.cap(LOCAL_TIMEOUT)) {
             Ok(url) if url == cfg.repo => return Ok(git),
             Ok(url) if without_credentials(&url) == without_credentials(&cfg.repo) => {

@@ -698,3 +698,31 @@ fn lock_needs_consul_and_dry_run_takes_no_lock() {
         )]
     );
 }
+
+#[test]
+fn a_killed_run_leaves_no_lasting_damage() {
+    let repo = Repo::new();
+    let wd = repo.workdir();
+    assert_eq!(
+        repo.run_in(&wd, &kv("images/nginx", "1.27", 1), &[]).code,
+        0
+    );
+    // What a run killed mid-way leaves behind: git's index lock and an edited, uncommitted file.
+    std::fs::write(wd.join(".git/index.lock"), "").unwrap();
+    std::fs::write(wd.join("jobs/web.json"), "garbage").unwrap();
+    let run = repo.run_in(&wd, &kv("images/redis", "7.4", 2), &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("removed stale git lock"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        repo.show("main", "jobs/web.json"),
+        fixture_files()[0].1,
+        "leftover edit not committed"
+    );
+    assert!(repo
+        .show_str("main", "groups/prod.json")
+        .contains("\"redis:7.4\""));
+}
