@@ -237,10 +237,12 @@ impl Git {
                 let p = entry.path();
                 match entry.file_type() {
                     Ok(t) if t.is_dir() => dirs.push(p),
-                    Ok(t) if t.is_file() && p.extension().is_some_and(|e| e == "lock") => {
-                        if std::fs::remove_file(&p).is_ok() {
-                            removed.push(p);
-                        }
+                    Ok(t)
+                        if t.is_file()
+                            && p.extension().is_some_and(|e| e == "lock")
+                            && std::fs::remove_file(&p).is_ok() =>
+                    {
+                        removed.push(p)
                     }
                     _ => {}
                 }
