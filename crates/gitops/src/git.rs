@@ -584,25 +584,27 @@ pub fn classify(stderr: &str) -> FailureKind {
         "updates were rejected",
     ]) {
         FailureKind::Rejected
-    } else if any(&[
-        "could not read from remote repository",
-        "unable to access",
-        "could not resolve host",
-        "connection refused",
-        "connection timed out",
-        "operation timed out",
-        "does not appear to be a git repository",
-        "repository not found",
-        "authentication failed",
-        "permission denied",
-        "could not read username",
-        "could not read password",
-        "host key verification failed",
-        "the remote end hung up",
-        "early eof",
-        "network is unreachable",
-        "no route to host",
-    ]) {
+    } else if (s.contains("repository '") && s.contains("' does not exist"))
+        || any(&[
+            "could not read from remote repository",
+            "unable to access",
+            "could not resolve host",
+            "connection refused",
+            "connection timed out",
+            "operation timed out",
+            "does not appear to be a git repository",
+            "repository not found",
+            "authentication failed",
+            "permission denied",
+            "could not read username",
+            "could not read password",
+            "host key verification failed",
+            "the remote end hung up",
+            "early eof",
+            "network is unreachable",
+            "no route to host",
+        ])
+    {
         FailureKind::Unreachable
     } else {
         FailureKind::Other
