@@ -92,6 +92,8 @@ fn update_from_pair(pair: &KvPair, key_prefix: &str) -> Result<Option<Update>, S
             let name = pair.key.strip_prefix(key_prefix).ok_or_else(|| {
                 format!("value {value:?} is a bare tag but the key is not under --key-prefix {key_prefix:?}, so it names no repository")
             })?;
+            // `--key-prefix images` (no slash) still means the repository after `images/`.
+            let name = name.trim_start_matches('/');
             let repo = ImageRef::parse_name(name).map_err(|e| {
                 format!("the key after {key_prefix:?} must name an image repository: {e}")
             })?;
@@ -105,7 +107,7 @@ fn update_from_pair(pair: &KvPair, key_prefix: &str) -> Result<Option<Update>, S
             let key_repo = pair
                 .key
                 .strip_prefix(key_prefix)
-                .and_then(|n| ImageRef::parse_name(n).ok());
+                .and_then(|n| ImageRef::parse_name(n.trim_start_matches('/')).ok());
             if let Some(key_repo) = key_repo.filter(|k| k.repository() != image.repository()) {
                 // The value decides; the key is only the audit trail. Say so, it is likely a CI slip.
                 log::warn!(
@@ -184,6 +186,12 @@ mod tests {
         assert_eq!(u.image.repository(), "registry.local:5000/sami/api");
         assert_eq!(u.image.tag(), Some("1.4.2"));
         assert_eq!(u.modify_index, 7);
+    }
+
+    #[test]
+    fn prefix_without_slash() {
+        let e = from_pairs(&[pair("images/sami/api", Some("2.0"), 1)], "images").unwrap();
+        assert_eq!(e.updates[0].image.repository(), "docker.io/sami/api");
     }
 
     #[test]

@@ -726,3 +726,35 @@ fn a_killed_run_leaves_no_lasting_damage() {
         .show_str("main", "groups/prod.json")
         .contains("\"redis:7.4\""));
 }
+
+#[test]
+fn symlinked_job_files_are_never_followed_or_edited() {
+    let repo = Repo::new();
+    let n = repo.workdir();
+    let dir = repo.tmp.path().join(n.file_name().unwrap());
+    repo.git_in(
+        repo.tmp.path(),
+        &["clone", "--quiet", "jobs.git", dir.to_str().unwrap()],
+    );
+    std::os::unix::fs::symlink("web.json", dir.join("jobs/web-link.json")).unwrap();
+    repo.git_in(&dir, &["add", "jobs/web-link.json"]);
+    repo.git_in(&dir, &["commit", "--quiet", "-m", "link"]);
+    repo.git_in(&dir, &["push", "--quiet", "origin", "HEAD:main"]);
+    let run = repo.run(&kv("images/python", "3.12", 3), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let targets: Vec<String> = run.actions().into_iter().map(|(_, t)| t).collect();
+    assert!(
+        targets.contains(&"jobs/web.json#/container/docker/image".to_string()),
+        "{targets:?}"
+    );
+    assert!(
+        !targets.iter().any(|t| t.starts_with("jobs/web-link.json")),
+        "{targets:?}"
+    );
+    assert_eq!(
+        repo.git(&["ls-tree", "main", "jobs/web-link.json"])
+            .split_whitespace()
+            .next(),
+        Some("120000")
+    );
+}
