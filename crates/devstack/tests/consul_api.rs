@@ -811,6 +811,7 @@ fn drop_wakes_blocked_queries() {
             .timeout(Duration::from_secs(30))
             .call()
             .map(|r| r.status())
+            .map_err(|e| e.to_string())
     });
     // Make sure the request reached the server before dropping.
     wait_until("request held", Duration::from_secs(5), || {

@@ -485,7 +485,7 @@ impl Api {
         };
         let created = self.shared.mutate(|st| {
             if !st.nodes.contains_key(&node) {
-                return Err(format!("Missing node registration"));
+                return Err("Missing node registration".to_string());
             }
             Ok(st.session_create(session))
         });
@@ -881,7 +881,7 @@ impl Api {
                 if k.starts_with("consul-") {
                     return Err(text(
                         400,
-                        &format!("Invalid Service Meta: Key prefix 'consul-' is reserved for internal use"),
+                        "Invalid Service Meta: Key prefix 'consul-' is reserved for internal use",
                     ));
                 }
             }
