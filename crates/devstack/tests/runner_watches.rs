@@ -418,3 +418,65 @@ fn load_watches_reads_an_agent_config_file() {
     assert!(load_watches(&dir.path().join("missing.json")).is_err());
     assert!(parse_watches(&json!({})).unwrap().is_empty());
 }
+
+// ------------------------------------------------------------------ payload shapes vs fixtures
+
+/// ../shared/fixtures/consul (real payloads), located from the crate directory.
+fn fixture(name: &str) -> Value {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/consul")
+        .join(name);
+    let text = std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("fixture {} missing: {e}", p.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The object key order at every level (first element of arrays), i.e. the Go struct shape.
+fn shape(v: &Value) -> Value {
+    match v {
+        Value::Object(o) => Value::Array(
+            o.iter()
+                .map(|(k, v)| match k.as_str() {
+                    // Maps hold data, not struct fields.
+                    "TaggedAddresses" | "Meta" => json!([k, null]),
+                    _ => json!([k, shape(v)]),
+                })
+                .collect(),
+        ),
+        Value::Array(a) => a.first().map(shape).unwrap_or(Value::Null),
+        _ => Value::Null,
+    }
+}
+
+#[test]
+fn payloads_have_the_shape_of_the_real_fixtures() {
+    let c = Consul::start(ConsulOptions::default()).unwrap();
+    c.kv_put("foo/bar/baz", b"hey");
+    c.fire_event("web-deploy", b"1609030");
+    let reg = json!({"Name": "redis", "Port": 6379});
+    ureq::put(&format!("{}/v1/agent/service/register", c.url()))
+        .send_string(&reg.to_string())
+        .unwrap();
+    let specs = parse_watches(&json!({"watches": [
+        {"type": "key", "key": "foo/bar/baz", "args": ["/bin/cat"]},
+        {"type": "keyprefix", "prefix": "foo/", "args": ["/bin/cat"]},
+        {"type": "event", "args": ["/bin/cat"]},
+        {"type": "service", "service": "redis", "args": ["/bin/cat"]},
+        {"type": "nodes", "args": ["/bin/cat"]}
+    ]}))
+    .unwrap();
+    let r = Runner::start(specs, opts(&c)).unwrap();
+    let want = [
+        "key.json",
+        "keyprefix.json",
+        "event.json",
+        "service.json",
+        "nodes.json",
+    ];
+    for (w, file) in want.iter().enumerate() {
+        assert!(r.wait_for_invocations(w, 1, T), "watch {w}");
+        let got = stdin_json(&of(&r, w)[0]);
+        assert_eq!(shape(&got), shape(&fixture(file)), "{file}");
+    }
+    r.stop();
+}

@@ -1131,7 +1131,7 @@ fn parse_service(s: &Map<String, Value>, node: &str, name_field: &str) -> Result
         tags: get_tags(s, "Tags")?,
         address: get_str(s, "Address")?.unwrap_or_default(),
         port,
-        meta: Some(get_map(s, "Meta")?.unwrap_or_default()),
+        meta: get_map(s, "Meta")?,
         tagged_addresses: get_map(s, "TaggedAddresses")?,
         weights,
         enable_tag_override: get_bool(s, "EnableTagOverride")?,

@@ -183,6 +183,9 @@ impl Service {
         } else {
             m.insert("CreateIndex".into(), json!(self.create_index));
             m.insert("ModifyIndex".into(), json!(self.modify_index));
+            // Non-nil empty structs in catalog/health answers (fixtures/consul/service.json).
+            m.insert("Proxy".into(), json!({"MeshGateway": {}, "Expose": {}}));
+            m.insert("Connect".into(), json!({}));
         }
         Value::Object(m)
     }

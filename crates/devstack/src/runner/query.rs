@@ -152,7 +152,8 @@ fn field(v: &Value, k: &str, zero: Value) -> Value {
 }
 
 /// Builds an object from (field, zero value) pairs in Go struct order; `None` zero marks an
-/// `omitempty` field, kept only when present and non-empty.
+/// `omitempty` field, kept only when present and non-empty. Pointer fields (`Proxy`,
+/// `Connect`) are only omitted when nil: a pointer to an empty struct is encoded as `{}`.
 fn go_struct(v: &Value, fields: &[(&str, Option<Value>)]) -> Value {
     let mut m = Map::new();
     for (k, zero) in fields {
@@ -161,7 +162,11 @@ fn go_struct(v: &Value, fields: &[(&str, Option<Value>)]) -> Value {
                 m.insert((*k).into(), field(v, k, z.clone()));
             }
             None => {
-                if let Some(x) = v.get(*k).filter(|x| !is_empty(x)) {
+                let pointer = matches!(*k, "Proxy" | "Connect");
+                if let Some(x) = v
+                    .get(*k)
+                    .filter(|x| if pointer { !x.is_null() } else { !is_empty(x) })
+                {
                     m.insert((*k).into(), x.clone());
                 }
             }
