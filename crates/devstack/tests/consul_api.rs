@@ -821,3 +821,44 @@ fn drop_wakes_blocked_queries() {
     let _ = h.join().unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn agent_ttl_check_goes_critical_when_not_updated() {
+    let c = start();
+    let body = json!({"Name": "ttl", "Check": {"CheckID": "ttl-check", "TTL": "100ms", "Status": "passing"}});
+    assert_eq!(
+        put(
+            &c,
+            "/v1/agent/service/register",
+            body.to_string().as_bytes()
+        )
+        .status,
+        200
+    );
+    let registered = Instant::now();
+    wait_until("TTL expiry", Duration::from_secs(5), || {
+        get(&c, "/v1/agent/checks").json()["ttl-check"]["Status"] == "critical"
+    });
+    assert!(registered.elapsed() >= Duration::from_millis(100));
+    assert_eq!(
+        get(&c, "/v1/agent/checks").json()["ttl-check"]["Output"],
+        "TTL expired"
+    );
+    assert_eq!(
+        put(&c, "/v1/agent/check/pass/ttl-check?note=ok", b"").status,
+        200
+    );
+    let h = get(&c, "/v1/health/service/ttl?passing").json();
+    assert_eq!(h[0]["Checks"][1]["Output"], "ok");
+}
+
+#[test]
+fn other_datacenters_are_unreachable() {
+    let c = start();
+    assert_eq!(get(&c, "/v1/kv/x?dc=dc1").status, 404);
+    let r = get(&c, "/v1/kv/x?dc=dc2");
+    assert_eq!(
+        (r.status, r.text()),
+        (500, "No path to datacenter".to_string())
+    );
+}

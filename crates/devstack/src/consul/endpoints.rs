@@ -60,6 +60,12 @@ impl Handler for Api {
 impl Api {
     fn route(&self, req: &Request) -> Response {
         let p = req.path.as_str();
+        if let Some(dc) = req.query("dc").filter(|d| !d.is_empty()) {
+            if dc != self.shared.opts.datacenter {
+                // agent/consul/rpc.go forwardDC: an unknown datacenter (single-DC double).
+                return text(500, "No path to datacenter");
+            }
+        }
         let out = if let Some(key) = p.strip_prefix("/v1/kv/") {
             self.kv(req, key)
         } else if p == "/v1/kv" {
@@ -761,6 +767,7 @@ impl Api {
                     .collect();
                 for c in check_ids {
                     st.agent_checks.remove(&c);
+                    st.check_deadlines.remove(&c);
                 }
                 st.delete_service(&node, &id);
                 true
@@ -848,6 +855,10 @@ impl Api {
             }
             c.status = status.into();
             c.output = note.into();
+            if let Some(ttl) = c.ttl {
+                st.check_deadlines
+                    .insert(id.to_string(), Instant::now() + ttl);
+            }
             st.ensure_check(c);
             Ok(())
         });
@@ -923,6 +934,7 @@ impl Api {
                     .collect();
                 for id in old {
                     st.agent_checks.remove(&id);
+                    st.check_deadlines.remove(&id);
                     st.delete_check(&node, &id);
                 }
             }
@@ -930,6 +942,12 @@ impl Api {
             st.ensure_service(svc);
             for c in checks {
                 st.agent_checks.insert(c.check_id.clone());
+                match c.ttl {
+                    Some(ttl) => st
+                        .check_deadlines
+                        .insert(c.check_id.clone(), Instant::now() + ttl),
+                    None => st.check_deadlines.remove(&c.check_id),
+                };
                 st.ensure_check(c);
             }
         });

@@ -5,8 +5,9 @@
 //!
 //! Not modelled: multiple datacenters, ACL policies other than "management token allows all,
 //! everything else is denied" (reads are refused with 403 rather than filtered), check
-//! execution (HTTP/TCP checks keep the status they were registered with; TTL checks change
-//! through `/v1/agent/check/pass|warn|fail`), anti-entropy, prepared queries, Connect.
+//! execution (HTTP/TCP/script checks keep the status they were registered with, `critical` by
+//! default; TTL checks change through `/v1/agent/check/pass|warn|fail` and go critical with
+//! "TTL expired" when not updated in time), anti-entropy, prepared queries, Connect, `/v1/txn`.
 //!
 //! Time: Consul's `session_ttl_min` (10s) is an option here, so tests can use short TTLs; a TTL
 //! session is invalidated 2×TTL after its last renew (SessionTTLMultiplier), releasing (or
@@ -300,7 +301,7 @@ fn bootstrap(shared: &Shared, node_id: &str) {
     });
 }
 
-/// Invalidates TTL sessions when their timer runs out; sleeps on the state condvar until the
+/// Invalidates TTL sessions and fails agent TTL checks when their timers run out; sleeps on the state condvar until the
 /// next expiry or a change (no polling).
 fn reap_sessions(shared: &Shared) {
     let mut st = shared.lock();
@@ -309,7 +310,14 @@ fn reap_sessions(shared: &Shared) {
             return;
         }
         let before = st.index;
-        let next = st.expire_sessions(Instant::now());
+        let now = Instant::now();
+        let next = [
+            st.expire_sessions(now),
+            st.expire_checks(&shared.opts.node_name, now),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if st.index != before {
             shared.changed.notify_all();
         }

@@ -321,6 +321,8 @@ pub struct State {
     /// moves on deletes.
     tombstones: BTreeMap<String, u64>,
     lock_delays: HashMap<String, Instant>,
+    /// Agent TTL checks: when each goes critical unless updated (agent/checks CheckTTL).
+    pub check_deadlines: HashMap<String, Instant>,
     pub sessions: BTreeMap<String, Session>,
     pub nodes: BTreeMap<String, Node>,
     /// Keyed by (node, service id).
@@ -618,6 +620,28 @@ impl State {
             self.session_destroy(&id);
         }
         self.sessions.values().filter_map(|s| s.expires).min()
+    }
+
+    /// Turns agent TTL checks whose TTL ran out critical with output "TTL expired" (the
+    /// agent's CheckTTL timer; it is re-armed by the next pass/warn/fail). Returns the next
+    /// deadline, if any.
+    pub fn expire_checks(&mut self, node: &str, now: Instant) -> Option<Instant> {
+        let expired: Vec<String> = self
+            .check_deadlines
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            self.check_deadlines.remove(&id);
+            if let Some(mut c) = self.checks.get(&(node.to_string(), id.clone())).cloned() {
+                log::debug!("consul double: check {id} TTL expired");
+                c.status = "critical".into();
+                c.output = "TTL expired".into();
+                self.ensure_check(c);
+            }
+        }
+        self.check_deadlines.values().min().copied()
     }
 
     // ---------------------------------------------------------------- catalog
