@@ -602,8 +602,12 @@ impl Api {
             None | Some(Value::Null) => None,
             Some(Value::Object(s)) => {
                 let svc = parse_service(s, &node, "Service")?;
+                // agent/consul/catalog_endpoint.go Register.
                 if svc.service.is_empty() {
-                    return Err(text(500, "Must provide service name"));
+                    return Err(text(500, "Must provide service name with ID"));
+                }
+                if ["0.0.0.0", "::", "[::]"].contains(&svc.address.as_str()) {
+                    return Err(text(500, "Invalid service address"));
                 }
                 Some(svc)
             }

@@ -211,7 +211,8 @@ impl Consul {
             .collect()
     }
 
-    /// Number of state-changing HTTP requests served (PUT/POST/DELETE answered 200).
+    /// Number of write requests served: PUT/POST/DELETE answered 200 (a `cas`/`acquire` answered
+    /// `false` counts: it was a Raft write in Consul too). Reads and refused requests do not.
     pub fn write_count(&self) -> u64 {
         self.shared.writes.load(std::sync::atomic::Ordering::SeqCst)
     }
