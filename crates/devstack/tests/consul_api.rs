@@ -210,8 +210,20 @@ fn kv_cas_zero_creates_only_and_index_must_match() {
     );
     assert!(c.kv_get("k").is_none());
     let r = put(&c, "/v1/kv/k?cas=0&acquire=x", b"");
+    assert_eq!(
+        (r.status, r.text()),
+        (400, "Conflicting flags: acquire=x&cas=0\n".to_string())
+    );
+    let r = delete(&c, "/v1/kv/k?recurse&cas=1");
     assert_eq!(r.status, 400);
-    assert!(r.text().starts_with("Conflicting flags: "));
+    let r = put(&c, "/v1/kv/k?cas=abc", b"");
+    assert_eq!(
+        (r.status, r.text()),
+        (
+            500,
+            "strconv.ParseUint: parsing \"abc\": invalid syntax".to_string()
+        )
+    );
 }
 
 #[test]
@@ -861,4 +873,26 @@ fn other_datacenters_are_unreachable() {
         (r.status, r.text()),
         (500, "No path to datacenter".to_string())
     );
+}
+
+#[test]
+fn strict_kv_keys_is_opt_in() {
+    let c = start();
+    assert_eq!(put(&c, "/v1/kv/apps/web.json", b"{}").status, 200);
+    let c = Consul::start(ConsulOptions {
+        strict_kv_keys: true,
+        ..ConsulOptions::default()
+    })
+    .unwrap();
+    let r = put(&c, "/v1/kv/apps/web.json", b"{}");
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("suspicious file extension"),
+        "{}",
+        r.text()
+    );
+    let r = get(&c, "/v1/kv/a%20b");
+    assert_eq!(r.status, 400);
+    assert!(r.text().starts_with("key contains invalid characters"));
+    assert_eq!(put(&c, "/v1/kv/images/web", b"x").status, 200);
 }

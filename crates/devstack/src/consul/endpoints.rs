@@ -192,6 +192,9 @@ impl Api {
     // ------------------------------------------------------------ KV
 
     fn kv(&self, req: &Request, key: &str) -> Result<Response> {
+        if self.shared.opts.strict_kv_keys && !key.is_empty() {
+            validate_kv_key(key).map_err(|e| text(400, e))?;
+        }
         match req.method.as_str() {
             "GET" => self.kv_get(req, key),
             "PUT" => self.kv_put(req, key),
@@ -202,7 +205,12 @@ impl Api {
 
     fn kv_get(&self, req: &Request, key: &str) -> Result<Response> {
         if req.has_query("keys") {
-            let sep = req.query("separator").unwrap_or("").to_string();
+            // Both spellings, "due to historic spelling error" (kvs_endpoint.go).
+            let sep = req
+                .query("separator")
+                .or(req.query("seperator"))
+                .unwrap_or("")
+                .to_string();
             let prefix = key.to_string();
             return self.read(req, move |st| {
                 let (idx, entries) = st.kv_list(&prefix);
@@ -243,7 +251,12 @@ impl Api {
             let idx = st.kv_get_index(&key);
             match st.kv.get(&key) {
                 None => (idx, Response::empty(404)),
-                Some(e) if raw => (idx, Response::new(200, "text/plain", e.value.clone())),
+                Some(e) if raw => (
+                    idx,
+                    Response::new(200, "text/plain", e.value.clone())
+                        .with_header("X-Content-Type-Options", "nosniff")
+                        .with_header("Content-Security-Policy", "sandbox"),
+                ),
                 Some(e) => (idx, Response::json(200, &json!([e.to_json()]))),
             }
         })
@@ -253,25 +266,7 @@ impl Api {
         if key.is_empty() {
             return Err(text(400, "Missing key name"));
         }
-        let modes = ["cas", "acquire", "release"]
-            .iter()
-            .filter(|m| req.has_query(m))
-            .count();
-        if modes > 1 {
-            // kvs_endpoint.go: "Conflicting flags: " + the raw query.
-            let raw: Vec<String> = req
-                .query
-                .iter()
-                .map(|(k, v)| {
-                    if v.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{k}={v}")
-                    }
-                })
-                .collect();
-            return Err(text(400, &format!("Conflicting flags: {}", raw.join("&"))));
-        }
+        conflicting_flags(req, &["cas", "acquire", "release"])?;
         if req.body.len() > KV_MAX_VALUE_SIZE {
             return Err(text(
                 413,
@@ -284,16 +279,16 @@ impl Api {
         }
         let flags = match req.query("flags") {
             None | Some("") => 0,
-            Some(f) => f.parse::<u64>().map_err(|_| text(400, "Invalid flags"))?,
+            Some(f) => parse_uint(f)?,
         };
+        let cas = req.query("cas").map(parse_uint).transpose()?;
         let value = req.body.clone();
         let result = self.shared.mutate(|st| {
             if let Some(s) = req.query("acquire") {
                 st.kv_acquire(key, value, flags, s)
             } else if let Some(s) = req.query("release") {
                 st.kv_release(key, value, flags, s)
-            } else if let Some(c) = req.query("cas") {
-                let cas = c.parse::<u64>().map_err(|_| "Invalid cas".to_string())?;
+            } else if let Some(cas) = cas {
                 Ok(st.kv_cas(key, value, flags, cas))
             } else {
                 st.kv_set(key, value, flags);
@@ -302,12 +297,12 @@ impl Api {
         });
         match result {
             Ok(b) => Ok(bool_json(b)),
-            Err(e) if e == "Invalid cas" => Err(text(400, &e)),
             Err(e) => Err(text(500, &e)),
         }
     }
 
     fn kv_delete(&self, req: &Request, key: &str) -> Result<Response> {
+        conflicting_flags(req, &["recurse", "cas"])?;
         if req.has_query("recurse") {
             self.shared.mutate(|st| st.kv_delete_tree(key));
             return Ok(bool_json(true));
@@ -316,7 +311,7 @@ impl Api {
             return Err(text(400, "Missing key name"));
         }
         if let Some(c) = req.query("cas") {
-            let cas = c.parse::<u64>().map_err(|_| text(400, "Invalid cas"))?;
+            let cas = parse_uint(c)?;
             return Ok(bool_json(
                 self.shared.mutate(|st| st.kv_delete_cas(key, cas)),
             ));
@@ -1010,6 +1005,84 @@ impl Api {
         }
         Ok(text(404, "404 page not found\n"))
     }
+}
+
+/// kvs_endpoint.go conflictingFlags: 400 with `url.Values.Encode()` of the whole query (keys
+/// sorted, values escaped) and a newline.
+fn conflicting_flags(req: &Request, flags: &[&str]) -> Result<()> {
+    if flags.iter().filter(|f| req.has_query(f)).count() < 2 {
+        return Ok(());
+    }
+    let mut pairs = req.query.clone();
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    let encoded: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", query_escape(k), query_escape(v)))
+        .collect();
+    Err(text(
+        400,
+        &format!("Conflicting flags: {}\n", encoded.join("&")),
+    ))
+}
+
+/// Go's url.QueryEscape.
+fn query_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// strconv.ParseUint errors are returned as plain errors (HTTP 500) by the KV endpoint.
+fn parse_uint(s: &str) -> Result<u64> {
+    s.parse::<u64>().map_err(|_| {
+        text(
+            500,
+            &format!("strconv.ParseUint: parsing \"{s}\": invalid syntax"),
+        )
+    })
+}
+
+/// validateKVKey of the newest kvs_endpoint.go (BUSL-era source; the first release carrying
+/// it is UNCONFIRMED). Opt-in through `ConsulOptions::strict_kv_keys`: it refuses keys such
+/// as `apps/web.json` ("suspicious file extension"), which git2consul-style mirrors produce.
+fn validate_kv_key(key: &str) -> std::result::Result<(), &'static str> {
+    if key.starts_with('/') {
+        return Err("key must not begin with a '/'");
+    }
+    if !key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b',' | b'-' | b'_' | b'.' | b'/'))
+    {
+        return Err(
+            "key contains invalid characters. Only alphanumeric characters and ,-_./ are allowed",
+        );
+    }
+    if key.contains("../") || key.starts_with("..") || key.ends_with("..") {
+        return Err("key contains path traversal sequence");
+    }
+    const EXTENSIONS: &[&str] = &[
+        "js", "css", "htm", "html", "xml", "json", "txt", "log", "php", "asp", "jsp", "cgi", "pl",
+        "py", "rb", "sh", "exe", "dll", "bat", "cmd", "com", "scr", "vbs", "pdf", "doc", "docx",
+        "xls", "xlsx", "ppt", "pptx", "zip", "rar", "tar", "gz", "7z", "bz2", "jpg", "jpeg", "png",
+        "gif", "svg", "ico", "bmp", "mp3", "mp4", "avi", "mov", "wmv", "flv", "swf", "woff",
+        "woff2", "ttf", "eot", "otf",
+    ];
+    if let Some((_, ext)) = key.rsplit_once('.') {
+        if EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()) {
+            return Err(
+                "key contains suspicious file extension that may be cached by proxies or exploited",
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `?index=` and `?wait=` (agent/http.go parseWait): bad values answer 400; wait defaults to

@@ -44,6 +44,10 @@ pub struct ConsulOptions {
     /// Consul's `session_ttl_min` server option (default 10s, as Consul). Lower it in tests to
     /// use short session TTLs.
     pub session_ttl_min: Duration,
+    /// Apply the KV key validation of the newest Consul sources (only `[A-Za-z0-9,-_./]`, no
+    /// leading `/`, no `..`, no web/file extensions such as `.json`). Off by default: the first
+    /// release that has it is UNCONFIRMED, and it would refuse git2consul-style file keys.
+    pub strict_kv_keys: bool,
 }
 
 impl Default for ConsulOptions {
@@ -54,6 +58,7 @@ impl Default for ConsulOptions {
             node_name: "devstack".into(),
             datacenter: "dc1".into(),
             session_ttl_min: Duration::from_secs(10),
+            strict_kv_keys: false,
         }
     }
 }
