@@ -432,6 +432,7 @@ fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 #[test]
 fn ttl_expiry_releases_locks_and_applies_lock_delay() {
     let c = fast_consul();
+    let created = Instant::now();
     let holder = create_session(&c, &json!({"TTL": "50ms", "LockDelay": "300ms"}));
     let other = create_session(&c, &json!({}));
     assert_eq!(
@@ -439,7 +440,6 @@ fn ttl_expiry_releases_locks_and_applies_lock_delay() {
         json!(true)
     );
     let before = c.kv_get("l").unwrap().modify_index;
-    let created = Instant::now();
     // Invalidated at 2×TTL: the lock is released, the key kept (Behavior release).
     wait_until("session expiry", Duration::from_secs(5), || {
         c.kv_get("l").is_some_and(|e| e.session.is_empty())
@@ -838,6 +838,7 @@ fn drop_wakes_blocked_queries() {
 fn agent_ttl_check_goes_critical_when_not_updated() {
     let c = start();
     let body = json!({"Name": "ttl", "Check": {"CheckID": "ttl-check", "TTL": "100ms", "Status": "passing"}});
+    let registered = Instant::now();
     assert_eq!(
         put(
             &c,
@@ -847,7 +848,6 @@ fn agent_ttl_check_goes_critical_when_not_updated() {
         .status,
         200
     );
-    let registered = Instant::now();
     wait_until("TTL expiry", Duration::from_secs(5), || {
         get(&c, "/v1/agent/checks").json()["ttl-check"]["Status"] == "critical"
     });

@@ -20,9 +20,8 @@ const KV_MAX_VALUE_SIZE: usize = 512 * 1024;
 /// Blocking query defaults (api-docs/features/blocking.mdx): 5 minutes, capped at 10.
 const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 const MAX_WAIT: Duration = Duration::from_secs(600);
-/// Consul's session limits: TTL at most 86400s, LockDelay at most 60s.
+/// Consul's session TTL maximum (structs.SessionTTLMax).
 const SESSION_TTL_MAX: Duration = Duration::from_secs(86400);
-const MAX_LOCK_DELAY: Duration = Duration::from_secs(60);
 /// The anonymous token's accessor ID (acl/acl.go AnonymousTokenID).
 const ANONYMOUS_ACCESSOR: &str = "00000000-0000-0000-0000-000000000002";
 
@@ -354,6 +353,8 @@ impl Api {
                     None => Err(text(404, &format!("Session id '{arg}' not found"))),
                 }
             }
+            "info" if arg.is_empty() => Err(text(400, "Missing session")),
+            "node" if arg.is_empty() => Err(text(400, "Missing node name")),
             "info" => {
                 let id = arg.to_string();
                 self.read(req, move |st| {
@@ -429,15 +430,6 @@ impl Api {
             }
             Some(_) => return Err(text(400, "Request decode failed: LockDelay")),
         };
-        if lock_delay > MAX_LOCK_DELAY {
-            return Err(text(
-                500,
-                &format!(
-                    "Lock delay must be at most {}",
-                    super::util::format_go_duration(MAX_LOCK_DELAY)
-                ),
-            ));
-        }
         let ttl = get_str(&body, "TTL")?.unwrap_or_default();
         let ttl_dur = if ttl.is_empty() {
             None
