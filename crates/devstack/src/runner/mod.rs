@@ -11,7 +11,13 @@
 //! - exit codes are only logged and recorded, never retried; invocations of one watch never
 //!   overlap (different watches may run concurrently);
 //! - query errors back off `retry_base × failures²`, capped at 36 × retry_base (the agent: 5s
-//!   and 180s).
+//!   and 180s), and make the plan forget its index, so the first successful query after an
+//!   error runs the handler again even when nothing changed (plan.go);
+//! - an index that goes backwards resets the plan's index to 0 (WaitIndexVal.Next). For event
+//!   watches, whose index is derived from random event IDs, this means a new event whose index
+//!   is lower than the previous one is delivered twice: first pruned to the new events, then
+//!   (after the non-blocking re-query) the whole buffer — the behaviour reported in
+//!   hashicorp/consul#3742.
 //!
 //! Differences, on purpose: the deprecated `handler` field (run by the agent via `/bin/sh -c`)
 //! and `handler_type: "http"` are rejected with a clear error; blocking queries use a short
@@ -247,8 +253,10 @@ fn run_watch(i: usize, spec: &WatchSpec, inner: &Inner) {
     let agent = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(5))
         .build();
-    let mut last_index: Option<u64> = None;
-    let mut wait_index = 0u64;
+    // plan.go's lastParamVal: the blocking index, the "unchanged" test and (event watches)
+    // the pruning point, all in one; reset to 0 when the index goes backwards and to nil on
+    // an error, exactly as WaitIndexVal.Next and RunWithClientAndHclog do.
+    let mut last: Option<u64> = None;
     let mut last_result: Option<Value> = None;
     let mut failures: u32 = 0;
     loop {
@@ -259,9 +267,9 @@ fn run_watch(i: usize, spec: &WatchSpec, inner: &Inner) {
             &agent,
             &inner.base,
             spec,
-            wait_index,
+            last.unwrap_or(0),
             inner.opts.query_wait,
-            last_index,
+            last,
         );
         let (index, result) = match res {
             Ok(r) => r,
@@ -269,9 +277,13 @@ fn run_watch(i: usize, spec: &WatchSpec, inner: &Inner) {
                 if inner.stopped() {
                     return;
                 }
+                // The watch funcs return a nil BlockingParamVal with an error, so the plan
+                // forgets the index: the next successful query runs the handler again even if
+                // nothing changed.
+                last = None;
                 failures = failures.saturating_add(1);
                 let base = inner.opts.retry_base;
-                let retry = (base * failures.saturating_mul(failures).min(36)).min(base * 36);
+                let retry = base * failures.saturating_mul(failures).min(36);
                 log::error!(
                     "watch {i} ({}): Watch errored: {}; retry in {retry:?}",
                     spec.watch_type,
@@ -284,17 +296,14 @@ fn run_watch(i: usize, spec: &WatchSpec, inner: &Inner) {
             }
         };
         failures = 0;
-        if last_index == Some(index) {
-            wait_index = index;
+        if last == Some(index) {
             continue;
         }
-        let old = last_index.replace(index);
-        // An index that went backwards resets the wait (blocking.mdx "reset the index").
-        wait_index = if old.is_some_and(|o| index < o) && spec.watch_type != "event" {
-            0
-        } else {
-            index
-        };
+        let old = last;
+        last = Some(match old {
+            Some(prev) if prev > index => 0,
+            _ => index,
+        });
         if old.is_some() && last_result.as_ref() == Some(&result) {
             continue;
         }
