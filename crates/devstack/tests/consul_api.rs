@@ -810,6 +810,23 @@ fn acl_management_token_is_required() {
     );
     assert_eq!(get(&c, "/v1/status/leader").status, 200);
     assert_eq!(c.write_count(), 1);
+    // Lists are filtered, not refused: the anonymous token sees nothing.
+    let r = get(&c, "/v1/kv/?recurse");
+    assert_eq!((r.status, r.body.is_empty()), (404, true));
+    assert!(r.index.is_some());
+    assert_eq!(get(&c, "/v1/catalog/services").json(), json!({}));
+    assert_eq!(get(&c, "/v1/health/service/consul").json(), json!([]));
+    c.fire_event("deploy", b"");
+    assert_eq!(get(&c, "/v1/event/list").json(), json!([]));
+    let r = put(&c, "/v1/event/fire/deploy", b"");
+    assert_eq!((r.status, r.text()), (403, "Permission denied".to_string()));
+    let r = call(
+        "GET",
+        &format!("{}/v1/event/list", c.url()),
+        b"",
+        &[("X-Consul-Token", "s3cret")],
+    );
+    assert_eq!(r.json().as_array().unwrap().len(), 1);
 }
 
 #[test]

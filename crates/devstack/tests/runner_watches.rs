@@ -307,9 +307,11 @@ fn watch_token_is_sent_and_errors_back_off_without_running_the_handler() {
         ..ConsulOptions::default()
     })
     .unwrap();
+    c.kv_put("app/x", b"1");
     let specs = parse_watches(&json!({"watches": [
         {"type": "key", "key": "k", "token": "root", "args": ["/bin/cat"]},
-        {"type": "key", "key": "k", "args": ["/bin/cat"]}
+        {"type": "key", "key": "k", "args": ["/bin/cat"]},
+        {"type": "keyprefix", "prefix": "app/", "args": ["/bin/cat"]}
     ]}))
     .unwrap();
     assert!(
@@ -318,7 +320,12 @@ fn watch_token_is_sent_and_errors_back_off_without_running_the_handler() {
     );
     let r = Runner::start(specs, opts(&c)).unwrap();
     assert!(r.wait_for_invocations(0, 1, T));
+    // A single-key read without a token is refused (403): "Watch errored", no handler run.
     assert!(!r.wait_for_invocations(1, 1, Duration::from_millis(300)));
+    // A list read without a token is filtered: the handler sees `null` although a key
+    // exists (consul#3470: config-file watches carry no token unless `token` is set).
+    assert!(r.wait_for_invocations(2, 1, T));
+    assert_eq!(of(&r, 2)[0].stdin, b"null\n");
     r.stop();
 }
 

@@ -45,10 +45,11 @@ fn method_not_allowed(method: &str, allow: &str) -> Response {
 
 impl Handler for Api {
     fn handle(&self, req: Request) -> Response {
-        if let Err(denied) = self.check_acl(&req) {
-            return denied;
-        }
-        let resp = self.route(&req);
+        let resp = match self.check_acl(&req) {
+            Err(denied) => return denied,
+            Ok(Access::Filtered) => self.filtered_read(&req),
+            Ok(Access::Allowed) => self.route(&req),
+        };
         if req.method != "GET" && resp.status() == Some(200) {
             self.shared.writes.fetch_add(1, Ordering::SeqCst);
         }
@@ -94,12 +95,14 @@ impl Api {
 
     /// Default-deny ACLs with one management token. Unknown tokens get "ACL not found"; no
     /// token means the anonymous token, which lacks every permission (acl/errors.go format).
-    fn check_acl(&self, req: &Request) -> Result<()> {
+    /// List-type reads are not refused but filtered to nothing, as Consul filters results by
+    /// ACL: a watch without a token then sees an empty result forever (consul#3392, #3470).
+    fn check_acl(&self, req: &Request) -> Result<Access> {
         let Some(master) = &self.shared.opts.acl_master_token else {
-            return Ok(());
+            return Ok(Access::Allowed);
         };
         if req.path.starts_with("/v1/status/") {
-            return Ok(());
+            return Ok(Access::Allowed);
         }
         let token = req
             .header("X-Consul-Token")
@@ -112,8 +115,11 @@ impl Api {
             .or_else(|| req.query("token").map(str::to_string))
             .filter(|t| !t.is_empty());
         match token {
-            Some(t) if &t == master => Ok(()),
+            Some(t) if &t == master => Ok(Access::Allowed),
             Some(_) => Err(text(403, "ACL not found")),
+            None if is_filtered_read(req) => Ok(Access::Filtered),
+            // agent/event_endpoint.go writes acl.ErrPermissionDenied itself.
+            None if req.path.starts_with("/v1/event/fire/") => Err(text(403, "Permission denied")),
             None => {
                 let (resource, level, name) = self.permission_for(req);
                 let mut msg = format!(
@@ -125,6 +131,36 @@ impl Api {
                 Err(text(403, &msg))
             }
         }
+    }
+
+    /// A list-type read by the anonymous token: everything filtered out, but still a
+    /// (blocking) read with Consul's headers.
+    fn filtered_read(&self, req: &Request) -> Response {
+        let p = req.path.as_str();
+        let out = if p == "/v1/event/list" {
+            self.blocking(
+                req,
+                |idx, min| idx == min,
+                |_| (1, Response::json(200, &json!([]))),
+            )
+        } else {
+            let kind = if p.starts_with("/v1/kv/") {
+                0
+            } else if p == "/v1/catalog/services" || p.starts_with("/v1/agent/") {
+                1
+            } else {
+                2
+            };
+            self.read(req, move |st| {
+                let resp = match kind {
+                    0 => Response::empty(404),
+                    1 => Response::json(200, &json!({})),
+                    _ => Response::json(200, &json!([])),
+                };
+                (st.index.max(1), resp)
+            })
+        };
+        out.unwrap_or_else(|e| e)
     }
 
     /// The permission a request needs (resource, level, resource name).
@@ -1075,6 +1111,30 @@ fn validate_kv_key(key: &str) -> std::result::Result<(), &'static str> {
         }
     }
     Ok(())
+}
+
+/// What the ACL check allows.
+enum Access {
+    Allowed,
+    /// Anonymous list read: answered with the results filtered to nothing.
+    Filtered,
+}
+
+/// Reads whose results Consul filters by ACL instead of refusing them.
+fn is_filtered_read(req: &Request) -> bool {
+    let p = req.path.as_str();
+    req.method == "GET"
+        && ((p.starts_with("/v1/kv/") && (req.has_query("recurse") || req.has_query("keys")))
+            || p == "/v1/catalog/services"
+            || p == "/v1/catalog/nodes"
+            || p.starts_with("/v1/catalog/service/")
+            || p.starts_with("/v1/health/")
+            || p == "/v1/event/list"
+            || p == "/v1/agent/services"
+            || p == "/v1/agent/checks"
+            || p == "/v1/session/list"
+            || p.starts_with("/v1/session/node/")
+            || p.starts_with("/v1/session/info/"))
 }
 
 /// `?index=` and `?wait=` (agent/http.go parseWait): bad values answer 400; wait defaults to

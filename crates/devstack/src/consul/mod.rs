@@ -3,8 +3,13 @@
 //! loopback. Behaviour follows ../shared/reference/consul-watches-and-api.md (Consul's
 //! agent/*_endpoint.go and state store); each rule cites its source next to the code.
 //!
-//! Not modelled: multiple datacenters, ACL policies other than "management token allows all,
-//! everything else is denied" (reads are refused with 403 rather than filtered), check
+//! ACLs: one management token allows everything; without a token (the anonymous token) writes
+//! and single-object reads are refused with 403 and Consul's message, while list reads are
+//! answered with their results filtered away (as Consul filters by ACL); an unknown token gets
+//! 403 "ACL not found".
+//!
+//! Not modelled: multiple datacenters (`?dc=` for another one answers 500 "No path to
+//! datacenter"), ACL policies and tokens other than the management token, check
 //! execution (HTTP/TCP/script checks keep the status they were registered with, `critical` by
 //! default; TTL checks change through `/v1/agent/check/pass|warn|fail` and go critical with
 //! "TTL expired" when not updated in time), anti-entropy, prepared queries, Connect, `/v1/txn`.
