@@ -202,7 +202,10 @@ impl Api {
         unchanged: fn(u64, u64) -> bool,
         read: impl Fn(&State) -> (u64, Response),
     ) -> Result<Response> {
-        let (min_index, wait) = parse_blocking(req)?;
+        // The event list is agent-local (event_endpoint.go): no default 5m and no jitter; the
+        // wait is the 10m maximum unless given.
+        let agent_local = req.path == "/v1/event/list";
+        let (min_index, wait) = parse_blocking(req, agent_local)?;
         let deadline = Instant::now() + wait;
         let mut st = self.shared.lock();
         loop {
@@ -1139,17 +1142,18 @@ fn is_filtered_read(req: &Request) -> bool {
 
 /// `?index=` and `?wait=` (agent/http.go parseWait): bad values answer 400; wait defaults to
 /// 5m, is capped at 10m, and gets up to wait/16 of jitter added, as Consul does.
-fn parse_blocking(req: &Request) -> Result<(u64, Duration)> {
-    let mut wait = DEFAULT_WAIT;
+fn parse_blocking(req: &Request, agent_local: bool) -> Result<(u64, Duration)> {
+    let default = if agent_local { MAX_WAIT } else { DEFAULT_WAIT };
+    let mut wait = default;
     if let Some(w) = req.query("wait").filter(|w| !w.is_empty()) {
         wait = parse_go_duration(w).ok_or_else(|| text(400, "Invalid wait time"))?;
         if wait.is_zero() {
-            wait = DEFAULT_WAIT;
+            wait = default;
         }
     }
     wait = wait.min(MAX_WAIT);
     let jitter = wait.as_nanos() as u64 / 16;
-    if jitter > 0 {
+    if jitter > 0 && !agent_local {
         wait += Duration::from_nanos(random_u64() % jitter);
     }
     let index = match req.query("index").filter(|i| !i.is_empty()) {
