@@ -178,14 +178,16 @@ impl Runner {
             opts,
             base,
         });
+        let runner = Runner { inner };
         for (i, spec) in specs.into_iter().enumerate() {
-            let inner = Arc::clone(&inner);
+            let inner = Arc::clone(&runner.inner);
             std::thread::Builder::new()
                 .name(format!("watch-{i}-{}", spec.watch_type))
                 .spawn(move || run_watch(i, &spec, &inner))
+                // Dropping `runner` stops the watches already started.
                 .map_err(RunnerError::Spawn)?;
         }
-        Ok(Runner { inner })
+        Ok(runner)
     }
 
     /// Every invocation so far, in completion order.
