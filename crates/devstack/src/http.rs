@@ -56,6 +56,9 @@ impl Request {
     }
 }
 
+/// Writes a raw response (status line, headers, body) to the connection.
+pub type RawWriter = Box<dyn FnOnce(&mut dyn Write) + Send>;
+
 /// What a double answers.
 pub enum Response {
     /// A complete response.
@@ -66,7 +69,7 @@ pub enum Response {
     },
     /// A raw stream: the double writes status line, headers and body itself to the socket
     /// (used for Marathon's SSE stream, which Jetty sends with `Connection: close` and no chunking).
-    Raw(Box<dyn FnOnce(&mut dyn Write) + Send>),
+    Raw(RawWriter),
     /// Close the connection without a byte written (a reset, as a crashed server would do).
     Drop,
 }

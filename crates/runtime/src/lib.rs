@@ -1,1 +1,107 @@
-//! runtime (skeleton)
+//! runtime: the conventions every shipwatch handler shares, so each handler is only its logic.
+//!
+//! For: flags (`--input`, `--dry-run`, `--output text|json`, `--timeout`, `--lock`), endpoints
+//! from flags and the ecosystem's environment variables, logging to stderr, reading (and always
+//! draining) the payload, one overall deadline, bounded jittered retries, the HTTP client with
+//! fail-over and redaction, the summary (text or the JSON contract) and the exit codes.
+//! Not for: any handler's logic, or the Consul/Marathon protocols beyond HTTP (see the `consul`
+//! and `marathon` crates).
+
+mod cli;
+pub mod config;
+mod deadline;
+mod exit;
+pub mod http;
+mod input;
+pub mod redact;
+mod retry;
+mod summary;
+
+use std::io::Write;
+
+pub use cli::{parse_args, parse_duration, CommonArgs, OutputFormat};
+pub use config::{ChronosArgs, ConsulArgs, MarathonArgs};
+pub use deadline::Deadline;
+pub use exit::{Exit, ToExit};
+pub use input::{read_payload, InputError};
+pub use retry::Backoff;
+pub use summary::{Action, Status, Summary};
+
+/// What a handler's logic gets.
+#[derive(Debug)]
+pub struct Context {
+    pub handler: &'static str,
+    /// The whole payload (stdin was read to EOF).
+    pub payload: Vec<u8>,
+    pub consul_index: Option<u64>,
+    pub deadline: Deadline,
+    pub dry_run: bool,
+    pub output: OutputFormat,
+}
+
+impl Context {
+    /// An empty summary for this invocation.
+    pub fn summary(&self) -> Summary {
+        Summary::new(self.handler, self.dry_run, self.consul_index)
+    }
+}
+
+/// Initializes logging to stderr (`RUST_LOG`, default `info`). Safe to call twice.
+pub fn init_logging() {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Stderr)
+        .format_timestamp_millis()
+        .try_init();
+}
+
+/// Runs a handler: logging, payload, deadline, the handler's logic, the summary on stdout, and
+/// the process exit code. Never returns.
+pub fn run<E>(
+    handler: &'static str,
+    common: &CommonArgs,
+    logic: impl FnOnce(&Context) -> Result<Summary, E>,
+) -> !
+where
+    E: std::error::Error + ToExit,
+{
+    init_logging();
+    let consul_index = watch::consul_index_from_env();
+    let deadline = Deadline::after(common.timeout);
+    let outcome = match read_payload(common.input.as_deref()) {
+        Err(e) => Err((e.to_string(), e.exit())),
+        Ok(payload) => {
+            let ctx = Context {
+                handler,
+                payload,
+                consul_index,
+                deadline,
+                dry_run: common.dry_run,
+                output: common.output,
+            };
+            logic(&ctx).map_err(|e| (e.to_string(), e.exit()))
+        }
+    };
+    let summary = match outcome {
+        Ok(s) => s,
+        Err((msg, exit)) => {
+            log::error!("{msg}");
+            let mut s = Summary::new(handler, common.dry_run, consul_index);
+            s.error(msg);
+            s.raise_exit(exit);
+            s
+        }
+    };
+    finish(&summary, common.output)
+}
+
+/// Prints the summary and exits with its code.
+pub fn finish(summary: &Summary, output: OutputFormat) -> ! {
+    let text = match output {
+        OutputFormat::Json => format!("{}\n", summary.to_json()),
+        OutputFormat::Text => summary.to_text(),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+    std::process::exit(summary.exit().code())
+}

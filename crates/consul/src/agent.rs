@@ -1,0 +1,1 @@
+//! Agent: local service registration (agent mode).

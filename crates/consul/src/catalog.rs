@@ -1,0 +1,1 @@
+//! Catalog: register/deregister on (external) nodes, list services and nodes.

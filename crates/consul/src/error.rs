@@ -1,0 +1,43 @@
+use runtime::http::HttpError;
+use runtime::{Exit, ToExit};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConsulError {
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// 403: the ACL token is missing or lacks a permission (a configuration problem).
+    #[error("consul denied {what}: {message} (set CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE, or the watch's token)")]
+    Forbidden { what: String, message: String },
+    #[error("invalid Consul key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    /// Bad Consul settings (address, token file, CA file).
+    #[error("consul configuration: {0}")]
+    Config(String),
+    #[error("consul {what}: unexpected answer: {reason}")]
+    Unexpected { what: String, reason: String },
+}
+
+impl ToExit for ConsulError {
+    fn exit(&self) -> Exit {
+        match self {
+            ConsulError::Http(e) => e.exit(),
+            ConsulError::Forbidden { .. } | ConsulError::Config(_) => Exit::Usage,
+            ConsulError::InvalidKey { .. } => Exit::DataErr,
+            ConsulError::Unexpected { .. } => Exit::TempFail,
+        }
+    }
+}
+
+impl ConsulError {
+    /// Maps a non-success answer to an error, recognising ACL denials.
+    pub(crate) fn from_response(what: &str, resp: &runtime::http::HttpResponse) -> ConsulError {
+        if resp.status == 403 {
+            ConsulError::Forbidden {
+                what: what.to_string(),
+                message: resp.text().trim().chars().take(300).collect(),
+            }
+        } else {
+            ConsulError::Http(resp.error())
+        }
+    }
+}

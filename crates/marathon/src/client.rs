@@ -1,0 +1,172 @@
+//! Marathon REST v2 calls the handlers make (reference §1).
+
+use runtime::http::{HttpClient, HttpRequest};
+use serde_json::Value;
+
+use crate::error::MarathonError;
+
+/// The answer to a change: `{deploymentId, version}` (PUT/DELETE) or the app with `deployments`
+/// (POST).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployResult {
+    pub deployment_id: Option<String>,
+    pub version: Option<String>,
+    /// 201 when PUT created the app.
+    pub created: bool,
+}
+
+/// A Marathon client (one HA set).
+#[derive(Debug)]
+pub struct Marathon {
+    http: HttpClient,
+}
+
+/// Encodes an app id for the URL path (ids are `[a-z0-9.-]` segments, but a bad id from a config
+/// must not smuggle a query string).
+fn id_path(app_id: &str) -> String {
+    let id = app_id.trim_start_matches('/');
+    id.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Marathon {
+    pub fn new(http: HttpClient) -> Marathon {
+        Marathon { http }
+    }
+
+    pub fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
+    /// `GET /v2/apps[?embed=apps.tasks][&label=SELECTOR]`: every app in one request.
+    pub fn list_apps(
+        &self,
+        embed_tasks: bool,
+        label: Option<&str>,
+    ) -> Result<Vec<Value>, MarathonError> {
+        let mut query = Vec::new();
+        if embed_tasks {
+            query.push("embed=apps.tasks".to_string());
+        }
+        if let Some(l) = label {
+            query.push(format!("label={}", encode_query(l)));
+        }
+        let path = if query.is_empty() {
+            "/v2/apps".to_string()
+        } else {
+            format!("/v2/apps?{}", query.join("&"))
+        };
+        let resp = self.http.get(&path)?;
+        if !resp.is_success() {
+            return Err(MarathonError::from_response("*", &resp));
+        }
+        let mut v: Value = resp.json()?;
+        Ok(match v.get_mut("apps").map(Value::take) {
+            Some(Value::Array(apps)) => apps,
+            _ => Vec::new(),
+        })
+    }
+
+    /// `GET /v2/apps/{id}`; `None` for 404.
+    pub fn get_app(&self, app_id: &str) -> Result<Option<Value>, MarathonError> {
+        let resp = self.http.get(&format!("/v2/apps/{}", id_path(app_id)))?;
+        if resp.status == 404 {
+            return Ok(None);
+        }
+        if !resp.is_success() {
+            return Err(MarathonError::from_response(app_id, &resp));
+        }
+        let mut v: Value = resp.json()?;
+        Ok(v.get_mut("app").map(Value::take))
+    }
+
+    /// `PUT /v2/apps/{id}?partialUpdate=false[&force=true]`: create or fully replace, so a field
+    /// removed from the desired definition is removed in Marathon (reference §1.3).
+    pub fn put_app(&self, app: &Value, force: bool) -> Result<DeployResult, MarathonError> {
+        let app_id = app.get("id").and_then(Value::as_str).unwrap_or_default();
+        let path = format!(
+            "/v2/apps/{}?partialUpdate=false{}",
+            id_path(app_id),
+            if force { "&force=true" } else { "" }
+        );
+        let resp = self.http.send(HttpRequest::new("PUT", &path).json(app))?;
+        if !resp.is_success() {
+            return Err(MarathonError::from_response(app_id, &resp));
+        }
+        Ok(deploy_result(&resp))
+    }
+
+    /// `DELETE /v2/apps/{id}` (Marathon's `force` defaults to true here).
+    pub fn delete_app(&self, app_id: &str) -> Result<DeployResult, MarathonError> {
+        let resp = self.http.send(HttpRequest::new(
+            "DELETE",
+            &format!("/v2/apps/{}", id_path(app_id)),
+        ))?;
+        if !resp.is_success() {
+            return Err(MarathonError::from_response(app_id, &resp));
+        }
+        Ok(deploy_result(&resp))
+    }
+
+    /// `GET /v2/deployments`.
+    pub fn deployments(&self) -> Result<Vec<Value>, MarathonError> {
+        let resp = self.http.get("/v2/deployments")?;
+        if !resp.is_success() {
+            return Err(MarathonError::from_response("*", &resp));
+        }
+        let v: Value = resp.json()?;
+        Ok(v.as_array().cloned().unwrap_or_default())
+    }
+}
+
+fn deploy_result(resp: &runtime::http::HttpResponse) -> DeployResult {
+    let body: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+    let deployment_id = body
+        .get("deploymentId")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .or_else(|| resp.header("Marathon-Deployment-Id").map(str::to_string))
+        .or_else(|| {
+            body.get("deployments")
+                .and_then(|d| d.get(0))
+                .and_then(|d| d.get("id"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
+    DeployResult {
+        deployment_id,
+        version: body
+            .get("version")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        created: resp.status == 201,
+    }
+}
+
+fn encode_query(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_cannot_inject_a_query() {
+        assert_eq!(id_path("/sami/api"), "sami/api");
+        assert_eq!(id_path("/a?force=true"), "a%3Fforce%3Dtrue");
+    }
+}

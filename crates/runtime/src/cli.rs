@@ -1,0 +1,123 @@
+//! The command-line conventions every handler shares.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::exit::Exit;
+
+/// `--output text|json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutputFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Flags every handler takes (flatten into the handler's own clap parser).
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Read the watch payload from this file instead of stdin ("-" = stdin).
+    #[arg(long, value_name = "PATH")]
+    pub input: Option<PathBuf>,
+
+    /// Change nothing; compute and show the plan.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// What to print on stdout at the end: a readable summary, or exactly one JSON document.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Overall deadline for this invocation (the Consul agent never kills a hung handler).
+    #[arg(long, value_name = "DUR", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Take a Consul session lock on this KV key before acting, so that only one of several
+    /// agents running the same watch acts (the others exit 0).
+    #[arg(long, value_name = "KEY")]
+    pub lock: Option<String>,
+
+    /// TTL of the --lock session: a crashed holder blocks other runs at most this long (Consul
+    /// may take up to twice the TTL to reap it; minimum 10s).
+    #[arg(long, value_name = "DUR", default_value = "15s", value_parser = parse_duration)]
+    pub lock_ttl: Duration,
+}
+
+/// Parses Go-style durations as operators write them for Consul: `300ms`, `10s`, `5m`, `1h`,
+/// `1m30s`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("invalid duration {s:?}: missing unit (ms, s, m, h)"))?;
+        if num_end == 0 {
+            return Err(format!("invalid duration {s:?}"));
+        }
+        let value: f64 = rest[..num_end]
+            .parse()
+            .map_err(|_| format!("invalid duration {s:?}"))?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_end] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            other => return Err(format!("invalid duration {s:?}: unknown unit {other:?}")),
+        };
+        total += Duration::from_secs_f64(value * unit);
+        rest = &rest[unit_end..];
+    }
+    Ok(total)
+}
+
+/// Parses the handler's flags. `--help`/`--version` print and exit 0; any usage error prints
+/// clap's message and exits 64 (EX_USAGE) instead of clap's default 2.
+pub fn parse_args<P: clap::Parser>() -> P {
+    match P::try_parse() {
+        Ok(p) => p,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                Exit::Usage.code()
+            } else {
+                0
+            };
+            let _ = e.print();
+            // Drain stdin so the agent's write of the payload never fails with EPIPE.
+            if code != 0 {
+                let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+            }
+            std::process::exit(code);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("300ms").unwrap(), Duration::from_millis(300));
+        assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

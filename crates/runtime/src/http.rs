@@ -1,0 +1,662 @@
+//! The one HTTP client every remote call goes through: per-request timeouts bounded by the
+//! invocation's deadline, bounded jittered retries, fail-over across several base URLs (Marathon
+//! and Chronos run as HA sets), authentication, TLS verification on by default (optionally with
+//! the operator's CA file), and errors that name the service and URL without credentials.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+
+use crate::deadline::Deadline;
+use crate::exit::{Exit, ToExit};
+use crate::redact::{redact_url, split_userinfo, Redactor, Secret};
+use crate::retry::Backoff;
+
+/// How requests authenticate.
+#[derive(Debug, Clone, Default)]
+pub enum Auth {
+    #[default]
+    None,
+    /// HTTP basic auth (Marathon `--http_credentials`, Chronos).
+    Basic { user: String, password: Secret },
+    /// `Authorization: Bearer <token>` (Consul accepts it too).
+    Bearer(Secret),
+    /// `Authorization: token=<token>` (DC/OS ACS tokens for Marathon).
+    DcosToken(Secret),
+    /// `X-Consul-Token: <token>`.
+    ConsulToken(Secret),
+}
+
+impl Auth {
+    fn secret(&self) -> Option<&str> {
+        match self {
+            Auth::None => None,
+            Auth::Basic { password, .. } => Some(password.expose()),
+            Auth::Bearer(s) | Auth::DcosToken(s) | Auth::ConsulToken(s) => Some(s.expose()),
+        }
+    }
+
+    fn header(&self) -> Option<(&'static str, String)> {
+        match self {
+            Auth::None => None,
+            Auth::Basic { user, password } => Some((
+                "Authorization",
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{user}:{}", password.expose()))
+                ),
+            )),
+            Auth::Bearer(s) => Some(("Authorization", format!("Bearer {}", s.expose()))),
+            Auth::DcosToken(s) => Some(("Authorization", format!("token={}", s.expose()))),
+            Auth::ConsulToken(s) => Some(("X-Consul-Token", s.expose().to_string())),
+        }
+    }
+}
+
+/// Settings of one client.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// The remote's name in messages ("consul", "marathon", "chronos").
+    pub service: &'static str,
+    /// Per-request timeout (reading the whole answer), capped by the deadline.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub backoff: Backoff,
+    pub auth: Auth,
+    /// PEM file with the CA certificates to trust instead of the system's web roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Statuses that mean "try again / try the next server" (Marathon's standbys answer 502,
+    /// 503 or 504 when the leader is unreachable; reference §1.2).
+    pub retry_statuses: Vec<u16>,
+    /// Largest answer read (the rest is an error, not an allocation).
+    pub max_body: u64,
+}
+
+impl HttpConfig {
+    pub fn new(service: &'static str) -> HttpConfig {
+        HttpConfig {
+            service,
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            backoff: Backoff::default(),
+            auth: Auth::None,
+            ca_file: None,
+            retry_statuses: vec![429, 502, 503, 504],
+            max_body: 512 * 1024 * 1024,
+        }
+    }
+}
+
+/// A configuration problem (exit 64).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ToExit for ConfigError {
+    fn exit(&self) -> Exit {
+        Exit::Usage
+    }
+}
+
+/// A remote call that did not give a usable answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum HttpError {
+    /// Connection failures or retryable statuses on every server, every try.
+    #[error("{service} unavailable: {method} {url}: {reason}")]
+    Unavailable {
+        service: &'static str,
+        method: String,
+        url: String,
+        reason: String,
+    },
+    /// The invocation's deadline passed.
+    #[error("{service} {method} {url}: gave up, the handler's --timeout was reached")]
+    Deadline {
+        service: &'static str,
+        method: String,
+        url: String,
+    },
+    /// The server answered, with a status the caller treats as an error.
+    #[error("{service} {method} {url} answered HTTP {status}: {body}")]
+    Status {
+        service: &'static str,
+        method: String,
+        url: String,
+        status: u16,
+        body: String,
+    },
+    /// The answer could not be read or decoded.
+    #[error("{service} {method} {url}: invalid answer: {reason}")]
+    Decode {
+        service: &'static str,
+        method: String,
+        url: String,
+        reason: String,
+    },
+}
+
+impl HttpError {
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HttpError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// True for errors where the remote could not be reached at all.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            HttpError::Unavailable { .. } | HttpError::Deadline { .. }
+        )
+    }
+}
+
+impl ToExit for HttpError {
+    fn exit(&self) -> Exit {
+        match self {
+            HttpError::Unavailable { .. } => Exit::Unavailable,
+            HttpError::Deadline { .. } | HttpError::Status { .. } => Exit::TempFail,
+            HttpError::Decode { .. } => Exit::TempFail,
+        }
+    }
+}
+
+/// An answer, read in full.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// `METHOD url` (credentials removed), for messages.
+    pub method: String,
+    pub url: String,
+    pub service: &'static str,
+    redactor: Redactor,
+}
+
+impl HttpResponse {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, HttpError> {
+        serde_json::from_slice(&self.body).map_err(|e| HttpError::Decode {
+            service: self.service,
+            method: self.method.clone(),
+            url: self.url.clone(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// This answer as an error (body shortened and scrubbed of secrets).
+    pub fn error(&self) -> HttpError {
+        let mut body = self.redactor.scrub(self.text().trim());
+        if body.len() > 600 {
+            let mut cut = 600;
+            while !body.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            body.truncate(cut);
+            body.push('…');
+        }
+        HttpError::Status {
+            service: self.service,
+            method: self.method.clone(),
+            url: self.url.clone(),
+            status: self.status,
+            body,
+        }
+    }
+
+    /// Ok(self) for 2xx, the error otherwise.
+    pub fn success(self) -> Result<HttpResponse, HttpError> {
+        if self.is_success() {
+            Ok(self)
+        } else {
+            Err(self.error())
+        }
+    }
+}
+
+/// One request.
+#[derive(Debug, Clone)]
+pub struct HttpRequest<'a> {
+    pub method: &'a str,
+    /// Path and query, starting with `/` (appended to the base URL).
+    pub path: &'a str,
+    pub body: Option<Vec<u8>>,
+    pub content_type: &'a str,
+    /// Overrides the client's per-request timeout (Consul blocking queries wait minutes).
+    pub timeout: Option<Duration>,
+    pub headers: Vec<(&'a str, String)>,
+}
+
+impl<'a> HttpRequest<'a> {
+    pub fn new(method: &'a str, path: &'a str) -> HttpRequest<'a> {
+        HttpRequest {
+            method,
+            path,
+            body: None,
+            content_type: "application/json",
+            timeout: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn json(mut self, value: &serde_json::Value) -> Self {
+        self.body = Some(serde_json::to_vec(value).unwrap_or_default());
+        self
+    }
+
+    pub fn body(mut self, bytes: Vec<u8>, content_type: &'a str) -> Self {
+        self.body = Some(bytes);
+        self.content_type = content_type;
+        self
+    }
+
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+
+    pub fn header(mut self, name: &'a str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+/// The client. Cheap to share by reference; counts the requests it sends.
+pub struct HttpClient {
+    agent: ureq::Agent,
+    bases: Vec<String>,
+    cfg: HttpConfig,
+    deadline: Option<Deadline>,
+    preferred: AtomicUsize,
+    requests: AtomicU64,
+    redactor: Redactor,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("service", &self.cfg.service)
+            .field("bases", &self.bases)
+            .finish()
+    }
+}
+
+impl HttpClient {
+    /// A client for one service reachable at any of `urls` (tried in order, the last one that
+    /// worked first). Credentials embedded in a URL become basic auth and leave the URL.
+    pub fn new(urls: &[String], mut cfg: HttpConfig) -> Result<HttpClient, ConfigError> {
+        let mut bases = Vec::new();
+        for raw in urls.iter().map(|u| u.trim()).filter(|u| !u.is_empty()) {
+            let (clean, creds) = split_userinfo(raw);
+            if !(clean.starts_with("http://") || clean.starts_with("https://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "{} URL {} must start with http:// or https://",
+                    cfg.service,
+                    redact_url(raw)
+                )));
+            }
+            if let (Some((user, password)), Auth::None) = (creds, &cfg.auth) {
+                cfg.auth = Auth::Basic { user, password };
+            }
+            bases.push(clean.trim_end_matches('/').to_string());
+        }
+        if bases.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "no {} URL given",
+                cfg.service
+            )));
+        }
+        let mut builder = ureq::AgentBuilder::new()
+            .timeout_connect(cfg.connect_timeout)
+            .redirects(0)
+            .user_agent(concat!("shipwatch/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &cfg.ca_file {
+            builder = builder.tls_config(Arc::new(tls_with_ca(ca, cfg.service)?));
+        }
+        let mut redactor = Redactor::new();
+        if let Some(s) = cfg.auth.secret() {
+            redactor.add(s);
+        }
+        Ok(HttpClient {
+            agent: builder.build(),
+            bases,
+            cfg,
+            deadline: None,
+            preferred: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            redactor,
+        })
+    }
+
+    /// Bounds every request and retry by `deadline`.
+    pub fn with_deadline(mut self, deadline: Deadline) -> HttpClient {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    pub fn service(&self) -> &'static str {
+        self.cfg.service
+    }
+
+    /// The base URL in use (the last that answered).
+    pub fn base(&self) -> &str {
+        &self.bases[self.preferred.load(Ordering::Relaxed) % self.bases.len()]
+    }
+
+    pub fn bases(&self) -> &[String] {
+        &self.bases
+    }
+
+    /// Requests sent so far (including retries).
+    pub fn request_count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn get(&self, path: &str) -> Result<HttpResponse, HttpError> {
+        self.send(HttpRequest::new("GET", path))
+    }
+
+    /// Sends `req`, failing over and retrying on connection errors and `retry_statuses`. Any
+    /// other status is returned as `Ok` for the caller to interpret (404, 409 and 422 mean
+    /// different things to different callers).
+    pub fn send(&self, req: HttpRequest<'_>) -> Result<HttpResponse, HttpError> {
+        let start = self.preferred.load(Ordering::Relaxed);
+        let n = self.bases.len();
+        let mut last_reason = String::new();
+        let mut last_url = format!("{}{}", self.bases[start % n], req.path);
+        let attempts = self.cfg.backoff.attempts.max(1);
+        for attempt in 1..=attempts {
+            for k in 0..n {
+                let i = (start + k) % n;
+                let url = format!("{}{}", self.bases[i], req.path);
+                last_url = url.clone();
+                if self.deadline.is_some_and(|d| d.expired()) {
+                    return Err(self.deadline_error(&req, &url));
+                }
+                match self.send_once(&req, &url) {
+                    Ok(resp) if self.cfg.retry_statuses.contains(&resp.status) => {
+                        last_reason = format!(
+                            "HTTP {} {}",
+                            resp.status,
+                            self.redactor
+                                .scrub(resp.text().trim())
+                                .chars()
+                                .take(200)
+                                .collect::<String>()
+                        );
+                        log::warn!(
+                            "{} {} {}: {} (try {attempt}/{attempts})",
+                            self.cfg.service,
+                            req.method,
+                            redact_url(&url),
+                            last_reason
+                        );
+                    }
+                    Ok(resp) => {
+                        self.preferred.store(i, Ordering::Relaxed);
+                        return Ok(resp);
+                    }
+                    Err(reason) => {
+                        log::warn!(
+                            "{} {} {}: {} (try {attempt}/{attempts})",
+                            self.cfg.service,
+                            req.method,
+                            redact_url(&url),
+                            reason
+                        );
+                        last_reason = reason;
+                    }
+                }
+            }
+            if attempt < attempts {
+                let wait = self.cfg.backoff.delay(attempt);
+                if self.deadline.is_some_and(|d| d.remaining() <= wait) {
+                    return Err(self.deadline_error(&req, &last_url));
+                }
+                std::thread::sleep(wait);
+            }
+        }
+        Err(HttpError::Unavailable {
+            service: self.cfg.service,
+            method: req.method.to_string(),
+            url: redact_url(&last_url),
+            reason: last_reason,
+        })
+    }
+
+    fn deadline_error(&self, req: &HttpRequest<'_>, url: &str) -> HttpError {
+        HttpError::Deadline {
+            service: self.cfg.service,
+            method: req.method.to_string(),
+            url: redact_url(url),
+        }
+    }
+
+    /// One try against one server. `Err` is a transport failure, as text.
+    fn send_once(&self, req: &HttpRequest<'_>, url: &str) -> Result<HttpResponse, String> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut timeout = req.timeout.unwrap_or(self.cfg.timeout);
+        if let Some(d) = &self.deadline {
+            timeout = d.cap(timeout).max(Duration::from_millis(1));
+        }
+        let mut r = self.agent.request(req.method, url).timeout(timeout);
+        if let Some((name, value)) = self.cfg.auth.header() {
+            r = r.set(name, &value);
+        }
+        for (name, value) in &req.headers {
+            r = r.set(name, value);
+        }
+        let result = match &req.body {
+            Some(body) => r.set("Content-Type", req.content_type).send_bytes(body),
+            None => r.call(),
+        };
+        let resp = match result {
+            Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
+            Err(ureq::Error::Transport(t)) => {
+                return Err(self.redactor.scrub(&transport_reason(&t)))
+            }
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_string())))
+            .collect();
+        let mut body = Vec::new();
+        resp.into_reader()
+            .take(self.cfg.max_body + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| format!("reading the answer failed: {e}"))?;
+        if body.len() as u64 > self.cfg.max_body {
+            return Err(format!("answer larger than {} bytes", self.cfg.max_body));
+        }
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+            method: req.method.to_string(),
+            url: redact_url(url),
+            service: self.cfg.service,
+            redactor: self.redactor.clone(),
+        })
+    }
+}
+
+/// ureq's transport error without the URL (which the caller prints, redacted).
+fn transport_reason(t: &ureq::Transport) -> String {
+    let kind = t.kind().to_string();
+    match t.message() {
+        Some(m) => format!("{kind}: {m}"),
+        None => match std::error::Error::source(t) {
+            Some(src) => format!("{kind}: {src}"),
+            None => kind,
+        },
+    }
+}
+
+fn tls_with_ca(path: &Path, service: &str) -> Result<rustls::ClientConfig, ConfigError> {
+    let bad =
+        |why: String| ConfigError::Invalid(format!("{service} CA file {}: {why}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        let cert = cert.map_err(|e| bad(e.to_string()))?;
+        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no PEM certificate found".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use devstack::http::{Fault, Request, Response, Server};
+
+    fn fast(service: &'static str) -> HttpConfig {
+        let mut c = HttpConfig::new(service);
+        c.backoff = Backoff {
+            attempts: 3,
+            base: Duration::from_millis(1),
+            max: Duration::from_millis(5),
+        };
+        c.timeout = Duration::from_secs(5);
+        c
+    }
+
+    fn echo() -> Server {
+        Server::start(
+            "127.0.0.1:0",
+            Arc::new(|r: Request| Response::text(200, r.header("authorization").unwrap_or("none"))),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn fails_over_to_the_next_url_on_refused_connections() {
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_url = format!("http://{}", dead.local_addr().unwrap());
+        drop(dead);
+        let live = echo();
+        let c = HttpClient::new(&[dead_url, live.url()], fast("marathon")).unwrap();
+        let r = c.get("/v2/apps").unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(c.base(), live.url());
+    }
+
+    #[test]
+    fn retries_503_then_succeeds() {
+        let live = echo();
+        live.faults().fail_next(
+            2,
+            Fault::Status {
+                status: 503,
+                body: "busy".into(),
+            },
+        );
+        let c = HttpClient::new(&[live.url()], fast("consul")).unwrap();
+        assert_eq!(c.get("/x").unwrap().status, 200);
+        assert_eq!(c.request_count(), 3);
+    }
+
+    #[test]
+    fn gives_up_with_unavailable_and_no_credentials_in_the_message() {
+        let live = echo();
+        live.faults().set_refuse(true);
+        let url = format!("http://admin:hunter22@{}", live.addr());
+        let c = HttpClient::new(&[url], fast("marathon")).unwrap();
+        let err = c.get("/v2/apps").unwrap_err();
+        assert!(matches!(err, HttpError::Unavailable { .. }), "{err}");
+        assert_eq!(err.exit(), Exit::Unavailable);
+        assert!(!err.to_string().contains("hunter22"), "{err}");
+        assert!(!err.to_string().contains("admin"), "{err}");
+    }
+
+    #[test]
+    fn url_credentials_become_basic_auth() {
+        let live = echo();
+        let url = format!("http://admin:hunter22@{}", live.addr());
+        let c = HttpClient::new(&[url], fast("marathon")).unwrap();
+        let body = c.get("/").unwrap().text();
+        assert_eq!(
+            body,
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("admin:hunter22")
+            )
+        );
+        assert!(!format!("{c:?}").contains("hunter22"));
+    }
+
+    #[test]
+    fn non_retryable_statuses_come_back_to_the_caller() {
+        let s = Server::start(
+            "127.0.0.1:0",
+            Arc::new(|_r: Request| Response::text(409, "locked by token hunter22")),
+        )
+        .unwrap();
+        let mut cfg = fast("marathon");
+        cfg.auth = Auth::Bearer(Secret::new("hunter22"));
+        let c = HttpClient::new(&[s.url()], cfg).unwrap();
+        let r = c.get("/v2/apps/x").unwrap();
+        assert_eq!(r.status, 409);
+        assert_eq!(c.request_count(), 1);
+        let e = r.error();
+        assert!(!e.to_string().contains("hunter22"), "{e}");
+    }
+
+    #[test]
+    fn deadline_bounds_retries() {
+        let live = echo();
+        live.faults().set_refuse(true);
+        let mut cfg = fast("chronos");
+        cfg.backoff = Backoff {
+            attempts: 100,
+            base: Duration::from_millis(50),
+            max: Duration::from_millis(50),
+        };
+        let c = HttpClient::new(&[live.url()], cfg)
+            .unwrap()
+            .with_deadline(Deadline::after(Duration::from_millis(200)));
+        let t = std::time::Instant::now();
+        let err = c.get("/").unwrap_err();
+        assert!(matches!(err, HttpError::Deadline { .. }), "{err}");
+        assert!(t.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn rejects_non_http_urls() {
+        assert!(HttpClient::new(&["unix:///tmp/consul.sock".into()], fast("consul")).is_err());
+        assert!(HttpClient::new(&[], fast("consul")).is_err());
+    }
+}

@@ -1,0 +1,201 @@
+//! The plan/summary every handler prints: text for a person replaying by hand, or exactly one
+//! JSON document (`--output json`) for scripts and tests:
+//! `{"handler","dry_run","consul_index","actions":[{"kind","target","status","detail"}],"errors"}`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::exit::Exit;
+
+/// What happened (or would happen) to one action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Applied,
+    Planned,
+    Unchanged,
+    Skipped,
+    Failed,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Applied => "applied",
+            Status::Planned => "planned",
+            Status::Unchanged => "unchanged",
+            Status::Skipped => "skipped",
+            Status::Failed => "failed",
+        }
+    }
+}
+
+/// One unit of work: kind and target are per handler (`update-app` + app id, `register` +
+/// service id, `update-image` + `file#path`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    pub kind: String,
+    pub target: String,
+    pub status: Status,
+    pub detail: String,
+}
+
+impl Action {
+    pub fn new(
+        kind: impl Into<String>,
+        target: impl Into<String>,
+        status: Status,
+        detail: impl Into<String>,
+    ) -> Action {
+        Action {
+            kind: kind.into(),
+            target: target.into(),
+            status,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The outcome of one invocation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub handler: String,
+    pub dry_run: bool,
+    pub consul_index: Option<u64>,
+    pub actions: Vec<Action>,
+    pub errors: Vec<String>,
+    /// The exit code raised explicitly by the handler (beyond what failed actions imply).
+    #[serde(skip)]
+    exit: Option<Exit>,
+}
+
+impl Summary {
+    pub fn new(handler: &str, dry_run: bool, consul_index: Option<u64>) -> Summary {
+        Summary {
+            handler: handler.to_string(),
+            dry_run,
+            consul_index,
+            actions: Vec::new(),
+            errors: Vec::new(),
+            exit: None,
+        }
+    }
+
+    pub fn push(&mut self, action: Action) {
+        self.actions.push(action);
+    }
+
+    /// Records an error message (shown in `errors`) without changing the exit code.
+    pub fn error(&mut self, msg: impl Into<String>) {
+        self.errors.push(msg.into());
+    }
+
+    /// Raises the exit code to at least `exit` (the most severe outcome wins).
+    pub fn raise_exit(&mut self, exit: Exit) {
+        self.exit = Some(self.exit.unwrap_or(Exit::Success).worst(exit));
+    }
+
+    /// The exit code: the raised one, and 75 when any action failed.
+    pub fn exit(&self) -> Exit {
+        let mut e = self.exit.unwrap_or(Exit::Success);
+        if self.actions.iter().any(|a| a.status == Status::Failed) {
+            e = e.worst(Exit::TempFail);
+        }
+        e
+    }
+
+    pub fn count(&self, status: Status) -> usize {
+        self.actions.iter().filter(|a| a.status == status).count()
+    }
+
+    /// True when something was (or in a dry run would be) changed.
+    pub fn changed(&self) -> bool {
+        self.actions
+            .iter()
+            .any(|a| matches!(a.status, Status::Applied | Status::Planned))
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string())
+    }
+
+    /// The human-readable form: one line per action, then errors, then a count line.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let tag = if self.dry_run { " (dry run)" } else { "" };
+        let index = self
+            .consul_index
+            .map(|i| format!(" at CONSUL_INDEX {i}"))
+            .unwrap_or_default();
+        out.push_str(&format!("{}{}{}\n", self.handler, tag, index));
+        for a in &self.actions {
+            out.push_str(&format!(
+                "  {:<9} {:<14} {}",
+                a.status.as_str(),
+                a.kind,
+                a.target
+            ));
+            if !a.detail.is_empty() {
+                for (i, line) in a.detail.lines().enumerate() {
+                    if i == 0 {
+                        out.push_str(&format!("  {line}"));
+                    } else {
+                        out.push_str(&format!("\n      {line}"));
+                    }
+                }
+            }
+            out.push('\n');
+        }
+        for e in &self.errors {
+            out.push_str(&format!("  error: {e}\n"));
+        }
+        out.push_str(&format!(
+            "{} applied, {} planned, {} unchanged, {} skipped, {} failed, {} errors; exit {}\n",
+            self.count(Status::Applied),
+            self.count(Status::Planned),
+            self.count(Status::Unchanged),
+            self.count(Status::Skipped),
+            self.count(Status::Failed),
+            self.errors.len(),
+            self.exit().code()
+        ));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_the_contract_shape() {
+        let mut s = Summary::new("tag2git", false, Some(123));
+        s.push(Action::new(
+            "update-image",
+            "a.json#/x",
+            Status::Applied,
+            "1 -> 2",
+        ));
+        s.error("boom");
+        let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"handler":"tag2git","dry_run":false,"consul_index":123,
+                "actions":[{"kind":"update-image","target":"a.json#/x","status":"applied","detail":"1 -> 2"}],
+                "errors":["boom"]})
+        );
+    }
+
+    #[test]
+    fn failed_action_means_partial_exit() {
+        let mut s = Summary::new("kv2jobs", false, None);
+        s.push(Action::new("update-app", "/a", Status::Applied, ""));
+        assert_eq!(s.exit(), Exit::Success);
+        s.push(Action::new("update-app", "/b", Status::Failed, "422"));
+        assert_eq!(s.exit(), Exit::TempFail);
+        s.raise_exit(Exit::DataErr);
+        assert_eq!(s.exit(), Exit::TempFail);
+        let mut t = Summary::new("kv2jobs", false, None);
+        t.raise_exit(Exit::DataErr);
+        assert_eq!(t.exit(), Exit::DataErr);
+    }
+}
