@@ -527,3 +527,19 @@ fn after_a_query_error_the_handler_runs_again_with_unchanged_data() {
     assert_eq!(inv[0].consul_index, inv[1].consul_index);
     r.stop();
 }
+
+#[test]
+fn the_repository_watch_configs_are_valid_for_the_agent() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../consul-config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "json") {
+            let specs = load_watches(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(!specs.is_empty(), "{}", p.display());
+            assert!(specs.iter().all(|s| s.token.is_some()), "{}", p.display());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 3, "found {seen} configs");
+}
