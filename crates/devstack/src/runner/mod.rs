@@ -22,7 +22,33 @@
 //! Differences, on purpose: the deprecated `handler` field (run by the agent via `/bin/sh -c`)
 //! and `handler_type: "http"` are rejected with a clear error; blocking queries use a short
 //! `query_wait` (default 5s) instead of the server's 5 minutes, which changes nothing for the
-//! handler (an unchanged index never runs it) but lets `stop()` return promptly.
+//! handler (an unchanged index never runs it) but lets `stop()` return promptly. Only
+//! `http://` and `https://` Consul addresses are supported (no `unix://`).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use devstack::consul::{Consul, ConsulOptions};
+//! use devstack::runner::{load_watches, Runner, RunnerOptions};
+//!
+//! let consul = Consul::start(ConsulOptions::default()).unwrap();
+//! let specs = load_watches("consul-config/kv2jobs.json".as_ref()).unwrap();
+//! let runner = Runner::start(
+//!     specs,
+//!     RunnerOptions {
+//!         consul_url: consul.url(),
+//!         env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+//!         retry_base: Duration::from_millis(50),
+//!         ..RunnerOptions::default()
+//!     },
+//! )
+//! .unwrap();
+//! consul.kv_put("jobs/main.ref", b"0123abc");
+//! assert!(runner.wait_for_invocations(0, 2, Duration::from_secs(5)));
+//! for inv in runner.invocations() {
+//!     println!("CONSUL_INDEX={} exit={:?}", inv.consul_index, inv.exit_code);
+//! }
+//! runner.stop();
+//! ```
 
 mod query;
 mod spec;
