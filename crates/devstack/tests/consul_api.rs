@@ -554,6 +554,18 @@ fn catalog_register_services_and_health() {
         "web-1-alive"
     );
     assert_eq!(get(&c, "/v1/health/state/bogus").status, 400);
+    assert_eq!(
+        get(&c, "/v1/health/state/critical?tag=v1")
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        get(&c, "/v1/health/state/critical?tag=v2").json(),
+        json!([])
+    );
 
     // Re-registering an identical service does not move the index.
     let idx = c.index();

@@ -737,11 +737,14 @@ impl Api {
                 if !["any", "passing", "warning", "critical"].contains(&arg.as_str()) {
                     return Err(text(400, "Invalid check state"));
                 }
+                let tags: Vec<String> =
+                    req.query_all("tag").into_iter().map(String::from).collect();
                 self.read(req, move |st| {
                     let list: Vec<Value> = st
                         .checks
                         .values()
                         .filter(|c| arg == "any" || c.status == arg)
+                        .filter(|c| tags.iter().all(|t| c.service_tags.contains(t)))
                         .map(Check::to_json)
                         .collect();
                     (

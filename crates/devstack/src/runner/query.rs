@@ -45,7 +45,14 @@ pub fn run(
         }
         "checks" => match p.get("service").and_then(Value::as_str) {
             Some(svc) => format!("/v1/health/checks/{}", encode_path(svc)),
-            None => format!("/v1/health/state/{}", encode_path(&s("state"))),
+            None => {
+                // As `tag=` parameters (how api.Health.StateTags encodes them is UNCONFIRMED;
+                // the double filters /v1/health/state by ServiceTags).
+                for t in p.get("tag").and_then(Value::as_array).into_iter().flatten() {
+                    query.push(("tag".into(), t.as_str().unwrap_or("").into()));
+                }
+                format!("/v1/health/state/{}", encode_path(&s("state")))
+            }
         },
         "event" => {
             if !s("name").is_empty() {

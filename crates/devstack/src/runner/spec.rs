@@ -203,6 +203,11 @@ fn parse_watch(mut p: Map<String, Value>) -> Result<WatchSpec, String> {
             } else {
                 params.insert("service".into(), service.into());
             }
+            // Newer funcs.go checksWatch: `tag` filters state queries (health.StateTags).
+            let tags = take_string_slice(&mut p, "tag")
+                .map_err(fail)?
+                .unwrap_or_default();
+            params.insert("tag".into(), tags.into());
         }
         "event" => {
             if stale.is_some() {
