@@ -758,3 +758,41 @@ fn symlinked_job_files_are_never_followed_or_edited() {
         Some("120000")
     );
 }
+
+#[test]
+fn with_lock_only_the_holder_acts() {
+    use devstack::consul::{Consul, ConsulOptions};
+    let consul = Consul::start(ConsulOptions::default()).unwrap();
+    let repo = Repo::new();
+    let key = "shipwatch/locks/tag2git";
+    let lock = ["--lock", key, "--consul", &consul.url()];
+    // Free lock: this run takes it, acts, and releases it.
+    let run = repo.run(&kv("images/nginx", "1.27", 1), &lock);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(repo
+        .show_str("main", "groups/prod.json")
+        .contains("\"nginx:1.27\""));
+    assert_eq!(
+        consul.kv_get(key).map(|e| e.session).unwrap_or_default(),
+        "",
+        "released"
+    );
+    // Held by another agent's session: exit 0, nothing done.
+    let session: serde_json::Value = ureq::put(&format!("{}/v1/session/create", consul.url()))
+        .send_string(r#"{"TTL":"30s"}"#)
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let id = session["ID"].as_str().unwrap();
+    let acquired = ureq::put(&format!("{}/v1/kv/{key}?acquire={id}", consul.url()))
+        .send_string("other agent")
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert_eq!(acquired.trim(), "true");
+    let head = repo.head("main");
+    let run = repo.run(&kv("images/redis", "7.4", 2), &lock);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.actions(), vec![("skipped".into(), key.to_string())]);
+    assert_eq!(repo.head("main"), head);
+}
