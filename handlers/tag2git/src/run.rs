@@ -417,6 +417,16 @@ impl Cycle<'_> {
                         .is_none_or(|&seen| seen < u.modify_index)
             });
             let files = scan::job_files(self.git.ls_files(&self.cfg.paths, self.local())?);
+            if files.is_empty() {
+                log::warn!(
+                    "no tracked *.json files under {}",
+                    if self.cfg.paths.is_empty() {
+                        "the repository root".to_string()
+                    } else {
+                        self.cfg.paths.join(", ")
+                    }
+                );
+            }
             let scan = scan::scan(self.git.dir(), &files, &pending);
             log::info!(
                 "scanned {} JSON files: {} job images match, {} to change",
