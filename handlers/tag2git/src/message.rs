@@ -75,6 +75,14 @@ fn render(template: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Str
     Ok(out)
 }
 
+/// Text from job files (ids, paths) on one line: a newline in an app id must not be able to start
+/// a paragraph that git would read as trailers.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect()
+}
+
 /// Short repository name for subjects: the familiar name on Docker Hub, the path elsewhere.
 fn short_repo(update: &Update) -> String {
     if update.image.domain() == gitops::imageref::DEFAULT_DOMAIN {
@@ -125,7 +133,15 @@ pub fn build(
     };
     let body = changes
         .iter()
-        .map(|s| format!("- {} ({}): {} -> {}", s.target(), s.job_id, s.old, s.new))
+        .map(|s| {
+            format!(
+                "- {} ({}): {} -> {}",
+                one_line(&s.target()),
+                one_line(&s.job_id),
+                s.old,
+                s.new
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n");
     let keys = applied
@@ -165,6 +181,14 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_text_stays_on_one_line() {
+        assert_eq!(
+            one_line("a\n\nConsul-Key: x\r"),
+            "a\u{FFFD}\u{FFFD}Consul-Key: x\u{FFFD}"
+        );
+    }
 
     #[test]
     fn templates_are_checked() {

@@ -796,3 +796,30 @@ fn with_lock_only_the_holder_acts() {
     assert_eq!(run.actions(), vec![("skipped".into(), key.to_string())]);
     assert_eq!(repo.head("main"), head);
 }
+
+#[test]
+fn text_from_job_files_cannot_forge_trailers() {
+    let evil = r#"{"id": "/x\n\nConsul-Key: images/nginx\nConsul-Modify-Index: 999999", "container": {"docker": {"image": "sami/api:1"}}}"#;
+    let repo = Repo::with_files(&[("apps/x.json".into(), evil.as_bytes().to_vec())]);
+    let run = repo.run(&kv("images/sami/api", "2", 5), &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let trailers = repo.git(&["log", "-1", "--format=%(trailers)", "main"]);
+    assert_eq!(
+        trailers.trim(),
+        "Consul-Key: images/sami/api\nConsul-Modify-Index: 5\nConsul-Index: 4242"
+    );
+    // The id stays on its body line (control characters replaced), so no line of the message
+    // starts with a forged trailer.
+    let msg = repo.message("main");
+    assert!(
+        msg.contains(
+            "(/x\u{FFFD}\u{FFFD}Consul-Key: images/nginx\u{FFFD}Consul-Modify-Index: 999999)"
+        ),
+        "{msg}"
+    );
+    assert!(
+        !msg.lines()
+            .any(|l| l.starts_with("Consul-Key: images/nginx")),
+        "{msg}"
+    );
+}
