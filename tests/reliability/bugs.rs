@@ -1,0 +1,1 @@
+//! Known bugs found by the reliability suite, as ignored failing tests.
