@@ -7,6 +7,7 @@
 //! Needs the handler binaries built (`cargo test --workspace` builds them, or SHIPWATCH_BIN_DIR).
 
 mod badinput;
+mod faults;
 mod gitrepo;
 mod harness;
 
@@ -36,6 +37,7 @@ fn main() {
     std::thread::scope(|s| {
         let r = &report;
         s.spawn(move || badinput::tag2git(r));
+        s.spawn(move || faults::tag2git(r));
     });
     let (cases, faults, failures) = report.totals();
     println!();
