@@ -1,0 +1,355 @@
+//! Reading Marathon and Consul, and writing the plan's changes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use consul::{Consul, ConsulError};
+use marathon::{Marathon, MarathonError};
+use runtime::http::{Auth, HttpClient, HttpConfig, HttpError};
+use runtime::{Action, Exit, Status, Summary, ToExit};
+use serde_json::Value;
+
+use crate::plan::{self, Change, Config, Mode, Owned, Plan, META_SOURCE, SOURCE};
+use crate::scope::Scope;
+
+/// What stops a sync before anything is written (Marathon or Consul unreadable).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("reading Marathon: {0}")]
+    Marathon(#[from] MarathonError),
+    #[error("reading Consul: {0}")]
+    Consul(#[from] ConsulError),
+}
+
+impl ToExit for SyncError {
+    fn exit(&self) -> Exit {
+        match self {
+            SyncError::Marathon(e) => e.exit(),
+            SyncError::Consul(e) => e.exit(),
+        }
+    }
+}
+
+/// How to reach the Consul agent of a Mesos host (agent mode): a URL template where `{host}` is
+/// replaced by the task's host (or the node address of an existing registration), e.g.
+/// `http://{host}:8500` (the default, from `--agent-port`) or `https://{host}:8501`.
+#[derive(Debug, Clone)]
+pub struct AgentAddr {
+    pub template: String,
+}
+
+impl AgentAddr {
+    pub fn url(&self, host: &str) -> String {
+        self.template.replace("{host}", host)
+    }
+}
+
+/// Consul agents by URL, created on first use with the same token and CA as `--consul`.
+pub struct AgentPool {
+    addr: AgentAddr,
+    cfg: HttpConfig,
+    deadline: runtime::Deadline,
+    agents: Mutex<HashMap<String, std::sync::Arc<Consul>>>,
+}
+
+impl AgentPool {
+    pub fn new(addr: AgentAddr, deadline: runtime::Deadline) -> Result<AgentPool, String> {
+        let mut cfg = HttpConfig::new("consul agent");
+        cfg.retry_statuses = vec![429, 500, 502, 503, 504];
+        // A dead host's agent must not hold the whole sync for long: fewer tries.
+        cfg.backoff.attempts = 2;
+        cfg.connect_timeout = std::time::Duration::from_secs(3);
+        cfg.auth = match runtime::config::consul_token().map_err(|e| e.to_string())? {
+            Some(t) => Auth::ConsulToken(t),
+            None => Auth::None,
+        };
+        cfg.ca_file = std::env::var_os("CONSUL_CACERT")
+            .filter(|v| !v.is_empty())
+            .map(Into::into);
+        Ok(AgentPool {
+            addr,
+            cfg,
+            deadline,
+            agents: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn agent(&self, host: &str) -> Result<std::sync::Arc<Consul>, ConsulError> {
+        let url = self.addr.url(host);
+        let mut agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = agents.get(&url) {
+            return Ok(a.clone());
+        }
+        let client = HttpClient::new(&[url.clone()], self.cfg.clone())
+            .map_err(|e| ConsulError::Unexpected {
+                what: format!("agent of host {host}"),
+                reason: e.to_string(),
+            })?
+            .with_deadline(self.deadline);
+        let a = std::sync::Arc::new(Consul::new(client));
+        agents.insert(url, a.clone());
+        Ok(a)
+    }
+}
+
+/// One sync's inputs.
+pub struct Syncer<'a> {
+    pub marathon: &'a Marathon,
+    pub consul: &'a Consul,
+    pub cfg: &'a Config,
+    /// Agent mode only.
+    pub agents: Option<&'a AgentPool>,
+}
+
+/// Counters of one sync, for logs and the benchmark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub apps: usize,
+    pub owned: usize,
+    pub unchanged: usize,
+    pub waiting: usize,
+    pub applied: usize,
+    pub failed: usize,
+}
+
+impl Syncer<'_> {
+    /// The selected apps with their tasks. Full sync: one bulk read
+    /// (`/v2/apps?embed=apps.tasks&label=<label>`). Scoped: one read per named app
+    /// (`/v2/apps/<id>?embed=app.tasks`); a 404 means the app is gone.
+    pub fn read_apps(&self, scope: &Scope) -> Result<Vec<Value>, SyncError> {
+        match scope {
+            Scope::All => Ok(self.marathon.list_apps(true, Some(&self.cfg.label))?),
+            Scope::Apps(ids) => {
+                let mut apps = Vec::new();
+                for id in ids {
+                    if let Some(app) = get_app_with_tasks(self.marathon, id)? {
+                        apps.push(app);
+                    }
+                }
+                Ok(apps)
+            }
+        }
+    }
+
+    /// Every registration tasks2consul owns: the service names (catalog mode: on nodes with
+    /// node meta `external-source=marathon`), then each name's instances with node, meta and
+    /// checks (`/v1/health/service/<name>`), keeping only those whose meta says tasks2consul
+    /// wrote them.
+    pub fn read_owned(&self) -> Result<Vec<Owned>, SyncError> {
+        let filter = match self.cfg.mode {
+            Mode::Catalog => Some((META_SOURCE, SOURCE)),
+            Mode::Agent => None,
+        };
+        let names = self.consul.catalog_services(filter)?;
+        let mut owned = Vec::new();
+        for name in names.keys() {
+            for entry in self.consul.health_service(name)? {
+                if let Some(o) = plan::owned_from_health_entry(&entry) {
+                    owned.push(o);
+                }
+            }
+        }
+        Ok(owned)
+    }
+
+    /// Reads both sides and plans.
+    pub fn plan(&self, scope: &Scope) -> Result<(Plan, Stats), SyncError> {
+        let apps = self.read_apps(scope)?;
+        let owned = self.read_owned()?;
+        let p = plan::plan(&apps, &owned, scope.apps(), self.cfg);
+        let stats = Stats {
+            apps: apps.len(),
+            owned: owned.len(),
+            unchanged: p.unchanged,
+            waiting: p.waiting,
+            ..Stats::default()
+        };
+        Ok((p, stats))
+    }
+
+    /// Plans and applies (or, dry run, lists) the changes into `summary`.
+    pub fn run(
+        &self,
+        scope: &Scope,
+        dry_run: bool,
+        summary: &mut Summary,
+    ) -> Result<Stats, SyncError> {
+        let (p, mut stats) = self.plan(scope)?;
+        log::info!(
+            "{} app(s), {} owned registration(s): {} change(s), {} unchanged, {} waiting for health",
+            stats.apps,
+            stats.owned,
+            p.changes.len(),
+            p.unchanged,
+            p.waiting
+        );
+        for e in &p.errors {
+            log::error!("{e}");
+            summary.error(e.to_string());
+            summary.raise_exit(Exit::DataErr);
+        }
+        let (applied, failed) = self.apply(&p.changes, dry_run, summary);
+        stats.applied = applied;
+        stats.failed = failed;
+        Ok(stats)
+    }
+
+    /// Writes `changes` one by one; a failed one never stops the others (mesos-consul#59),
+    /// except when Consul itself is unreachable: then the rest is skipped and the run exits 69
+    /// (a replay completes it). Returns (applied, failed).
+    pub fn apply(&self, changes: &[Change], dry_run: bool, summary: &mut Summary) -> (usize, usize) {
+        let mut applied = 0;
+        let mut failed = 0;
+        let mut unreachable: Option<String> = None;
+        for change in changes {
+            let (kind, target, detail) = (change.kind(), change.target(), change.detail());
+            if dry_run {
+                summary.push(Action::new(kind, target, Status::Planned, detail));
+                continue;
+            }
+            if let Some(why) = &unreachable {
+                summary.push(Action::new(
+                    kind,
+                    target,
+                    Status::Skipped,
+                    format!("{detail} (not attempted: {why})"),
+                ));
+                continue;
+            }
+            match self.write(change) {
+                Ok(note) => {
+                    applied += 1;
+                    let detail = match note {
+                        Some(n) => format!("{detail} ({n})"),
+                        None => detail,
+                    };
+                    log::info!("{kind} {target}: {detail}");
+                    summary.push(Action::new(kind, target, Status::Applied, detail));
+                }
+                Err(e) => {
+                    failed += 1;
+                    log::error!("{kind} {target}: {e}");
+                    if let ConsulError::Http(h) = &e {
+                        if h.is_unavailable() && self.write_goes_to_main_consul(change) {
+                            unreachable = Some(e.to_string());
+                            summary.raise_exit(Exit::Unavailable);
+                        }
+                    }
+                    summary.push(Action::new(
+                        kind,
+                        target,
+                        Status::Failed,
+                        format!("{detail}: {e}"),
+                    ));
+                }
+            }
+        }
+        if let Some(why) = unreachable {
+            summary.error(format!("Consul unreachable, remaining changes not attempted: {why}"));
+        }
+        (applied, failed)
+    }
+
+    fn write_goes_to_main_consul(&self, change: &Change) -> bool {
+        // In agent mode each write goes to the host's own agent: one dead host is a failure
+        // of its changes only.
+        self.cfg.mode == Mode::Catalog || matches!(change, Change::Deregister { owned, .. } if owned.external)
+    }
+
+    /// One write. `Ok(Some(note))` when it succeeded in a way worth mentioning.
+    fn write(&self, change: &Change) -> Result<Option<String>, ConsulError> {
+        match (self.cfg.mode, change) {
+            (Mode::Catalog, Change::Register { reg, node, .. }) => {
+                self.consul.catalog_register(&reg.id, &reg.catalog_body(node))?;
+                Ok(None)
+            }
+            (_, Change::Deregister { owned, .. }) if owned.external => {
+                self.consul
+                    .catalog_deregister_service(&owned.node, &owned.reg.id)?;
+                Ok(None)
+            }
+            (Mode::Agent, Change::Register { reg, .. }) => {
+                let agent = self.agent(&reg.host)?;
+                agent.agent_service_register(&reg.agent_body(), true)?;
+                Ok(None)
+            }
+            (_, Change::Deregister { owned, .. }) => self.agent_deregister(owned),
+        }
+    }
+
+    fn agent(&self, host: &str) -> Result<std::sync::Arc<Consul>, ConsulError> {
+        match self.agents {
+            Some(pool) => pool.agent(host),
+            None => Err(ConsulError::Unexpected {
+                what: "agent mode".into(),
+                reason: "no agent address configured".into(),
+            }),
+        }
+    }
+
+    /// Agent registrations are removed through their agent (the catalog copy would come back
+    /// by anti-entropy, gliderlabs/registrator#277). When the host's agent is unreachable (dead
+    /// host), the catalog copy is removed through `--consul` instead, so nothing routes to it;
+    /// should that agent come back with the service, the next sync removes it there.
+    fn agent_deregister(&self, owned: &Owned) -> Result<Option<String>, ConsulError> {
+        let via_agent = self
+            .agent(&owned.node_address)
+            .and_then(|a| a.agent_service_deregister(&owned.reg.id));
+        match via_agent {
+            Ok(true) => Ok(None),
+            Ok(false) => Ok(Some("the agent no longer had it".into())),
+            Err(ConsulError::Http(h)) if is_unreachable(&h) => {
+                log::warn!(
+                    "agent of {} unreachable ({h}); removing {} from the catalog instead",
+                    owned.node_address,
+                    owned.reg.id
+                );
+                self.consul
+                    .catalog_deregister_service(&owned.node, &owned.reg.id)?;
+                Ok(Some(format!(
+                    "agent on {} unreachable, removed from the catalog",
+                    owned.node_address
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn is_unreachable(h: &HttpError) -> bool {
+    h.is_unavailable()
+}
+
+/// `GET /v2/apps/<id>?embed=app.tasks`; `None` on 404.
+pub fn get_app_with_tasks(m: &Marathon, app_id: &str) -> Result<Option<Value>, MarathonError> {
+    let id: String = app_id
+        .trim_start_matches('/')
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let resp = m.http().get(&format!("/v2/apps/{id}?embed=app.tasks"))?;
+    if resp.status == 404 {
+        return Ok(None);
+    }
+    if !resp.is_success() {
+        return Err(MarathonError::from_response(app_id, &resp));
+    }
+    let mut v: Value = resp.json()?;
+    Ok(v.get_mut("app").map(Value::take))
+}
+
+/// App ids that `changes` touch (for logs).
+pub fn apps_of(changes: &[Change]) -> BTreeSet<String> {
+    changes
+        .iter()
+        .map(|c| match c {
+            Change::Register { reg, .. } => reg.app_id().to_string(),
+            Change::Deregister { owned, .. } => owned.reg.app_id().to_string(),
+        })
+        .collect()
+}
