@@ -29,9 +29,7 @@ impl Consul {
         } else {
             "/v1/agent/service/register"
         };
-        let resp = self
-            .http()
-            .send(HttpRequest::new("PUT", path).json(body))?;
+        let resp = self.http().send(HttpRequest::new("PUT", path).json(body))?;
         if !resp.is_success() {
             return Err(ConsulError::from_response(
                 &format!("agent registration of service {id:?}"),

@@ -152,14 +152,24 @@ pub fn run<R: BufRead + Send + 'static>(
         };
         if ev.event_type == "event_stream_attached" {
             if attached_seen {
-                resync(factory, cfg, opts, &mut state, &mut summary, "stream reattached");
+                resync(
+                    factory,
+                    cfg,
+                    opts,
+                    &mut state,
+                    &mut summary,
+                    "stream reattached",
+                );
                 next_sync = Instant::now() + opts.resync_interval;
             }
             attached_seen = true;
             continue;
         }
         if let Err(e) = on_event(&ev, factory, cfg, opts, &mut state, &mut summary) {
-            log::error!("event at line {}: {e}; resyncing at the next interval", ev.line);
+            log::error!(
+                "event at line {}: {e}; resyncing at the next interval",
+                ev.line
+            );
             summary.error(format!("event at line {}: {e}", ev.line));
             summary.raise_exit(Exit::TempFail);
         }
@@ -312,7 +322,8 @@ fn on_event(
                 let fresh = cached_version.is_none()
                     || (status == "TASK_RUNNING"
                         && !known_task
-                        && str_of(d, "version").is_some_and(|v| Some(v) != cached_version.as_deref()));
+                        && str_of(d, "version")
+                            .is_some_and(|v| Some(v) != cached_version.as_deref()));
                 if fresh {
                     refresh_app(s, app_id, state)?;
                 } else {
@@ -345,9 +356,8 @@ fn on_event(
                 return Ok(());
             };
             state.apps.remove(app_id);
-            factory.with_syncer(&mut |s: &Syncer<'_>| {
-                replan_app(s, app_id, cfg, opts, state, summary)
-            })
+            factory
+                .with_syncer(&mut |s: &Syncer<'_>| replan_app(s, app_id, cfg, opts, state, summary))
         }
         "api_post_event" => {
             // A changed definition may rename the service or change tags.

@@ -39,11 +39,7 @@ impl Clients {
         deadline: Deadline,
         f: &mut dyn FnMut(&Syncer<'_>) -> T,
     ) -> Result<T, String> {
-        let marathon = Marathon::new(
-            self.marathon
-                .client(deadline)
-                .map_err(|e| e.to_string())?,
-        );
+        let marathon = Marathon::new(self.marathon.client(deadline).map_err(|e| e.to_string())?);
         let consul = Consul::new(self.consul.client(deadline).map_err(|e| e.to_string())?);
         let pool = match (&self.agent, self.cfg.mode) {
             (Some(addr), Mode::Agent) => Some(AgentPool::new(addr.clone(), deadline)?),

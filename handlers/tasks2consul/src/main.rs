@@ -106,7 +106,11 @@ fn clients(args: &Args) -> Result<Clients, Error> {
                 None => {
                     let consul = runtime::config::consul_url(args.consul.consul_addr.as_deref())
                         .map_err(|e| Error::Config(e.to_string()))?;
-                    let scheme = if consul.starts_with("https://") { "https" } else { "http" };
+                    let scheme = if consul.starts_with("https://") {
+                        "https"
+                    } else {
+                        "http"
+                    };
                     format!("{scheme}://{{host}}:{}", args.agent_port)
                 }
             },
@@ -143,7 +147,9 @@ fn main() {
             log::info!("sync limited to {} app(s) named by the event", apps.len());
         }
         let result = clients
-            .with_syncer_until(ctx.deadline, &mut |s| s.run(&scope, ctx.dry_run, &mut summary))
+            .with_syncer_until(ctx.deadline, &mut |s| {
+                s.run(&scope, ctx.dry_run, &mut summary)
+            })
             .map_err(Error::Config)?;
         result?;
         Ok::<_, Error>(summary)

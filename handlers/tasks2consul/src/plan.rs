@@ -108,7 +108,10 @@ impl Registration {
     }
 
     pub fn task_id(&self) -> &str {
-        self.meta.get(META_TASK_ID).map(String::as_str).unwrap_or("")
+        self.meta
+            .get(META_TASK_ID)
+            .map(String::as_str)
+            .unwrap_or("")
     }
 
     pub fn mirror_check_id(&self) -> String {
@@ -387,7 +390,10 @@ fn translate_checks(
             _ => continue,
         };
         let secs = |key: &str, default: u64| {
-            format!("{}s", hc.get(key).and_then(Value::as_u64).unwrap_or(default))
+            format!(
+                "{}s",
+                hc.get(key).and_then(Value::as_u64).unwrap_or(default)
+            )
         };
         out.push(CheckDef {
             id: format!("{sid}:hc{k}"),
@@ -498,7 +504,9 @@ pub fn desired_for_app(app: &Value, cfg: &Config) -> Result<AppDesired, AppError
                 Some((_, v)) if !v.is_empty() && v != "true" => v.clone(),
                 _ if several => format!(
                     "{base}-{}",
-                    port_name.map(str::to_string).unwrap_or_else(|| i.to_string())
+                    port_name
+                        .map(str::to_string)
+                        .unwrap_or_else(|| i.to_string())
                 ),
                 _ => base.clone(),
             };

@@ -63,8 +63,7 @@ fn scope_of_events(events: &[UserEvent]) -> (Scope, Vec<String>) {
 
 /// Parses `{"apps":[…]}` or `[…]` into absolute app ids.
 pub fn app_ids(bytes: &[u8]) -> Result<Vec<String>, String> {
-    let v: Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("is not JSON ({e})"))?;
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("is not JSON ({e})"))?;
     let list = match &v {
         Value::Array(a) => a,
         Value::Object(o) => match o.get("apps") {
@@ -79,10 +78,7 @@ pub fn app_ids(bytes: &[u8]) -> Result<Vec<String>, String> {
             return Err(format!("entry {} is not a string", i + 1));
         };
         let id = id.trim();
-        if id.is_empty()
-            || id.chars().any(char::is_control)
-            || id.split('/').any(|s| s == "..")
-        {
+        if id.is_empty() || id.chars().any(char::is_control) || id.split('/').any(|s| s == "..") {
             return Err(format!("entry {} ({id:?}) is not a valid app id", i + 1));
         }
         out.push(format!("/{}", id.trim_start_matches('/')));

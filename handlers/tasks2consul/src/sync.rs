@@ -197,7 +197,12 @@ impl Syncer<'_> {
     /// Writes `changes` one by one; a failed one never stops the others (mesos-consul#59),
     /// except when Consul itself is unreachable: then the rest is skipped and the run exits 69
     /// (a replay completes it). Returns (applied, failed).
-    pub fn apply(&self, changes: &[Change], dry_run: bool, summary: &mut Summary) -> (usize, usize) {
+    pub fn apply(
+        &self,
+        changes: &[Change],
+        dry_run: bool,
+        summary: &mut Summary,
+    ) -> (usize, usize) {
         let mut applied = 0;
         let mut failed = 0;
         let mut unreachable: Option<String> = None;
@@ -245,7 +250,9 @@ impl Syncer<'_> {
             }
         }
         if let Some(why) = unreachable {
-            summary.error(format!("Consul unreachable, remaining changes not attempted: {why}"));
+            summary.error(format!(
+                "Consul unreachable, remaining changes not attempted: {why}"
+            ));
         }
         (applied, failed)
     }
@@ -253,14 +260,16 @@ impl Syncer<'_> {
     fn write_goes_to_main_consul(&self, change: &Change) -> bool {
         // In agent mode each write goes to the host's own agent: one dead host is a failure
         // of its changes only.
-        self.cfg.mode == Mode::Catalog || matches!(change, Change::Deregister { owned, .. } if owned.external)
+        self.cfg.mode == Mode::Catalog
+            || matches!(change, Change::Deregister { owned, .. } if owned.external)
     }
 
     /// One write. `Ok(Some(note))` when it succeeded in a way worth mentioning.
     fn write(&self, change: &Change) -> Result<Option<String>, ConsulError> {
         match (self.cfg.mode, change) {
             (Mode::Catalog, Change::Register { reg, node, .. }) => {
-                self.consul.catalog_register(&reg.id, &reg.catalog_body(node))?;
+                self.consul
+                    .catalog_register(&reg.id, &reg.catalog_body(node))?;
                 Ok(None)
             }
             (_, Change::Deregister { owned, .. }) if owned.external => {
