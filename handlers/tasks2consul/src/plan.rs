@@ -800,14 +800,19 @@ pub fn plan(
             Mode::Catalog => cfg.node_for_host(&reg.host),
             Mode::Agent => reg.host.clone(),
         };
-        let existing = owned_by_id.remove(id.as_str()).unwrap_or_default();
-        // The copy at the right place, if any; every other copy (host or node prefix changed)
-        // is removed.
-        let (here, elsewhere): (Vec<&Owned>, Vec<&Owned>) =
-            existing.into_iter().partition(|o| match cfg.mode {
-                Mode::Catalog => o.node == node,
-                Mode::Agent => o.node_address == reg.host,
-            });
+        let mut existing = owned_by_id.remove(id.as_str()).unwrap_or_default();
+        // The copy at the right place, if any; every other copy is removed. Catalog mode: the
+        // host's external node (another node means the host or --node-prefix changed). Agent
+        // mode: an agent's node address is often an IP where Marathon names the host, so any
+        // one copy is kept, preferring the one whose node address is the task's host.
+        let (here, elsewhere): (Vec<&Owned>, Vec<&Owned>) = match cfg.mode {
+            Mode::Catalog => existing.into_iter().partition(|o| o.node == node),
+            Mode::Agent => {
+                existing.sort_by_key(|o| o.node_address != reg.host);
+                let rest = existing.split_off(existing.len().min(1));
+                (existing, rest)
+            }
+        };
         for o in elsewhere {
             out.changes.push(Change::Deregister {
                 owned: o.clone(),
