@@ -755,7 +755,10 @@ pub fn plan(
     scope: Option<&BTreeSet<String>>,
     cfg: &Config,
 ) -> Plan {
-    let in_scope = |app_id: &str| scope.map_or(true, |s| s.contains(app_id));
+    let in_scope = |app_id: &str| match scope {
+        None => true,
+        Some(s) => s.contains(app_id),
+    };
     let mut out = Plan::default();
     // App id → (desired by service id, task states); apps that failed to plan are recorded so
     // their registrations are kept.

@@ -93,7 +93,7 @@ mod tests {
     fn event(id: &str, payload: Option<&[u8]>) -> UserEvent {
         let body = serde_json::json!([{
             "ID": id, "Name": "jobs-deployed",
-            "Payload": payload.map(|p| base64_encode(p)),
+            "Payload": payload.map(base64_encode),
             "NodeFilter": "", "ServiceFilter": "", "TagFilter": "", "Version": 1, "LTime": 3
         }]);
         match watch::detect(body.to_string().as_bytes()).unwrap() {

@@ -80,7 +80,7 @@ impl AgentPool {
         if let Some(a) = agents.get(&url) {
             return Ok(a.clone());
         }
-        let client = HttpClient::new(&[url.clone()], self.cfg.clone())
+        let client = HttpClient::new(std::slice::from_ref(&url), self.cfg.clone())
             .map_err(|e| ConsulError::Unexpected {
                 what: format!("agent of host {host}"),
                 reason: e.to_string(),

@@ -256,13 +256,17 @@ impl Stack {
         c.env("MARATHON_URL", &self.marathon_url)
             .env("CONSUL_HTTP_ADDR", &self.consul_url)
             .env("RUST_LOG", "warn")
-            .args(["--output", "json", "--timeout", "20s"]);
+            .args(["--output", "json"]);
         c
     }
 
     /// Runs the handler with `payload` on stdin; returns (exit code, summary JSON, stderr).
     pub fn run(&self, payload: &str, args: &[&str]) -> (i32, Value, String) {
-        let out = run_with_stdin(self.cmd().args(args), payload.as_bytes());
+        let mut cmd = self.cmd();
+        if !args.contains(&"--timeout") {
+            cmd.args(["--timeout", "20s"]);
+        }
+        let out = run_with_stdin(cmd.args(args), payload.as_bytes());
         let code = out.status.code().unwrap_or(-1);
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
