@@ -114,6 +114,41 @@ impl Consul {
         }
     }
 
+    /// `GET /v1/catalog/nodes[?node-meta=k:v]`: every node (`Node`, `Address`, `Meta`, …). The
+    /// node-meta filter is applied by Consul; servers that ignore it return every node.
+    pub fn catalog_nodes(
+        &self,
+        node_meta: Option<(&str, &str)>,
+    ) -> Result<Vec<Value>, ConsulError> {
+        let path = match node_meta {
+            Some((k, v)) => format!(
+                "/v1/catalog/nodes?node-meta={}",
+                encode_query(&format!("{k}:{v}"))
+            ),
+            None => "/v1/catalog/nodes".to_string(),
+        };
+        let resp = self.http().get(&path)?;
+        if !resp.is_success() {
+            return Err(ConsulError::from_response("catalog node list", &resp));
+        }
+        array(resp.json::<Value>()?, "catalog node list")
+    }
+
+    /// `GET /v1/health/state/<state>` (`any`, `passing`, `warning`, `critical`): every check in
+    /// that state across the datacenter (`Node`, `CheckID`, `Status`, `ServiceID`, …).
+    pub fn health_state(&self, state: &str) -> Result<Vec<Value>, ConsulError> {
+        let resp = self
+            .http()
+            .get(&format!("/v1/health/state/{}", encode_path(state)))?;
+        if !resp.is_success() {
+            return Err(ConsulError::from_response(
+                &format!("checks in state {state:?}"),
+                &resp,
+            ));
+        }
+        array(resp.json::<Value>()?, "health state")
+    }
+
     /// `GET /v1/catalog/node/<node>`: `{Node, Services}` or `None` when the node is unknown.
     pub fn catalog_node(&self, node: &str) -> Result<Option<Value>, ConsulError> {
         let resp = self
@@ -132,5 +167,16 @@ impl Consul {
             Value::Null => Ok(None),
             v => Ok(Some(v)),
         }
+    }
+}
+
+fn array(v: Value, what: &str) -> Result<Vec<Value>, ConsulError> {
+    match v {
+        Value::Array(items) => Ok(items),
+        Value::Null => Ok(Vec::new()),
+        _ => Err(ConsulError::Unexpected {
+            what: what.to_string(),
+            reason: "not a JSON array".into(),
+        }),
     }
 }

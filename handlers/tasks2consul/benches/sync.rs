@@ -68,9 +68,10 @@ fn main() {
             .expect("sync");
         let elapsed = t.elapsed();
         println!(
-            "{label:<48} {:>9.1} ms  consul writes {:>6}  marathon requests {:>3}  applied {:>6}  failed {}  unchanged {}",
+            "{label:<48} {:>9.1} ms  consul writes {:>6} (requests {:>6})  marathon requests {:>3}  applied {:>6}  failed {}  unchanged {}",
             elapsed.as_secs_f64() * 1000.0,
             consul.write_count() - writes,
+            consul_requests,
             marathon.request_count() - m_req,
             stats.applied,
             stats.failed,

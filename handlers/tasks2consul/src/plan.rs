@@ -565,24 +565,35 @@ fn meta_of(v: Option<&Value>) -> BTreeMap<String, String> {
     }
 }
 
-/// Reads one `/v1/health/service/<name>` entry. `None` unless tasks2consul owns it: Service
+/// True for tasks2consul's external nodes (catalog mode) and other external nodes: node meta
+/// `external-node=true` or `external-source=marathon`.
+pub fn is_external_node(node: &Value) -> bool {
+    let meta = meta_of(node.get("Meta"));
+    meta.get("external-node").map(String::as_str) == Some("true")
+        || meta.get(META_SOURCE).map(String::as_str) == Some(SOURCE)
+}
+
+/// True when a service's meta says tasks2consul wrote it.
+pub fn is_owned_service(service: &Value) -> bool {
+    let meta = meta_of(service.get("Meta"));
+    meta.get(META_SOURCE).map(String::as_str) == Some(SOURCE)
+        && meta.contains_key(META_TASK_ID)
+        && meta.contains_key(META_APP_ID)
+}
+
+/// Reads one `/v1/health/service/<name>` entry (`{Node, Service, Checks}`). `None` unless tasks2consul owns it: Service
 /// meta `external-source=marathon` with a task and app id. Everything else is foreign and never
 /// touched.
 pub fn owned_from_health_entry(entry: &Value) -> Option<Owned> {
     let service = entry.get("Service")?;
-    let meta = meta_of(service.get("Meta"));
-    if meta.get(META_SOURCE).map(String::as_str) != Some(SOURCE)
-        || !meta.contains_key(META_TASK_ID)
-        || !meta.contains_key(META_APP_ID)
-    {
+    if !is_owned_service(service) {
         return None;
     }
+    let meta = meta_of(service.get("Meta"));
     let node = entry.get("Node")?;
     let node_name = str_of(node, "Node")?.to_string();
     let node_address = str_of(node, "Address").unwrap_or_default().to_string();
-    let node_meta = meta_of(node.get("Meta"));
-    let external = node_meta.get("external-node").map(String::as_str) == Some("true")
-        || node_meta.get(META_SOURCE).map(String::as_str) == Some(SOURCE);
+    let external = is_external_node(node);
     let id = str_of(service, "ID")?.to_string();
     let mut tags: Vec<String> = service
         .get("Tags")

@@ -7,7 +7,7 @@ use consul::{Consul, ConsulError};
 use marathon::{Marathon, MarathonError};
 use runtime::http::{Auth, HttpClient, HttpConfig, HttpError};
 use runtime::{Action, Exit, Status, Summary, ToExit};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::plan::{self, Change, Config, Mode, Owned, Plan, META_SOURCE, SOURCE};
 use crate::scope::Scope;
@@ -131,25 +131,69 @@ impl Syncer<'_> {
         }
     }
 
-    /// Every registration tasks2consul owns: the service names (catalog mode: on nodes with
-    /// node meta `external-source=marathon`), then each name's instances with node, meta and
-    /// checks (`/v1/health/service/<name>`), keeping only those whose meta says tasks2consul
-    /// wrote them.
+    /// Every registration tasks2consul owns, in few reads whatever the number of services: the
+    /// nodes of this mode (catalog mode: `GET /v1/catalog/nodes?node-meta=external-source:marathon`,
+    /// agent mode: every node without that mark), each node's services with their meta
+    /// (`GET /v1/catalog/node/<node>`), then, if any is owned, every check in one read
+    /// (`GET /v1/health/state/any`) for the mirrored health and the check IDs. Only services
+    /// whose meta says tasks2consul wrote them are kept.
     pub fn read_owned(&self) -> Result<Vec<Owned>, SyncError> {
         let filter = match self.cfg.mode {
             Mode::Catalog => Some((META_SOURCE, SOURCE)),
             Mode::Agent => None,
         };
-        let names = self.consul.catalog_services(filter)?;
-        let mut owned = Vec::new();
-        for name in names.keys() {
-            for entry in self.consul.health_service(name)? {
-                if let Some(o) = plan::owned_from_health_entry(&entry) {
-                    owned.push(o);
+        let mut entries = Vec::new();
+        for node in self.consul.catalog_nodes(filter)? {
+            let external = plan::is_external_node(&node);
+            if external != (self.cfg.mode == Mode::Catalog) {
+                continue;
+            }
+            let Some(name) = node.get("Node").and_then(Value::as_str) else {
+                continue;
+            };
+            let Some(detail) = self.consul.catalog_node(name)? else {
+                continue;
+            };
+            let node_obj = detail.get("Node").cloned().unwrap_or(node.clone());
+            if let Some(Value::Object(services)) = detail.get("Services") {
+                for svc in services.values() {
+                    if plan::is_owned_service(svc) {
+                        entries.push(json!({"Node": node_obj, "Service": svc, "Checks": []}));
+                    }
                 }
             }
         }
-        Ok(owned)
+        if !entries.is_empty() {
+            let mut checks: HashMap<(String, String), Vec<Value>> = HashMap::new();
+            for c in self.consul.health_state("any")? {
+                let key = (
+                    c.get("Node")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    c.get("ServiceID")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+                if !key.1.is_empty() {
+                    checks.entry(key).or_default().push(c);
+                }
+            }
+            for e in entries.iter_mut() {
+                let key = (
+                    e["Node"]["Node"].as_str().unwrap_or_default().to_string(),
+                    e["Service"]["ID"].as_str().unwrap_or_default().to_string(),
+                );
+                if let Some(cs) = checks.remove(&key) {
+                    e["Checks"] = Value::Array(cs);
+                }
+            }
+        }
+        Ok(entries
+            .iter()
+            .filter_map(plan::owned_from_health_entry)
+            .collect())
     }
 
     /// Reads both sides and plans.
