@@ -49,6 +49,21 @@ impl Consul {
         Ok(())
     }
 
+    /// `PUT /v1/catalog/deregister` of a whole node with every service and check on it.
+    pub fn catalog_deregister_node(&self, node: &str) -> Result<(), ConsulError> {
+        let body = json!({ "Node": node });
+        let resp = self
+            .http()
+            .send(HttpRequest::new("PUT", "/v1/catalog/deregister").json(&body))?;
+        if !resp.is_success() {
+            return Err(ConsulError::from_response(
+                &format!("catalog deregistration of node {node:?}"),
+                &resp,
+            ));
+        }
+        Ok(())
+    }
+
     /// `GET /v1/catalog/services[?node-meta=k:v]`: service name → tags. The node-meta filter
     /// narrows the answer to services on nodes carrying that meta (servers that ignore it return
     /// every service, which is only slower).

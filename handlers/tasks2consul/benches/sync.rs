@@ -59,13 +59,16 @@ fn main() {
         let m_req = marathon.request_count();
         let t = Instant::now();
         let mut summary = Summary::new("tasks2consul", false, None);
-        let stats = clients
+        let (stats, consul_requests) = clients
             .with_syncer_until(
                 runtime::Deadline::after(Duration::from_secs(600)),
-                &mut |s| s.run(scope, false, &mut summary),
+                &mut |s| {
+                    let stats = s.run(scope, false, &mut summary);
+                    (stats, s.consul.http().request_count())
+                },
             )
-            .expect("clients")
-            .expect("sync");
+            .expect("clients");
+        let stats = stats.expect("sync");
         let elapsed = t.elapsed();
         println!(
             "{label:<48} {:>9.1} ms  consul writes {:>6} (requests {:>6})  marathon requests {:>3}  applied {:>6}  failed {}  unchanged {}",

@@ -288,6 +288,18 @@ fn check_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// A Mesos host as it may appear in a node name, an address and an agent URL: a DNS name, an
+/// IPv4 address or a bracketed IPv6 address. Anything else (`/`, `@`, spaces…) could redirect an
+/// agent-mode request elsewhere, so such tasks are not registered.
+pub fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && !host.starts_with('-')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'))
+}
+
 /// The port specs of an app, in task port order: `container.portMappings` (1.5+),
 /// `container.docker.portMappings` (1.4), else `portDefinitions`.
 fn port_specs(app: &Value) -> Vec<Value> {
@@ -453,7 +465,8 @@ pub fn desired_for_app(app: &Value, cfg: &Config) -> Result<AppDesired, AppError
             continue;
         }
         let host = str_of(task, "host").unwrap_or_default().to_string();
-        if host.is_empty() {
+        if !valid_host(&host) {
+            log::warn!("app {app_id}: task {task_id} has an invalid host {host:?}; not registered");
             continue;
         }
         let host_ports: Vec<u16> = task
@@ -571,6 +584,14 @@ pub fn is_external_node(node: &Value) -> bool {
     let meta = meta_of(node.get("Meta"));
     meta.get("external-node").map(String::as_str) == Some("true")
         || meta.get(META_SOURCE).map(String::as_str) == Some(SOURCE)
+}
+
+/// True for the external nodes tasks2consul creates (node meta `external-source=marathon`).
+pub fn is_our_node(node: &Value) -> bool {
+    meta_of(node.get("Meta"))
+        .get(META_SOURCE)
+        .map(String::as_str)
+        == Some(SOURCE)
 }
 
 /// True when a service's meta says tasks2consul wrote it.

@@ -1,6 +1,6 @@
 //! Reading Marathon and Consul, and writing the plan's changes.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use consul::{Consul, ConsulError};
@@ -75,6 +75,12 @@ impl AgentPool {
     }
 
     pub fn agent(&self, host: &str) -> Result<std::sync::Arc<Consul>, ConsulError> {
+        if !plan::valid_host(host) {
+            return Err(ConsulError::Unexpected {
+                what: "agent address".into(),
+                reason: format!("invalid host {host:?}"),
+            });
+        }
         let url = self.addr.url(host);
         let mut agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(a) = agents.get(&url) {
@@ -138,6 +144,13 @@ impl Syncer<'_> {
     /// (`GET /v1/health/state/any`) for the mirrored health and the check IDs. Only services
     /// whose meta says tasks2consul wrote them are kept.
     pub fn read_owned(&self) -> Result<Vec<Owned>, SyncError> {
+        Ok(self.read_owned_nodes()?.0)
+    }
+
+    /// [`Syncer::read_owned`], plus (catalog mode) the number of services, owned or not, on
+    /// each of tasks2consul's external nodes.
+    pub fn read_owned_nodes(&self) -> Result<(Vec<Owned>, BTreeMap<String, usize>), SyncError> {
+        let mut node_counts = BTreeMap::new();
         let filter = match self.cfg.mode {
             Mode::Catalog => Some((META_SOURCE, SOURCE)),
             Mode::Agent => None,
@@ -155,6 +168,13 @@ impl Syncer<'_> {
                 continue;
             };
             let node_obj = detail.get("Node").cloned().unwrap_or(node.clone());
+            let services_here = detail
+                .get("Services")
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len());
+            if self.cfg.mode == Mode::Catalog && plan::is_our_node(&node_obj) {
+                node_counts.insert(name.to_string(), services_here);
+            }
             if let Some(Value::Object(services)) = detail.get("Services") {
                 for svc in services.values() {
                     if plan::is_owned_service(svc) {
@@ -190,16 +210,25 @@ impl Syncer<'_> {
                 }
             }
         }
-        Ok(entries
+        let owned = entries
             .iter()
             .filter_map(plan::owned_from_health_entry)
-            .collect())
+            .collect();
+        Ok((owned, node_counts))
     }
 
     /// Reads both sides and plans.
     pub fn plan(&self, scope: &Scope) -> Result<(Plan, Stats), SyncError> {
+        let (p, stats, _) = self.plan_with_nodes(scope)?;
+        Ok((p, stats))
+    }
+
+    fn plan_with_nodes(
+        &self,
+        scope: &Scope,
+    ) -> Result<(Plan, Stats, BTreeMap<String, usize>), SyncError> {
         let apps = self.read_apps(scope)?;
-        let owned = self.read_owned()?;
+        let (owned, nodes) = self.read_owned_nodes()?;
         let p = plan::plan(&apps, &owned, scope.apps(), self.cfg);
         let stats = Stats {
             apps: apps.len(),
@@ -208,7 +237,7 @@ impl Syncer<'_> {
             waiting: p.waiting,
             ..Stats::default()
         };
-        Ok((p, stats))
+        Ok((p, stats, nodes))
     }
 
     /// Plans and applies (or, dry run, lists) the changes into `summary`.
@@ -218,7 +247,7 @@ impl Syncer<'_> {
         dry_run: bool,
         summary: &mut Summary,
     ) -> Result<Stats, SyncError> {
-        let (p, mut stats) = self.plan(scope)?;
+        let (p, mut stats, nodes) = self.plan_with_nodes(scope)?;
         log::info!(
             "{} app(s), {} owned registration(s): {} change(s), {} unchanged, {} waiting for health",
             stats.apps,
@@ -232,9 +261,12 @@ impl Syncer<'_> {
             summary.error(e.to_string());
             summary.raise_exit(Exit::DataErr);
         }
-        let (applied, failed) = self.apply(&p.changes, dry_run, summary);
-        stats.applied = applied;
-        stats.failed = failed;
+        let done = self.apply_each(&p.changes, dry_run, summary);
+        stats.applied = done.iter().filter(|d| **d == Some(true)).count();
+        stats.failed = done.iter().filter(|d| **d == Some(false)).count();
+        if !nodes.is_empty() {
+            self.remove_empty_nodes(&nodes, &p.changes, &done, dry_run, summary);
+        }
         Ok(stats)
     }
 
@@ -247,13 +279,27 @@ impl Syncer<'_> {
         dry_run: bool,
         summary: &mut Summary,
     ) -> (usize, usize) {
-        let mut applied = 0;
-        let mut failed = 0;
+        let done = self.apply_each(changes, dry_run, summary);
+        let applied = done.iter().filter(|d| **d == Some(true)).count();
+        let failed = done.iter().filter(|d| **d == Some(false)).count();
+        (applied, failed)
+    }
+
+    /// Like [`Syncer::apply`], telling for each change whether it was written (`Some(true)`),
+    /// failed (`Some(false)`) or not attempted (`None`: dry run, or Consul unreachable).
+    pub fn apply_each(
+        &self,
+        changes: &[Change],
+        dry_run: bool,
+        summary: &mut Summary,
+    ) -> Vec<Option<bool>> {
+        let mut done = Vec::with_capacity(changes.len());
         let mut unreachable: Option<String> = None;
         for change in changes {
             let (kind, target, detail) = (change.kind(), change.target(), change.detail());
             if dry_run {
                 summary.push(Action::new(kind, target, Status::Planned, detail));
+                done.push(None);
                 continue;
             }
             if let Some(why) = &unreachable {
@@ -263,11 +309,12 @@ impl Syncer<'_> {
                     Status::Skipped,
                     format!("{detail} (not attempted: {why})"),
                 ));
+                done.push(None);
                 continue;
             }
             match self.write(change) {
                 Ok(note) => {
-                    applied += 1;
+                    done.push(Some(true));
                     let detail = match note {
                         Some(n) => format!("{detail} ({n})"),
                         None => detail,
@@ -276,7 +323,7 @@ impl Syncer<'_> {
                     summary.push(Action::new(kind, target, Status::Applied, detail));
                 }
                 Err(e) => {
-                    failed += 1;
+                    done.push(Some(false));
                     log::error!("{kind} {target}: {e}");
                     if let ConsulError::Http(h) = &e {
                         if h.is_unavailable() && self.write_goes_to_main_consul(change) {
@@ -298,7 +345,58 @@ impl Syncer<'_> {
                 "Consul unreachable, remaining changes not attempted: {why}"
             ));
         }
-        (applied, failed)
+        done
+    }
+
+    /// Catalog mode: removes tasks2consul's external nodes (node meta `external-source=marathon`)
+    /// left without any service after `changes`, so that a dead or drained host's node does not
+    /// linger (and, with consul-esm, is not probed forever).
+    fn remove_empty_nodes(
+        &self,
+        nodes: &BTreeMap<String, usize>,
+        changes: &[Change],
+        done: &[Option<bool>],
+        dry_run: bool,
+        summary: &mut Summary,
+    ) {
+        let mut left = nodes.clone();
+        for (c, d) in changes.iter().zip(done) {
+            let counts = *d == Some(true) || (dry_run && d.is_none());
+            match c {
+                Change::Register { node, .. } => {
+                    // A failed registration may still have created the node: keep it.
+                    *left.entry(node.clone()).or_default() += 1;
+                }
+                Change::Deregister { owned, .. } if counts => {
+                    if let Some(n) = left.get_mut(&owned.node) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                Change::Deregister { owned, .. } => {
+                    *left.entry(owned.node.clone()).or_default() += 1;
+                }
+            }
+        }
+        for (node, n) in left {
+            if n > 0 || !nodes.contains_key(&node) {
+                continue;
+            }
+            let target = format!("node:{node}");
+            let detail = format!("external node {node} has no services left");
+            if dry_run {
+                summary.push(Action::new("deregister", target, Status::Planned, detail));
+                continue;
+            }
+            match self.consul.catalog_deregister_node(&node) {
+                Ok(()) => summary.push(Action::new("deregister", target, Status::Applied, detail)),
+                Err(e) => summary.push(Action::new(
+                    "deregister",
+                    target,
+                    Status::Failed,
+                    format!("{detail}: {e}"),
+                )),
+            }
+        }
     }
 
     fn write_goes_to_main_consul(&self, change: &Change) -> bool {

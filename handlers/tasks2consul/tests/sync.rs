@@ -245,6 +245,7 @@ fn dead_host_tasks_are_deregistered_without_its_agent() {
     let Some(m) = s.double("dead_host") else {
         return;
     };
+    // One task per host (the double places tasks round robin).
     s.create_apps(vec![web_app("/a", "true", 3, 1)]);
     assert_eq!(s.run("null", &[]).0, 0);
     m.set_host_down("10.0.0.2");
@@ -256,6 +257,15 @@ fn dead_host_tasks_are_deregistered_without_its_agent() {
         .iter()
         .all(|e| e["Service"]["Address"] != "10.0.0.2"));
     assert_eq!(s.registered_ids(), s.expected_ids(&["/a"]));
+    // The dead host's external node, now empty, is gone too.
+    let node_removed = summary["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["target"] == "node:marathon-10.0.0.2" && a["status"] == "applied");
+    assert!(node_removed, "{summary}");
+    assert!(!s.node_names().contains(&"marathon-10.0.0.2".to_string()));
+    assert!(s.node_names().contains(&"marathon-10.0.0.1".to_string()));
 }
 
 #[test]

@@ -224,6 +224,17 @@ impl Stack {
         ids
     }
 
+    /// Node names in the catalog.
+    pub fn node_names(&self) -> Vec<String> {
+        let c = client("consul", &self.consul_url);
+        let v: Value = c.get("/v1/catalog/nodes").unwrap().json().unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["Node"].as_str().unwrap().to_string())
+            .collect()
+    }
+
     /// Registers a service that tasks2consul does not own.
     pub fn register_foreign(&self, node: &str, id: &str, name: &str) {
         let c = client("consul", &self.consul_url);
@@ -294,13 +305,15 @@ pub fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> Output {
     out
 }
 
-/// Actions of a summary with the given kind and status, as sorted targets.
+/// Service actions (not `node:` ones) of a summary with the given kind and status, as sorted
+/// targets.
 pub fn targets(summary: &Value, kind: &str, status: &str) -> Vec<String> {
     let mut v: Vec<String> = summary["actions"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|a| a["kind"] == kind && a["status"] == status)
+        .filter(|a| !a["target"].as_str().unwrap().starts_with("node:"))
         .map(|a| a["target"].as_str().unwrap().to_string())
         .collect();
     v.sort();
