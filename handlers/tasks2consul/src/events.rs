@@ -59,20 +59,11 @@ pub struct State {
 }
 
 impl State {
-    fn owned_vec(&self) -> Vec<Owned> {
-        self.owned.values().cloned().collect()
-    }
-
-    /// Records the effect of the applied changes (failed ones stay as they were: the next sync
-    /// repairs them).
-    fn record(&mut self, changes: &[Change], summary: &Summary, from: usize, cfg: &Config) {
-        let applied: HashSet<(&str, &str)> = summary.actions[from..]
-            .iter()
-            .filter(|a| a.status == runtime::Status::Applied)
-            .map(|a| (a.kind.as_str(), a.target.as_str()))
-            .collect();
-        for c in changes {
-            if !applied.contains(&(c.kind(), c.target())) {
+    /// Records the effect of the changes that were written (failed ones stay as they were: the
+    /// next sync repairs them).
+    fn record(&mut self, changes: &[Change], done: &[Option<bool>], cfg: &Config) {
+        for (c, d) in changes.iter().zip(done) {
+            if *d != Some(true) {
                 continue;
             }
             match c {
@@ -212,7 +203,7 @@ fn full_sync(
 ) -> Result<(), String> {
     let result = factory.with_syncer(&mut |s: &Syncer<'_>| -> Result<(), SyncError> {
         let apps = s.read_apps(&Scope::All)?;
-        let owned = s.read_owned()?;
+        let (owned, nodes) = s.read_owned_nodes()?;
         let p = plan::plan(&apps, &owned, None, cfg);
         for e in &p.errors {
             summary.error(e.to_string());
@@ -227,9 +218,11 @@ fn full_sync(
             .collect();
         state.owned = owned.into_iter().map(|o| (o.reg.id.clone(), o)).collect();
         state.tombstones.clear();
-        let from = summary.actions.len();
-        s.apply(&p.changes, opts.dry_run, summary);
-        state.record(&p.changes, summary, from, cfg);
+        let done = s.apply_each(&p.changes, opts.dry_run, summary);
+        state.record(&p.changes, &done, cfg);
+        if !nodes.is_empty() {
+            s.remove_empty_nodes(&nodes, &p.changes, &done, opts.dry_run, summary);
+        }
         Ok(())
     })?;
     result.map_err(|e| {
@@ -249,13 +242,20 @@ fn replan_app(
 ) {
     let scope: BTreeSet<String> = [app_id.to_string()].into();
     let apps: Vec<Value> = state.apps.get(app_id).cloned().into_iter().collect();
-    let p = plan::plan(&apps, &state.owned_vec(), Some(&scope), cfg);
+    // Only this app's registrations are compared (cloning all of them per event would cost
+    // O(registrations)).
+    let owned: Vec<Owned> = state
+        .owned
+        .values()
+        .filter(|o| o.reg.app_id() == app_id)
+        .cloned()
+        .collect();
+    let p = plan::plan(&apps, &owned, Some(&scope), cfg);
     for e in &p.errors {
         summary.error(e.to_string());
     }
-    let from = summary.actions.len();
-    s.apply(&p.changes, opts.dry_run, summary);
-    state.record(&p.changes, summary, from, cfg);
+    let done = s.apply_each(&p.changes, opts.dry_run, summary);
+    state.record(&p.changes, &done, cfg);
 }
 
 fn str_of<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
@@ -301,9 +301,8 @@ fn on_event(
                     return Ok(());
                 }
                 return factory.with_syncer(&mut |s: &Syncer<'_>| {
-                    let from = summary.actions.len();
-                    s.apply(&changes, opts.dry_run, summary);
-                    state.record(&changes, summary, from, cfg);
+                    let done = s.apply_each(&changes, opts.dry_run, summary);
+                    state.record(&changes, &done, cfg);
                 });
             }
             if state.tombstones.contains(task_id) {

@@ -351,7 +351,7 @@ impl Syncer<'_> {
     /// Catalog mode: removes tasks2consul's external nodes (node meta `external-source=marathon`)
     /// left without any service after `changes`, so that a dead or drained host's node does not
     /// linger (and, with consul-esm, is not probed forever).
-    fn remove_empty_nodes(
+    pub fn remove_empty_nodes(
         &self,
         nodes: &BTreeMap<String, usize>,
         changes: &[Change],
