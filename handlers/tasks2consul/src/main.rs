@@ -134,7 +134,8 @@ fn main() {
     if args.events {
         run_events(&args);
     }
-    runtime::run("tasks2consul", &args.common, |ctx| {
+    // `--lock KEY`: when several agents run the same watch, one acts, the others exit 0.
+    consul::lock::run_locked("tasks2consul", &args.common, &args.consul, |ctx| {
         let payload = watch::detect(&ctx.payload)?;
         let clients = clients(&args)?;
         let (scope, complaints) = scope::scope_of(&payload);
@@ -159,6 +160,9 @@ fn main() {
 /// `--events`: stdin (or --input) is a stream, read as it arrives rather than to EOF first.
 fn run_events(args: &Args) -> ! {
     runtime::init_logging();
+    if args.common.lock.is_some() {
+        log::warn!("--lock is not supported with --events (run one event consumer); ignored");
+    }
     let consul_index = watch::consul_index_from_env();
     let mut summary = Summary::new("tasks2consul", args.common.dry_run, consul_index);
     let clients = match clients(args) {

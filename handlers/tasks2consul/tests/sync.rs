@@ -442,3 +442,34 @@ fn agent_mode_registers_with_checks_and_falls_back_to_the_catalog_for_dead_agent
     assert_eq!(code, 0, "{summary}");
     assert_eq!(s.registered_ids(), s.expected_ids(&["/ag"]));
 }
+
+#[test]
+fn with_lock_only_the_holder_acts() {
+    let s = Stack::start();
+    s.create_apps(vec![web_app("/l", "true", 1, 1)]);
+    let key = format!("locks/tasks2consul{}", s.ns.replace('/', "-"));
+    let mut cfg = runtime::http::HttpConfig::new("consul");
+    cfg.backoff.attempts = 1;
+    let client = runtime::http::HttpClient::new(&[s.consul_url.clone()], cfg).unwrap();
+    let other = std::sync::Arc::new(consul::Consul::new(client));
+    let guard = match consul::lock::acquire(
+        other,
+        &key,
+        "another agent",
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap()
+    {
+        consul::lock::LockOutcome::Acquired(g) => g,
+        consul::lock::LockOutcome::HeldElsewhere { holder } => panic!("held by {holder}"),
+    };
+    let (code, summary, _) = s.run("null", &["--lock", &key]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["actions"][0]["kind"], "lock");
+    assert_eq!(summary["actions"][0]["status"], "skipped");
+    assert!(s.registered_ids().is_empty());
+    drop(guard);
+    let (code, summary, _) = s.run("null", &["--lock", &key]);
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(s.registered_ids(), s.expected_ids(&["/l"]));
+}
