@@ -450,7 +450,7 @@ fn with_lock_only_the_holder_acts() {
     let key = format!("locks/tasks2consul{}", s.ns.replace('/', "-"));
     let mut cfg = runtime::http::HttpConfig::new("consul");
     cfg.backoff.attempts = 1;
-    let client = runtime::http::HttpClient::new(&[s.consul_url.clone()], cfg).unwrap();
+    let client = runtime::http::HttpClient::new(std::slice::from_ref(&s.consul_url), cfg).unwrap();
     let other = std::sync::Arc::new(consul::Consul::new(client));
     let guard = match consul::lock::acquire(
         other,
