@@ -56,6 +56,9 @@ pub struct State {
     apps: HashMap<String, Value>,
     owned: HashMap<String, Owned>,
     tombstones: HashSet<String>,
+    /// Apps read from Marathon without the label: their events are ignored until the next
+    /// full sync or a change of their definition (most apps of a cluster may be unlabelled).
+    unselected: HashSet<String>,
 }
 
 impl State {
@@ -218,6 +221,7 @@ fn full_sync(
             .collect();
         state.owned = owned.into_iter().map(|o| (o.reg.id.clone(), o)).collect();
         state.tombstones.clear();
+        state.unselected.clear();
         let done = s.apply_each(&p.changes, opts.dry_run, summary);
         state.record(&p.changes, &done, cfg);
         if !nodes.is_empty() {
@@ -305,6 +309,9 @@ fn on_event(
                     state.record(&changes, &done, cfg);
                 });
             }
+            if state.unselected.contains(app_id) && !state.apps.contains_key(app_id) {
+                return Ok(());
+            }
             if state.tombstones.contains(task_id) {
                 log::info!("ignoring {status} of {task_id}: already seen terminal (reordered)");
                 return Ok(());
@@ -336,6 +343,9 @@ fn on_event(
             let Some(app_id) = str_of(d, "appId") else {
                 return Err("health_status_changed_event without appId".into());
             };
+            if state.unselected.contains(app_id) && !state.apps.contains_key(app_id) {
+                return Ok(());
+            }
             let id = str_of(d, "taskId").or_else(|| str_of(d, "instanceId"));
             let alive = d.get("alive").and_then(Value::as_bool).unwrap_or(false);
             let matched = match id {
@@ -367,6 +377,7 @@ fn on_event(
             else {
                 return Ok(());
             };
+            state.unselected.remove(&app_id);
             factory.with_syncer(&mut |s: &Syncer<'_>| -> Result<(), String> {
                 refresh_app(s, &app_id, state)?;
                 replan_app(s, &app_id, cfg, opts, state, summary);
@@ -398,6 +409,7 @@ fn refresh_app(s: &Syncer<'_>, app_id: &str, state: &mut State) -> Result<(), St
         }
         _ => {
             state.apps.remove(app_id);
+            state.unselected.insert(app_id.to_string());
         }
     }
     Ok(())
