@@ -13,7 +13,8 @@ impl Consul {
     /// `PUT /v1/agent/service/register[?replace-existing-checks=true]` with an
     /// `AgentServiceRegistration` body (`ID`, `Name`, `Tags`, `Address`, `Port`, `Meta`,
     /// `Check`/`Checks`). With `replace_checks`, checks of the service missing from the body
-    /// are removed, so a registration converges to exactly what was sent.
+    /// are removed, so a registration converges to exactly what was sent (the official Go client
+    /// sends it as `replace-existing-checks=true`, hashicorp/consul api/agent.go serviceRegister).
     pub fn agent_service_register(
         &self,
         body: &Value,

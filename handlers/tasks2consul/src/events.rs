@@ -228,6 +228,11 @@ fn full_sync(
             s.remove_empty_nodes(&nodes, &p.changes, &done, opts.dry_run, summary);
         }
         Ok(())
+    });
+    let result = result.map_err(|config| {
+        // The clients could not be built (no Marathon URL, bad CA file…): a usage error.
+        summary.raise_exit(Exit::Usage);
+        config
     })?;
     result.map_err(|e| {
         summary.raise_exit(runtime::ToExit::exit(&e));

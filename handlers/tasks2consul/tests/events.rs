@@ -223,3 +223,16 @@ fn live_stream_from_marathon() {
     assert_eq!(code, 0, "{summary}\n{err}");
     assert_eq!(count(&summary, "failed"), 0);
 }
+
+#[test]
+fn unreachable_marathon_at_start_exits_69() {
+    let s = Stack::start();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let (child, stdin) = spawn(&s, &["--marathon", &dead_url, "--timeout", "5s"]);
+    drop(stdin);
+    let (code, summary, _) = finish(child);
+    assert_eq!(code, 69, "{summary}");
+    assert!(!summary["errors"].as_array().unwrap().is_empty());
+}
