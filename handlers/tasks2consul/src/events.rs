@@ -229,11 +229,8 @@ fn full_sync(
         }
         Ok(())
     });
-    let result = result.map_err(|config| {
-        // The clients could not be built (no Marathon URL, bad CA file…): a usage error.
-        summary.raise_exit(Exit::Usage);
-        config
-    })?;
+    // The clients could not be built (no Marathon URL, bad CA file…): a usage error.
+    let result = result.inspect_err(|_| summary.raise_exit(Exit::Usage))?;
     result.map_err(|e| {
         summary.raise_exit(runtime::ToExit::exit(&e));
         e.to_string()
