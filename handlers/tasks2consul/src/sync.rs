@@ -1,6 +1,7 @@
 //! Reading Marathon and Consul, and writing the plan's changes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use consul::{Consul, ConsulError};
@@ -293,27 +294,33 @@ impl Syncer<'_> {
         dry_run: bool,
         summary: &mut Summary,
     ) -> Vec<Option<bool>> {
+        if dry_run {
+            for c in changes {
+                summary.push(Action::new(
+                    c.kind(),
+                    c.target(),
+                    Status::Planned,
+                    c.detail(),
+                ));
+            }
+            return vec![None; changes.len()];
+        }
+        let results = self.write_all(changes);
         let mut done = Vec::with_capacity(changes.len());
         let mut unreachable: Option<String> = None;
-        for change in changes {
+        for (change, result) in changes.iter().zip(results) {
             let (kind, target, detail) = (change.kind(), change.target(), change.detail());
-            if dry_run {
-                summary.push(Action::new(kind, target, Status::Planned, detail));
-                done.push(None);
-                continue;
-            }
-            if let Some(why) = &unreachable {
-                summary.push(Action::new(
-                    kind,
-                    target,
-                    Status::Skipped,
-                    format!("{detail} (not attempted: {why})"),
-                ));
-                done.push(None);
-                continue;
-            }
-            match self.write(change) {
-                Ok(note) => {
+            match result {
+                None => {
+                    summary.push(Action::new(
+                        kind,
+                        target,
+                        Status::Skipped,
+                        format!("{detail} (not attempted: Consul unreachable)"),
+                    ));
+                    done.push(None);
+                }
+                Some(Ok(note)) => {
                     done.push(Some(true));
                     let detail = match note {
                         Some(n) => format!("{detail} ({n})"),
@@ -322,14 +329,12 @@ impl Syncer<'_> {
                     log::info!("{kind} {target}: {detail}");
                     summary.push(Action::new(kind, target, Status::Applied, detail));
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     done.push(Some(false));
                     log::error!("{kind} {target}: {e}");
-                    if let ConsulError::Http(h) = &e {
-                        if h.is_unavailable() && self.write_goes_to_main_consul(change) {
-                            unreachable = Some(e.to_string());
-                            summary.raise_exit(Exit::Unavailable);
-                        }
+                    if self.stops_the_run(change, &e) && unreachable.is_none() {
+                        unreachable = Some(e.to_string());
+                        summary.raise_exit(Exit::Unavailable);
                     }
                     summary.push(Action::new(
                         kind,
@@ -346,6 +351,51 @@ impl Syncer<'_> {
             ));
         }
         done
+    }
+
+    /// Writes `changes` with up to `WORKERS` requests in flight (Consul commits every catalog
+    /// write through Raft, so a first sync of thousands of tasks one request at a time would
+    /// take minutes). `None` for a change not attempted because Consul became unreachable.
+    fn write_all(&self, changes: &[Change]) -> Vec<Option<Result<Option<String>, ConsulError>>> {
+        const WORKERS: usize = 8;
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let slots: Vec<Mutex<Option<Result<Option<String>, ConsulError>>>> =
+            changes.iter().map(|_| Mutex::new(None)).collect();
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= changes.len() || stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let result = self.write(&changes[i]);
+            if let Err(e) = &result {
+                if self.stops_the_run(&changes[i], e) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+            *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        };
+        let workers = WORKERS.min(changes.len());
+        if workers <= 1 {
+            work();
+        } else {
+            std::thread::scope(|scope| {
+                for _ in 0..workers {
+                    scope.spawn(work);
+                }
+            });
+        }
+        slots
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .collect()
+    }
+
+    /// Consul itself (not one host's agent) cannot be reached: the remaining changes would only
+    /// time out one by one.
+    fn stops_the_run(&self, change: &Change, e: &ConsulError) -> bool {
+        matches!(e, ConsulError::Http(h) if h.is_unavailable())
+            && self.write_goes_to_main_consul(change)
     }
 
     /// Catalog mode: removes tasks2consul's external nodes (node meta `external-source=marathon`)
