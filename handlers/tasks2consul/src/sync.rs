@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 use crate::plan::{self, Change, Config, Mode, Owned, Plan, META_SOURCE, SOURCE};
 use crate::scope::Scope;
 
+/// The outcome of one write: `Ok(Some(note))` when it succeeded in a way worth mentioning.
+type WriteResult = Result<Option<String>, ConsulError>;
+
 /// What stops a sync before anything is written (Marathon or Consul unreadable).
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -356,11 +359,11 @@ impl Syncer<'_> {
     /// Writes `changes` with up to `WORKERS` requests in flight (Consul commits every catalog
     /// write through Raft, so a first sync of thousands of tasks one request at a time would
     /// take minutes). `None` for a change not attempted because Consul became unreachable.
-    fn write_all(&self, changes: &[Change]) -> Vec<Option<Result<Option<String>, ConsulError>>> {
+    fn write_all(&self, changes: &[Change]) -> Vec<Option<WriteResult>> {
         const WORKERS: usize = 8;
         let next = AtomicUsize::new(0);
         let stop = AtomicBool::new(false);
-        let slots: Vec<Mutex<Option<Result<Option<String>, ConsulError>>>> =
+        let slots: Vec<Mutex<Option<WriteResult>>> =
             changes.iter().map(|_| Mutex::new(None)).collect();
         let work = || loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
@@ -457,7 +460,7 @@ impl Syncer<'_> {
     }
 
     /// One write. `Ok(Some(note))` when it succeeded in a way worth mentioning.
-    fn write(&self, change: &Change) -> Result<Option<String>, ConsulError> {
+    fn write(&self, change: &Change) -> WriteResult {
         match (self.cfg.mode, change) {
             (Mode::Catalog, Change::Register { reg, node, .. }) => {
                 self.consul
