@@ -102,3 +102,30 @@ impl Consul {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use runtime::http::{HttpClient, HttpConfig};
+    use serde_json::json;
+
+    use crate::Consul;
+
+    #[test]
+    fn register_list_and_deregister_twice() {
+        let d = devstack::consul::Consul::start(Default::default()).unwrap();
+        let mut cfg = HttpConfig::new("consul");
+        cfg.backoff.attempts = 1;
+        let c = Consul::new(HttpClient::new(&[d.url()], cfg).unwrap());
+        let body = json!({"ID": "api-1", "Name": "api", "Port": 8080,
+            "Checks": [{"CheckID": "api-1:ttl", "Name": "ttl", "TTL": "30s"}]});
+        c.agent_service_register(&body, true).unwrap();
+        assert!(c.agent_services().unwrap().contains_key("api-1"));
+        c.agent_check_update("api-1:ttl", "passing", Some("ok"))
+            .unwrap();
+        assert!(c.agent_service_deregister("api-1").unwrap());
+        assert!(!c.agent_service_deregister("api-1").unwrap());
+        assert!(c
+            .agent_service_register(&json!({"ID": "x"}), false)
+            .is_err());
+    }
+}

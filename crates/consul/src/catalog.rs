@@ -195,3 +195,46 @@ fn array(v: Value, what: &str) -> Result<Vec<Value>, ConsulError> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runtime::http::{HttpClient, HttpConfig};
+
+    fn client(url: String) -> Consul {
+        let mut cfg = HttpConfig::new("consul");
+        cfg.backoff.attempts = 1;
+        Consul::new(HttpClient::new(&[url], cfg).unwrap())
+    }
+
+    #[test]
+    fn register_read_back_and_deregister_on_an_external_node() {
+        let d = devstack::consul::Consul::start(Default::default()).unwrap();
+        let c = client(d.url());
+        let body = json!({
+            "Node": "ext-1", "Address": "10.0.0.1",
+            "NodeMeta": {"external-node": "true"},
+            "Service": {"ID": "web-1", "Service": "web", "Port": 80, "Meta": {"k": "v"}},
+            "Check": {"Node": "ext-1", "CheckID": "web-1:h", "Name": "h", "Status": "critical",
+                      "ServiceID": "web-1"}
+        });
+        c.catalog_register("web-1", &body).unwrap();
+        assert!(c.catalog_services(None).unwrap().contains_key("web"));
+        let nodes = c.catalog_nodes(Some(("external-node", "true"))).unwrap();
+        assert!(nodes.iter().any(|n| n["Node"] == "ext-1"));
+        let node = c.catalog_node("ext-1").unwrap().unwrap();
+        assert_eq!(node["Services"]["web-1"]["Meta"]["k"], "v");
+        let health = c.health_service("web").unwrap();
+        assert_eq!(health[0]["Checks"][0]["Status"], "critical");
+        assert!(c
+            .health_state("critical")
+            .unwrap()
+            .iter()
+            .any(|c| c["CheckID"] == "web-1:h"));
+        c.catalog_deregister_service("ext-1", "web-1").unwrap();
+        assert!(c.health_service("web").unwrap().is_empty());
+        c.catalog_deregister_node("ext-1").unwrap();
+        assert!(c.catalog_node("ext-1").unwrap().is_none());
+        assert!(c.health_state("bogus").is_err());
+    }
+}
