@@ -42,6 +42,11 @@ struct Args {
     #[arg(long, default_value = "marathon-", value_name = "PREFIX")]
     node_prefix: String,
 
+    /// Catalog mode: mark the external nodes `external-probe=true` so that consul-esm pings
+    /// them (a host that stops answering fails all its services). Default: false.
+    #[arg(long)]
+    external_probe: bool,
+
     /// Agent mode: port of the Consul agent on each Mesos host (URL http(s)://<host>:PORT,
     /// the scheme of --consul).
     #[arg(long, default_value_t = 8500, value_name = "PORT")]
@@ -123,6 +128,7 @@ fn clients(args: &Args) -> Result<Clients, Error> {
             label: args.label.clone(),
             mode,
             node_prefix: args.node_prefix.clone(),
+            external_probe: args.external_probe,
         },
         agent,
         timeout: args.common.timeout,

@@ -37,6 +37,10 @@ pub struct Config {
     /// node name, or that host's agent would remove the registrations by anti-entropy
     /// (hashicorp/consul#7513).
     pub node_prefix: String,
+    /// Catalog mode: node meta `external-probe` (consul-esm pings such nodes and fails all their
+    /// services when the ping fails). Off by default: Marathon is the source of task health, and
+    /// where ICMP is filtered a probing consul-esm would fail every service.
+    pub external_probe: bool,
 }
 
 impl Default for Config {
@@ -45,6 +49,7 @@ impl Default for Config {
             label: "consul".into(),
             mode: Mode::Catalog,
             node_prefix: "marathon-".into(),
+            external_probe: false,
         }
     }
 }
@@ -132,7 +137,7 @@ impl Registration {
     /// `PUT /v1/catalog/register` body: the external node (node meta `external-node` and
     /// `external-probe` as consul-esm expects them, hashicorp/consul-esm README), the service and
     /// a check whose status mirrors Marathon's.
-    pub fn catalog_body(&self, node: &str) -> Value {
+    pub fn catalog_body(&self, node: &str, external_probe: bool) -> Value {
         let mut service = self.service_fields();
         service.insert("Service".into(), json!(self.name));
         let output = match self.health {
@@ -144,7 +149,7 @@ impl Registration {
             "Address": self.host,
             "NodeMeta": {
                 "external-node": "true",
-                "external-probe": "true",
+                "external-probe": if external_probe { "true" } else { "false" },
                 META_SOURCE: SOURCE,
             },
             "Service": Value::Object(service),

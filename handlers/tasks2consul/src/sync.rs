@@ -464,7 +464,7 @@ impl Syncer<'_> {
         match (self.cfg.mode, change) {
             (Mode::Catalog, Change::Register { reg, node, .. }) => {
                 self.consul
-                    .catalog_register(&reg.id, &reg.catalog_body(node))?;
+                    .catalog_register(&reg.id, &reg.catalog_body(node, self.cfg.external_probe))?;
                 Ok(None)
             }
             (_, Change::Deregister { owned, .. }) if owned.external => {

@@ -421,11 +421,15 @@ fn catalog_body_marks_the_external_node_and_mirrors_health() {
     let cfg = Config::default();
     let a = app("/a", "true", vec![task("a.1", "h1", &[1], "TASK_RUNNING")]);
     let reg = plan::desired_for_app(&a, &cfg).unwrap().regs.remove(0).0;
-    let body = reg.catalog_body("marathon-h1");
+    let body = reg.catalog_body("marathon-h1", false);
     assert_eq!(body["Node"], "marathon-h1");
     assert_eq!(body["Address"], "h1");
     assert_eq!(body["NodeMeta"]["external-node"], "true");
-    assert_eq!(body["NodeMeta"]["external-probe"], "true");
+    assert_eq!(body["NodeMeta"]["external-probe"], "false");
+    assert_eq!(
+        reg.catalog_body("marathon-h1", true)["NodeMeta"]["external-probe"],
+        "true"
+    );
     assert_eq!(body["Service"]["Service"], "a");
     assert_eq!(body["Service"]["Meta"]["marathon-task-id"], "a.1");
     assert_eq!(body["Check"]["Status"], "passing");

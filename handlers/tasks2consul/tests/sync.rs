@@ -33,7 +33,7 @@ fn first_sync_registers_every_running_task_and_replay_writes_nothing() {
         assert_eq!(e["Service"]["Meta"]["external-source"], "marathon");
         assert!(e["Service"]["Meta"]["marathon-app-version"].is_string());
         assert_eq!(e["Node"]["Meta"]["external-node"], "true");
-        assert_eq!(e["Node"]["Meta"]["external-probe"], "true");
+        assert_eq!(e["Node"]["Meta"]["external-probe"], "false");
         let node = e["Node"]["Node"].as_str().unwrap();
         assert!(
             node.starts_with("marathon-10.0.0.") || s.consul.is_none(),
