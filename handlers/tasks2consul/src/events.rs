@@ -79,6 +79,9 @@ impl State {
                             node_address: reg.host.clone(),
                             external: cfg.mode == Mode::Catalog,
                             check_ids: reg.checks.iter().map(|c| c.id.clone()).collect(),
+                            node_probe: Some(
+                                if cfg.external_probe { "true" } else { "false" }.to_string(),
+                            ),
                         },
                     );
                 }

@@ -216,6 +216,8 @@ pub struct Owned {
     pub external: bool,
     /// Agent mode: the IDs of the service's checks (compared with the desired ones).
     pub check_ids: BTreeSet<String>,
+    /// Catalog mode: the node's `external-probe` meta (rewritten when `--external-probe` changes).
+    pub node_probe: Option<String>,
 }
 
 /// The deterministic service ID: `marathon:<task id>:<port>`. Marathon task ids are unique for
@@ -675,6 +677,11 @@ pub fn owned_from_health_entry(entry: &Value) -> Option<Owned> {
         node_address,
         external,
         check_ids,
+        node_probe: node
+            .get("Meta")
+            .and_then(|m| m.get("external-probe"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 
@@ -733,7 +740,7 @@ pub struct Plan {
 
 /// What to compare: fields tasks2consul writes. Catalog mode also compares the mirrored status;
 /// agent mode compares the set of check IDs (Consul owns the status).
-fn same(desired: &Registration, owned: &Owned, mode: Mode) -> Result<(), String> {
+fn same(desired: &Registration, owned: &Owned, cfg: &Config) -> Result<(), String> {
     let d = desired;
     let o = &owned.reg;
     let mut diffs = Vec::new();
@@ -752,8 +759,12 @@ fn same(desired: &Registration, owned: &Owned, mode: Mode) -> Result<(), String>
     if d.meta != o.meta {
         diffs.push("meta".to_string());
     }
-    match mode {
+    match cfg.mode {
         Mode::Catalog => {
+            let probe = if cfg.external_probe { "true" } else { "false" };
+            if owned.node_probe.as_deref() != Some(probe) {
+                diffs.push(format!("node meta external-probe -> {probe}"));
+            }
             if d.health != o.health {
                 diffs.push(format!(
                     "health {} -> {}",
@@ -866,7 +877,7 @@ pub fn plan(
                 node,
                 reason: "new running task".into(),
             }),
-            (Some(o), _) => match same(reg, o, cfg.mode) {
+            (Some(o), _) => match same(reg, o, cfg) {
                 Ok(()) => out.unchanged += 1,
                 Err(diff) => out.changes.push(Change::Register {
                     reg: reg.clone(),

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 fn spawn(s: &Stack, args: &[&str]) -> (Child, ChildStdin) {
     let mut child = s
         .cmd()
-        .arg("--events")
+        .args(["--events", "--output", "json"])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

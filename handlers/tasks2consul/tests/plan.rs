@@ -22,7 +22,7 @@ fn app(id: &str, label: &str, tasks: Vec<Value>) -> Value {
 /// What Consul's /v1/health/service answers for a registration written from `change`.
 fn health_entry(reg: &tasks2consul::Registration, node: &str, external: bool) -> Value {
     let node_meta = if external {
-        json!({"external-node": "true", "external-probe": "true", "external-source": "marathon"})
+        json!({"external-node": "true", "external-probe": "false", "external-source": "marathon"})
     } else {
         json!({"consul-network-segment": ""})
     };
@@ -434,4 +434,26 @@ fn catalog_body_marks_the_external_node_and_mirrors_health() {
     assert_eq!(body["Service"]["Meta"]["marathon-task-id"], "a.1");
     assert_eq!(body["Check"]["Status"], "passing");
     assert_eq!(body["Check"]["ServiceID"], reg.id);
+}
+
+#[test]
+fn switching_external_probe_rewrites_the_registrations() {
+    let cfg = Config::default();
+    let apps = vec![app(
+        "/a",
+        "true",
+        vec![task("a.1", "h1", &[1], "TASK_RUNNING")],
+    )];
+    let mut owned = Vec::new();
+    settle(&mut owned, &apps, &cfg);
+    assert!(plan::plan(&apps, &owned, None, &cfg).changes.is_empty());
+    let probing = Config {
+        external_probe: true,
+        ..Config::default()
+    };
+    let p = plan::plan(&apps, &owned, None, &probing);
+    match &p.changes[..] {
+        [Change::Register { reason, .. }] => assert!(reason.contains("external-probe"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
 }

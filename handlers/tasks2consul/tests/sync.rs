@@ -473,3 +473,21 @@ fn with_lock_only_the_holder_acts() {
     assert_eq!(code, 0, "{summary}");
     assert_eq!(s.registered_ids(), s.expected_ids(&["/l"]));
 }
+
+#[test]
+fn text_output_lists_the_changes() {
+    let s = Stack::start();
+    s.create_apps(vec![web_app("/txt", "true", 1, 1)]);
+    let mut cmd = s.cmd();
+    cmd.args(["--output", "text", "--dry-run"]);
+    let out = run_with_stdin(&mut cmd, b"null");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let id = &s.expected_ids(&["/txt"])[0];
+    assert!(text.starts_with("tasks2consul (dry run)"), "{text}");
+    assert!(
+        text.contains(&format!("planned   register       {id}")),
+        "{text}"
+    );
+    assert!(text.contains("0 applied, 1 planned"), "{text}");
+}

@@ -266,14 +266,14 @@ impl Stack {
         }
         c.env("MARATHON_URL", &self.marathon_url)
             .env("CONSUL_HTTP_ADDR", &self.consul_url)
-            .env("RUST_LOG", "warn")
-            .args(["--output", "json"]);
+            .env("RUST_LOG", "warn");
         c
     }
 
     /// Runs the handler with `payload` on stdin; returns (exit code, summary JSON, stderr).
     pub fn run(&self, payload: &str, args: &[&str]) -> (i32, Value, String) {
         let mut cmd = self.cmd();
+        cmd.args(["--output", "json"]);
         if !args.contains(&"--timeout") {
             cmd.args(["--timeout", "20s"]);
         }
