@@ -10,6 +10,7 @@ mod badinput;
 mod faults;
 mod gitrepo;
 mod harness;
+mod tasks;
 
 use std::time::Instant;
 
@@ -38,6 +39,10 @@ fn main() {
         let r = &report;
         s.spawn(move || badinput::tag2git(r));
         s.spawn(move || faults::tag2git(r));
+        s.spawn(move || {
+            tasks::bad_input(r);
+            tasks::faults(r);
+        });
     });
     let (cases, faults, failures) = report.totals();
     println!();
