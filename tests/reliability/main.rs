@@ -10,6 +10,7 @@ mod badinput;
 mod faults;
 mod gitrepo;
 mod harness;
+mod secrets;
 mod tasks;
 
 use std::time::Instant;
@@ -38,10 +39,14 @@ fn main() {
     std::thread::scope(|s| {
         let r = &report;
         s.spawn(move || badinput::tag2git(r));
-        s.spawn(move || faults::tag2git(r));
+        s.spawn(move || {
+            faults::tag2git(r);
+            secrets::tag2git(r);
+        });
         s.spawn(move || {
             tasks::bad_input(r);
             tasks::faults(r);
+            secrets::http_handler(r, "tasks2consul", b"null", &[]);
         });
     });
     let (cases, faults, failures) = report.totals();
