@@ -10,6 +10,9 @@ pub enum ConsulError {
     Forbidden { what: String, message: String },
     #[error("invalid Consul key {key:?}: {reason}")]
     InvalidKey { key: String, reason: &'static str },
+    /// Bad Consul settings (address, token file, CA file).
+    #[error("consul configuration: {0}")]
+    Config(String),
     #[error("consul {what}: unexpected answer: {reason}")]
     Unexpected { what: String, reason: String },
 }
@@ -18,7 +21,7 @@ impl ToExit for ConsulError {
     fn exit(&self) -> Exit {
         match self {
             ConsulError::Http(e) => e.exit(),
-            ConsulError::Forbidden { .. } => Exit::Usage,
+            ConsulError::Forbidden { .. } | ConsulError::Config(_) => Exit::Usage,
             ConsulError::InvalidKey { .. } => Exit::DataErr,
             ConsulError::Unexpected { .. } => Exit::TempFail,
         }

@@ -164,3 +164,68 @@ pub fn holder_name(handler: &str) -> String {
         .unwrap_or_else(|| "unknown-host".into());
     format!("{handler}@{host} pid {}", std::process::id())
 }
+
+/// An error of a locked run: taking the lock, or the handler's own.
+#[derive(Debug, thiserror::Error)]
+pub enum LockedError<E: std::error::Error + 'static> {
+    #[error("--lock: {0}")]
+    Lock(#[source] ConsulError),
+    #[error(transparent)]
+    Inner(E),
+}
+
+impl<E: std::error::Error + runtime::ToExit + 'static> runtime::ToExit for LockedError<E> {
+    fn exit(&self) -> runtime::Exit {
+        match self {
+            LockedError::Lock(e) => e.exit(),
+            LockedError::Inner(e) => e.exit(),
+        }
+    }
+}
+
+/// `runtime::run` with `--lock KEY` honoured: without `--lock` it is `runtime::run`; with it, the
+/// handler's logic runs only while this run holds the lock, and a run that finds the lock held
+/// elsewhere exits 0 with a `lock` action marked skipped (the holder acts, and the agent that
+/// runs the holder's watch delivers the latest data to it next). A dry run takes no lock.
+pub fn run_locked<E>(
+    handler: &'static str,
+    common: &runtime::CommonArgs,
+    consul: &runtime::ConsulArgs,
+    logic: impl FnOnce(&runtime::Context) -> Result<runtime::Summary, E>,
+) -> !
+where
+    E: std::error::Error + runtime::ToExit + 'static,
+{
+    runtime::run(handler, common, |ctx| {
+        let Some(key) = common.lock.as_deref().filter(|_| !ctx.dry_run) else {
+            return logic(ctx).map_err(LockedError::Inner);
+        };
+        let client = consul.client(ctx.deadline).map_err(|e| {
+            LockedError::Lock(ConsulError::Unexpected {
+                what: "configuration".into(),
+                reason: e.to_string(),
+            })
+        })?;
+        let consul = Arc::new(Consul::new(client));
+        match acquire(consul, key, &holder_name(handler), common.lock_ttl)
+            .map_err(LockedError::Lock)?
+        {
+            LockOutcome::Acquired(guard) => {
+                let result = logic(ctx).map_err(LockedError::Inner);
+                drop(guard);
+                result
+            }
+            LockOutcome::HeldElsewhere { holder } => {
+                log::info!("lock {key:?} is held by {holder}: that run acts; exiting");
+                let mut summary = ctx.summary();
+                summary.push(runtime::Action::new(
+                    "lock",
+                    key,
+                    runtime::Status::Skipped,
+                    format!("held by {holder}; it acts on the latest data"),
+                ));
+                Ok(summary)
+            }
+        }
+    })
+}

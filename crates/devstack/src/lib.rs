@@ -8,6 +8,7 @@
 
 pub mod chronos;
 pub mod consul;
+pub mod git2consul;
 pub mod http;
 pub mod marathon;
 pub mod runner;

@@ -38,6 +38,11 @@ pub struct CommonArgs {
     /// agents running the same watch acts (the others exit 0).
     #[arg(long, value_name = "KEY")]
     pub lock: Option<String>,
+
+    /// TTL of the --lock session: a crashed holder blocks other runs at most this long (Consul
+    /// may take up to twice the TTL to reap it; minimum 10s).
+    #[arg(long, value_name = "DUR", default_value = "15s", value_parser = parse_duration)]
+    pub lock_ttl: Duration,
 }
 
 /// Parses Go-style durations as operators write them for Consul: `300ms`, `10s`, `5m`, `1h`,

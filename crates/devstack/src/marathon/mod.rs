@@ -1,1 +1,1106 @@
 //! The Marathon double (apps, deployments, tasks, events, leader proxy, auth).
+//!
+//! Behaves like Marathon 1.5-1.7 as documented in
+//! `shared/reference/marathon-chronos-and-registrars.md` (§1, §2): definitions are normalized
+//! and answered with server fields, deployments lock apps for a configurable time (409 unless
+//! `force=true`), validation errors come back in Marathon's 422/400 shapes, tasks are simulated
+//! per instance and reported on the `/v2/events` SSE stream with Jetty's CRLF framing.
+//! Not a scheduler: there are no offers, agents or pods; hosts are a round-robin list.
+
+mod normalize;
+mod state;
+pub(crate) mod util;
+
+use crate::http::{Faults, Handler, Request, Response, Server};
+use serde_json::{json, Map, Value};
+use state::State;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How to start a Marathon double.
+#[derive(Clone)]
+pub struct MarathonOptions {
+    /// `127.0.0.1:0` for an ephemeral port.
+    pub bind: String,
+    /// How long a deployment runs before it completes (ZERO: at the next request).
+    pub deploy_duration: Duration,
+    /// Agent hosts tasks are placed on, round robin.
+    pub hosts: Vec<String>,
+    /// `--http_credentials user:pass`: Jetty BASIC auth on every path.
+    pub basic_auth: Option<(String, String)>,
+    /// A bearer token accepted as `Authorization: token=<t>` (DC/OS) or `Bearer <t>`.
+    pub token: Option<String>,
+    /// Leader URL: this instance is a standby that proxies every request to it.
+    pub proxy_to: Option<String>,
+    /// Interval of the bare `\r\n` heartbeat on event streams (Jetty: 10 s).
+    pub heartbeat: Duration,
+}
+
+/// Credentials are redacted: options may end up in logs.
+impl std::fmt::Debug for MarathonOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MarathonOptions")
+            .field("bind", &self.bind)
+            .field("deploy_duration", &self.deploy_duration)
+            .field("hosts", &self.hosts)
+            .field(
+                "basic_auth",
+                &self.basic_auth.as_ref().map(|(u, _)| (u, "<redacted>")),
+            )
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("proxy_to", &self.proxy_to)
+            .field("heartbeat", &self.heartbeat)
+            .finish()
+    }
+}
+
+impl Default for MarathonOptions {
+    fn default() -> Self {
+        MarathonOptions {
+            bind: "127.0.0.1:0".into(),
+            deploy_duration: Duration::ZERO,
+            hosts: vec!["10.0.0.1".into(), "10.0.0.2".into(), "10.0.0.3".into()],
+            basic_auth: None,
+            token: None,
+            proxy_to: None,
+            heartbeat: Duration::from_secs(10),
+        }
+    }
+}
+
+struct Inner {
+    opts: MarathonOptions,
+    state: Mutex<State>,
+    wake: Condvar,
+    stopped: AtomicBool,
+    requests: AtomicU64,
+    writes: AtomicU64,
+    /// `127.0.0.1:port`, known once the listener is bound.
+    addr: OnceLock<String>,
+}
+
+impl Inner {
+    /// Locks the state and completes deployments that are due (lazy, so tests need no sleeps).
+    fn lock(&self) -> MutexGuard<'_, State> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.tick();
+        st
+    }
+
+    fn addr(&self) -> &str {
+        self.addr.get().map(String::as_str).unwrap_or("127.0.0.1:0")
+    }
+}
+
+/// A running Marathon double. Dropping it stops the server and ends open event streams.
+pub struct Marathon {
+    inner: Arc<Inner>,
+    server: Server,
+}
+
+struct Api(Arc<Inner>);
+
+impl Handler for Api {
+    fn handle(&self, req: Request) -> Response {
+        self.0.requests.fetch_add(1, Ordering::Relaxed);
+        handle(&self.0, req)
+    }
+}
+
+impl Marathon {
+    pub fn start(opts: MarathonOptions) -> std::io::Result<Marathon> {
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State::new(opts.hosts.clone(), opts.deploy_duration)),
+            opts,
+            wake: Condvar::new(),
+            stopped: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            addr: OnceLock::new(),
+        });
+        let server = Server::start(&inner.opts.bind, Arc::new(Api(Arc::clone(&inner))))?;
+        let _ = inner.addr.set(server.addr().to_string());
+        if inner.opts.proxy_to.is_none() && !inner.opts.deploy_duration.is_zero() {
+            spawn_ticker(Arc::clone(&inner))?;
+        }
+        Ok(Marathon { inner, server })
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    pub fn faults(&self) -> &Faults {
+        self.server.faults()
+    }
+
+    /// All apps as `GET /v2/apps?embed=apps.tasks` shows them.
+    pub fn apps(&self) -> Vec<Value> {
+        let st = self.inner.lock();
+        let deps = st.deployment_index();
+        st.apps
+            .values()
+            .map(|e| State::app_json(e, &deps, true, false))
+            .collect()
+    }
+
+    /// One app as `GET /v2/apps/{id}` shows it (inside `"app"`).
+    pub fn app(&self, id: &str) -> Option<Value> {
+        let st = self.inner.lock();
+        let deps = st.deployment_index();
+        st.apps
+            .get(&normalize::absolute_id(id))
+            .map(|e| State::app_json(e, &deps, true, true))
+    }
+
+    /// Completes every running deployment now.
+    pub fn finish_deployments(&self) {
+        self.inner.lock().finish_all();
+    }
+
+    /// A task ends in `state` (TASK_FAILED, TASK_LOST, TASK_FINISHED, ...); Marathon replaces it.
+    pub fn kill_task(&self, task_id: &str, state: &str) {
+        self.inner.lock().kill_task(task_id, state);
+    }
+
+    /// Sets a task's health-check result (emits `health_status_changed_event`).
+    pub fn set_task_alive(&self, task_id: &str, alive: bool) {
+        self.inner.lock().set_task_alive(task_id, alive);
+    }
+
+    /// The agent is gone: its tasks are lost (TASK_LOST) and replaced on other hosts.
+    pub fn set_host_down(&self, host: &str) {
+        self.inner.lock().set_host_down(host);
+    }
+
+    /// State-changing requests served (POST/PUT/PATCH/DELETE under `/v2/apps`).
+    pub fn write_count(&self) -> u64 {
+        self.inner.writes.load(Ordering::Relaxed)
+    }
+
+    /// Every request that reached the double (after injected faults).
+    pub fn request_count(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// Creates already-deployed apps instantly (running tasks, no deployment, no events).
+    /// Panics on a definition Marathon would refuse: this is a test fixture, not an API.
+    pub fn seed_apps(&self, apps: Vec<Value>) {
+        let mut st = self.inner.lock();
+        for app in apps {
+            let Value::Object(map) = app else {
+                panic!("seed_apps: not a JSON object: {app}");
+            };
+            let mut errs = normalize::type_errors(&map);
+            if errs.is_empty() {
+                errs = normalize::validation_errors(&map);
+            }
+            assert!(errs.is_empty(), "seed_apps: invalid app {map:?}: {errs:?}");
+            let app = st.normalize(map);
+            st.seed(app);
+        }
+    }
+}
+
+impl Drop for Marathon {
+    fn drop(&mut self) {
+        self.inner.stopped.store(true, Ordering::SeqCst);
+        let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Dropping the senders ends every open event stream.
+        st.subscribers.clear();
+        drop(st);
+        self.inner.wake.notify_all();
+    }
+}
+
+/// Completes deployments on time even when no request arrives (so event-stream consumers see
+/// `status_update_event`s without polling).
+fn spawn_ticker(inner: Arc<Inner>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("marathon-deployments".into())
+        .spawn(move || {
+            let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            while !inner.stopped.load(Ordering::SeqCst) {
+                st.tick();
+                let wait = st
+                    .next_deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+                    .unwrap_or(Duration::from_millis(250))
+                    .clamp(Duration::from_millis(1), Duration::from_millis(250));
+                st = inner
+                    .wake
+                    .wait_timeout(st, wait)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        })?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing
+
+fn msg(status: u16, message: &str) -> Response {
+    Response::json(status, &json!({ "message": message }))
+}
+
+fn handle(inner: &Arc<Inner>, req: Request) -> Response {
+    if let Some(resp) = check_auth(&inner.opts, &req) {
+        return resp;
+    }
+    if let Some(leader) = &inner.opts.proxy_to {
+        return proxy(inner, leader, req);
+    }
+    let leader = format!("http://{}", inner.addr());
+    let resp = route(inner, req);
+    resp.with_header("X-Marathon-Leader", leader)
+}
+
+fn route(inner: &Arc<Inner>, req: Request) -> Response {
+    let path = req.path.trim_end_matches('/').to_string();
+    let m = req.method.as_str();
+    match (m, path.as_str()) {
+        ("GET", "/ping") => ping(&req),
+        ("GET", "/v2/leader") => Response::json(200, &json!({ "leader": inner.addr() })),
+        ("GET", "/v2/info") => info(inner),
+        ("GET", "/v2/events") => events(inner, &req),
+        ("GET", "/v2/apps") => list_apps(inner, &req),
+        ("POST", "/v2/apps") => write(inner, || create_app(inner, &req)),
+        ("PUT", "/v2/apps") => write(inner, || bulk_update(inner, &req)),
+        ("GET", "/v2/deployments") => {
+            let st = inner.lock();
+            let list: Vec<Value> = st.deployments.iter().map(State::deployment_json).collect();
+            Response::json(200, &Value::Array(list))
+        }
+        ("GET", "/v2/tasks") => {
+            let st = inner.lock();
+            let mut tasks = Vec::new();
+            for e in st.apps.values() {
+                let hcs = e.app["healthChecks"].as_array().map_or(0, Vec::len);
+                tasks.extend(e.tasks.iter().map(|t| State::task_json(t, hcs)));
+            }
+            Response::json(200, &json!({ "tasks": tasks }))
+        }
+        (_, p) if p.starts_with("/v2/deployments/") => {
+            if m != "DELETE" {
+                return msg(405, "HTTP 405 Method Not Allowed");
+            }
+            delete_deployment(inner, &req, &p["/v2/deployments/".len()..])
+        }
+        (_, p) if p.starts_with("/v2/apps/") => app_route(inner, &req, &p["/v2/apps".len()..]),
+        (_, "/v2/apps" | "/v2/leader" | "/v2/info" | "/v2/events" | "/ping") => {
+            msg(405, "HTTP 405 Method Not Allowed")
+        }
+        _ => msg(404, "HTTP 404 Not Found"),
+    }
+}
+
+/// Counts a state-changing request on apps; with a zero deploy duration the deployment it
+/// started completes right after the answer is built (still observable in that answer).
+fn write(inner: &Inner, f: impl FnOnce() -> Response) -> Response {
+    inner.writes.fetch_add(1, Ordering::Relaxed);
+    let resp = f();
+    drop(inner.lock());
+    resp
+}
+
+fn app_route(inner: &Arc<Inner>, req: &Request, rest: &str) -> Response {
+    let m = req.method.as_str();
+    if let Some(id) = rest.strip_suffix("/restart") {
+        if m == "POST" {
+            return write(inner, || restart_app(inner, req, id));
+        }
+    }
+    if let Some(id) = rest.strip_suffix("/tasks") {
+        if m == "GET" {
+            return app_tasks(inner, id);
+        }
+    }
+    if let Some(id) = rest.strip_suffix("/versions") {
+        if m == "GET" {
+            return app_versions(inner, id);
+        }
+    }
+    match m {
+        "GET" => show_app(inner, rest),
+        "PUT" => write(inner, || update_app(inner, req, rest, false)),
+        "PATCH" => write(inner, || update_app(inner, req, rest, true)),
+        "DELETE" => write(inner, || delete_app(inner, req, rest)),
+        _ => msg(405, "HTTP 405 Method Not Allowed"),
+    }
+}
+
+fn flag(req: &Request, name: &str, default: bool) -> bool {
+    match req.query(name) {
+        Some("") => true,
+        Some(v) => v.eq_ignore_ascii_case("true"),
+        None => default,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Auth
+
+fn check_auth(opts: &MarathonOptions, req: &Request) -> Option<Response> {
+    if opts.basic_auth.is_none() && opts.token.is_none() {
+        return None;
+    }
+    let given = req.header("authorization").unwrap_or("");
+    if let Some((user, pass)) = &opts.basic_auth {
+        use base64::Engine;
+        let expected = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        if given
+            .strip_prefix("Basic ")
+            .is_some_and(|g| g.trim() == expected)
+        {
+            return None;
+        }
+    }
+    if let Some(token) = &opts.token {
+        let t = given
+            .strip_prefix("token=")
+            .or_else(|| given.strip_prefix("Bearer "))
+            .map(str::trim);
+        if t == Some(token.as_str()) {
+            return None;
+        }
+    }
+    if opts.basic_auth.is_some() {
+        // Jetty's BASIC authenticator: challenge plus an HTML error page (not JSON).
+        let body = "<html>\n<head>\n<meta http-equiv=\"Content-Type\" content=\"text/html;charset=ISO-8859-1\"/>\n<title>Error 401 Unauthorized</title>\n</head>\n<body><h2>HTTP ERROR 401</h2>\n<p>Problem accessing ".to_string()
+            + &req.path
+            + ". Reason:\n<pre>    Unauthorized</pre></p>\n</body>\n</html>\n";
+        return Some(
+            Response::new(401, "text/html;charset=ISO-8859-1", body)
+                .with_header("WWW-Authenticate", "Basic realm=\"Mesosphere\""),
+        );
+    }
+    // Auth plugins (DC/OS) answer JSON (traits.raml `secured`).
+    Some(msg(401, "Invalid username or password."))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Standby: proxy to the leader (api/LeaderProxyFilter.scala)
+
+fn encode(s: &str, keep_slash: bool) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_' | b'.' | b'~' | b'*' | b',' | b':' | b'@' | b'!' | b'(' | b')'
+            )
+            || (keep_slash && b == b'/')
+        {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn target(req: &Request) -> String {
+    let mut t = encode(&req.path, true);
+    if !req.query.is_empty() {
+        let q: Vec<String> = req
+            .query
+            .iter()
+            .map(|(k, v)| {
+                if v.is_empty() {
+                    encode(k, false)
+                } else {
+                    format!("{}={}", encode(k, false), encode(v, false))
+                }
+            })
+            .collect();
+        t.push('?');
+        t.push_str(&q.join("&"));
+    }
+    t
+}
+
+fn proxy(inner: &Inner, leader: &str, req: Request) -> Response {
+    let leader = leader.trim_end_matches('/');
+    let me = inner.addr();
+    if req.path.trim_end_matches('/') == "/v2/events" {
+        // 1.7+: the event stream is redirected, not proxied.
+        return Response::empty(302).with_header("Location", format!("{leader}{}", target(&req)));
+    }
+    let via = req.header("x-marathon-via").unwrap_or("");
+    if via.split(',').any(|v| v.trim().ends_with(me)) {
+        return Response::text(502, "Detected proxying loop.");
+    }
+    let agent = ureq::AgentBuilder::new()
+        .redirects(0)
+        .timeout_connect(Duration::from_secs(5))
+        .timeout_read(Duration::from_secs(10))
+        .build();
+    let mut r = agent.request(&req.method, &format!("{leader}{}", target(&req)));
+    for (k, v) in &req.headers {
+        if !matches!(
+            k.as_str(),
+            "host" | "content-length" | "connection" | "transfer-encoding" | "x-marathon-via"
+        ) {
+            r = r.set(k, v);
+        }
+    }
+    let via_value = if via.is_empty() {
+        format!("1.1 {me}")
+    } else {
+        format!("{via},1.1 {me}")
+    };
+    r = r
+        .set("X-Marathon-Via", &via_value)
+        .set("X-Forwarded-For", "127.0.0.1");
+    let result = if req.body.is_empty() && matches!(req.method.as_str(), "GET" | "DELETE") {
+        r.call()
+    } else {
+        r.send_bytes(&req.body)
+    };
+    let resp = match result {
+        Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
+        Err(ureq::Error::Transport(t)) => {
+            return match t.kind() {
+                ureq::ErrorKind::ConnectionFailed => {
+                    Response::text(502, "Connection to leader refused.")
+                }
+                ureq::ErrorKind::Io if t.to_string().contains("timed out") => {
+                    Response::text(504, "Connection to leader timed out.")
+                }
+                _ => Response::text(
+                    502,
+                    "Failed to successfully establish a connection to the leader.",
+                ),
+            };
+        }
+    };
+    let status = resp.status();
+    let headers: Vec<(String, String)> = resp
+        .headers_names()
+        .into_iter()
+        .filter(|h| {
+            !matches!(
+                h.to_ascii_lowercase().as_str(),
+                "content-length" | "connection" | "transfer-encoding"
+            )
+        })
+        .filter_map(|h| resp.header(&h).map(|v| (h.clone(), v.to_string())))
+        .collect();
+    let mut body = Vec::new();
+    let _ = resp.into_reader().take(256 << 20).read_to_end(&mut body);
+    let mut out = Response::Full {
+        status,
+        headers,
+        body,
+    };
+    out = out.with_header("X-Marathon-Via", via_value);
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// System endpoints
+
+fn ping(req: &Request) -> Response {
+    if req
+        .header("accept")
+        .is_some_and(|a| a.contains("application/json"))
+    {
+        return Response::new(200, "application/json", "\"pong\"");
+    }
+    Response::new(200, "text/plain", "pong")
+}
+
+fn info(inner: &Inner) -> Response {
+    let addr = inner.addr();
+    let port: u64 = addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(8080);
+    Response::json(
+        200,
+        &json!({
+            "name": "marathon",
+            "version": "1.7.216",
+            "buildref": "9e2a9b579",
+            "elected": true,
+            "leader": addr,
+            "frameworkId": "5c3c2ee9-7b2c-4bd0-9d1b-31f8b8e0e5a1-0000",
+            "marathon_config": {
+                "master": "zk://127.0.0.1:2181/mesos",
+                "failover_timeout": 604800, "framework_name": "marathon", "ha": true,
+                "checkpoint": true, "local_port_min": 10000, "local_port_max": 20000,
+                "executor": "//cmd", "hostname": "127.0.0.1", "webui_url": null,
+                "mesos_role": null, "task_launch_timeout": 300000,
+                "task_reservation_timeout": 20000, "reconciliation_initial_delay": 15000,
+                "reconciliation_interval": 600000, "mesos_user": "root",
+                "leader_proxy_connection_timeout_ms": 5000,
+                "leader_proxy_read_timeout_ms": 10000, "features": [],
+                "mesos_leader_ui_url": "http://127.0.0.1:5050/"
+            },
+            "zookeeper_config": {
+                "zk": "zk://127.0.0.1:2181/marathon", "zk_timeout": 10000,
+                "zk_session_timeout": 10000, "zk_max_versions": 50
+            },
+            "http_config": { "http_port": port, "https_port": 8443 }
+        }),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Apps
+
+/// `label` selectors (LabelSelectorParsers.scala): `k`, `!k`... subset: `k`, `k==v`, `k!=v`,
+/// `k in (a,b)`, `k notin (a,b)`, joined by commas (all must hold).
+fn label_matches(selector: &str, labels: &Map<String, Value>) -> Result<bool, String> {
+    let mut terms = Vec::new();
+    let mut depth = 0;
+    let mut cur = String::new();
+    for c in selector.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                terms.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    terms.push(cur);
+    let get = |k: &str| labels.get(k).and_then(Value::as_str);
+    for term in terms {
+        let t = term.trim();
+        let ok = if let Some((k, v)) = t.split_once("==") {
+            get(k.trim()) == Some(v.trim())
+        } else if let Some((k, v)) = t.split_once("!=") {
+            get(k.trim()) != Some(v.trim())
+        } else if let Some((k, set)) = t.split_once(" notin ") {
+            let set = parse_set(set)?;
+            get(k.trim()).is_none_or(|v| !set.contains(&v))
+        } else if let Some((k, set)) = t.split_once(" in ") {
+            let set = parse_set(set)?;
+            get(k.trim()).is_some_and(|v| set.contains(&v))
+        } else if !t.is_empty()
+            && t.chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        {
+            labels.contains_key(t)
+        } else {
+            return Err(format!("Invalid label selector: {selector}"));
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn parse_set(s: &str) -> Result<Vec<&str>, String> {
+    let s = s.trim();
+    let inner = s
+        .strip_prefix('(')
+        .and_then(|s| s.strip_suffix(')'))
+        .ok_or_else(|| format!("Invalid label selector set: {s}"))?;
+    Ok(inner.split(',').map(str::trim).collect())
+}
+
+fn embeds(req: &Request) -> (bool, bool) {
+    let e = req.query_all("embed");
+    let tasks = e.iter().any(|v| *v == "apps.tasks" || *v == "app.tasks");
+    let failure = e.contains(&"apps.lastTaskFailure");
+    (tasks, failure)
+}
+
+fn list_apps(inner: &Inner, req: &Request) -> Response {
+    let (tasks, failure) = embeds(req);
+    let id_filter = req.query("id").map(str::to_lowercase);
+    let cmd_filter = req.query("cmd");
+    let label = req.query("label");
+    let st = inner.lock();
+    let deps = st.deployment_index();
+    let mut out = String::with_capacity(st.apps.len() * 1024 + 16);
+    out.push_str("{\"apps\":[");
+    let mut first = true;
+    for e in st.apps.values() {
+        let id = e.app["id"].as_str().unwrap_or_default();
+        if id_filter.as_ref().is_some_and(|f| !id.contains(f.as_str())) {
+            continue;
+        }
+        if cmd_filter.is_some_and(|f| !e.app["cmd"].as_str().unwrap_or("").contains(f)) {
+            continue;
+        }
+        if let Some(sel) = label {
+            let empty = Map::new();
+            let labels = e.app["labels"].as_object().unwrap_or(&empty);
+            match label_matches(sel, labels) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(m) => return msg(400, &m),
+            }
+        }
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        State::write_app_json(e, &deps, tasks, failure, &mut out);
+    }
+    out.push_str("]}");
+    Response::new(200, "application/json", out)
+}
+
+fn not_found(id: &str) -> Response {
+    msg(404, &format!("App '{id}' does not exist"))
+}
+
+fn show_app(inner: &Inner, raw_id: &str) -> Response {
+    let st = inner.lock();
+    let deps = st.deployment_index();
+    if let Some(group) = raw_id.strip_suffix("/*") {
+        let prefix = format!("{}/", normalize::absolute_id(group).trim_end_matches('/'));
+        let apps: Vec<Value> = st
+            .apps
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, e)| State::app_json(e, &deps, true, true))
+            .collect();
+        return Response::json(200, &json!({ "*": apps }));
+    }
+    let id = normalize::absolute_id(raw_id);
+    match st.apps.get(&id) {
+        // "deprecated. For compatibility": counts, tasks, lastTaskFailure, deployments always.
+        Some(e) => Response::json(
+            200,
+            &json!({ "app": State::app_json(e, &deps, true, true) }),
+        ),
+        None => not_found(&id),
+    }
+}
+
+fn app_tasks(inner: &Inner, raw_id: &str) -> Response {
+    let st = inner.lock();
+    let id = normalize::absolute_id(raw_id);
+    match st.apps.get(&id) {
+        Some(e) => {
+            let hcs = e.app["healthChecks"].as_array().map_or(0, Vec::len);
+            let tasks: Vec<Value> = e.tasks.iter().map(|t| State::task_json(t, hcs)).collect();
+            Response::json(200, &json!({ "tasks": tasks }))
+        }
+        None => not_found(&id),
+    }
+}
+
+fn app_versions(inner: &Inner, raw_id: &str) -> Response {
+    let st = inner.lock();
+    let id = normalize::absolute_id(raw_id);
+    match st.apps.get(&id) {
+        Some(e) => {
+            let v: Vec<&Value> = e.versions.iter().rev().map(|a| &a["version"]).collect();
+            Response::json(200, &json!({ "versions": v }))
+        }
+        None => not_found(&id),
+    }
+}
+
+/// Parses a request body as a JSON object, answering like Marathon's JSON reader on failure.
+fn parse_body(body: &[u8]) -> Result<Map<String, Value>, Response> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(normalize::Rejection::InvalidJson(vec![(
+            String::new(),
+            "error.expected.jsobject".into(),
+        )])
+        .into()),
+        // A syntax error: `details` is the parser's message string, not a list.
+        Err(e) => Err(Response::json(
+            400,
+            &json!({"message": "Invalid JSON", "details": e.to_string()}),
+        )),
+    }
+}
+
+impl From<normalize::Rejection> for Response {
+    fn from(r: normalize::Rejection) -> Response {
+        Response::json(r.status(), &r.body())
+    }
+}
+
+/// Type-checks and validates a complete definition.
+fn check(app: &Map<String, Value>) -> Result<(), Response> {
+    let errs = normalize::type_errors(app);
+    if !errs.is_empty() {
+        return Err(normalize::Rejection::InvalidJson(errs).into());
+    }
+    let errs = normalize::validation_errors(app);
+    if !errs.is_empty() {
+        return Err(normalize::Rejection::Invalid(errs).into());
+    }
+    Ok(())
+}
+
+fn locked(ids: Vec<String>) -> Response {
+    let deps: Vec<Value> = ids.into_iter().map(|id| json!({ "id": id })).collect();
+    Response::json(
+        409,
+        &json!({
+            "deployments": deps,
+            "message": "App is locked by one or more deployments. Override with the option '?force=true'. View details at '/v2/deployments/<DEPLOYMENT_ID>'."
+        }),
+    )
+}
+
+fn deployed(status: u16, dep: &str, version: &str) -> Response {
+    Response::json(status, &json!({"deploymentId": dep, "version": version}))
+        .with_header("Marathon-Deployment-Id", dep)
+}
+
+/// The lock check shared by every change: 409 unless `force`, which cancels the deployment.
+fn take_lock(st: &mut State, id: &str, force: bool) -> Result<(), Response> {
+    let running = st.deployments_of(id);
+    if running.is_empty() {
+        return Ok(());
+    }
+    if !force {
+        return Err(locked(running));
+    }
+    st.cancel_deployments_of(id);
+    Ok(())
+}
+
+fn api_post_event(st: &mut State, uri: &str, app: &Map<String, Value>) {
+    st.emit(
+        "api_post_event",
+        json!({"clientIp": "127.0.0.1", "uri": uri, "appDefinition": app}),
+    );
+}
+
+fn create_app(inner: &Inner, req: &Request) -> Response {
+    let body = match parse_body(&req.body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if let Err(r) = check(&body) {
+        return r;
+    }
+    let mut st = inner.lock();
+    let app = st.normalize(body);
+    let id = app["id"].as_str().unwrap_or_default().to_string();
+    if st.apps.contains_key(&id) {
+        return msg(409, &format!("An app with id [{id}] already exists."));
+    }
+    if let Err(r) = take_lock(&mut st, &id, flag(req, "force", false)) {
+        return r;
+    }
+    let (dep, _version) = st.put_app(app);
+    let stored = st.apps[&id].app.clone();
+    api_post_event(&mut st, "/v2/apps", &stored);
+    let mut out = stored;
+    for k in [
+        "tasksStaged",
+        "tasksRunning",
+        "tasksHealthy",
+        "tasksUnhealthy",
+    ] {
+        out.insert(k.into(), json!(0));
+    }
+    out.insert("deployments".into(), json!([{ "id": dep }]));
+    // JAX-RS resolves the relative `Location` against the base URI.
+    Response::json(201, &Value::Object(out))
+        .with_header("Location", format!("http://{}{}", inner.addr(), id))
+        .with_header("Marathon-Deployment-Id", dep)
+}
+
+fn update_app(inner: &Inner, req: &Request, raw_id: &str, patch: bool) -> Response {
+    let body = match parse_body(&req.body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let id = normalize::absolute_id(raw_id);
+    let errs = normalize::id_errors(&id);
+    if !errs.is_empty() {
+        return normalize::Rejection::Invalid(errs).into();
+    }
+    let errs = normalize::type_errors(&body);
+    if !errs.is_empty() {
+        return normalize::Rejection::InvalidJson(errs).into();
+    }
+    let force = flag(req, "force", false);
+    let partial = patch || flag(req, "partialUpdate", true);
+    let mut st = inner.lock();
+    let existing = st.apps.get(&id).map(|e| e.app.clone());
+    if patch && existing.is_none() {
+        return not_found(&id);
+    }
+    if body.contains_key("version") {
+        // AppValidation.validateAppUpdateVersion; a lone version is a rollback.
+        if body.keys().any(|k| k != "version" && k != "id") {
+            return normalize::Rejection::Invalid(vec![(
+                "/".into(),
+                "The 'version' field may only be combined with the 'id' field.".into(),
+            )])
+            .into();
+        }
+        let v = body["version"].as_str().unwrap_or_default();
+        let Some(old) = st
+            .apps
+            .get(&id)
+            .and_then(|e| e.versions.iter().find(|a| a["version"] == v).cloned())
+        else {
+            return not_found(&id);
+        };
+        if let Err(r) = take_lock(&mut st, &id, force) {
+            return r;
+        }
+        let (dep, version) = st.put_app(old);
+        return deployed(200, &dep, &version);
+    }
+    let merged = merge(existing.as_ref(), body, partial, &id);
+    drop(st);
+    if let Err(r) = check(&merged) {
+        return r;
+    }
+    let mut st = inner.lock();
+    if let Err(r) = take_lock(&mut st, &id, force) {
+        return r;
+    }
+    let created = !st.apps.contains_key(&id);
+    let app = st.normalize(merged);
+    let (dep, version) = st.put_app(app);
+    let stored = st.apps[&id].app.clone();
+    api_post_event(&mut st, &format!("/v2/apps{id}"), &stored);
+    deployed(if created { 201 } else { 200 }, &dep, &version)
+}
+
+/// `PUT /v2/apps` with an array: create-or-update several apps in ONE deployment
+/// (AppsResource.replaceMultiple); every element needs an `id`.
+fn bulk_update(inner: &Inner, req: &Request) -> Response {
+    let items = match serde_json::from_slice::<Value>(&req.body) {
+        Ok(Value::Array(items)) => items,
+        Ok(_) => {
+            return normalize::Rejection::InvalidJson(vec![(
+                String::new(),
+                "error.expected.jsarray".into(),
+            )])
+            .into()
+        }
+        Err(e) => {
+            return Response::json(
+                400,
+                &json!({"message": "Invalid JSON", "details": e.to_string()}),
+            )
+        }
+    };
+    let partial = flag(req, "partialUpdate", true);
+    let force = flag(req, "force", false);
+    let mut st = inner.lock();
+    let mut defs = Vec::new();
+    for item in items {
+        let Value::Object(body) = item else {
+            return normalize::Rejection::InvalidJson(vec![(
+                String::new(),
+                "error.expected.jsobject".into(),
+            )])
+            .into();
+        };
+        let Some(id) = body
+            .get("id")
+            .and_then(Value::as_str)
+            .map(normalize::absolute_id)
+        else {
+            return normalize::Rejection::Invalid(vec![(
+                "/id".into(),
+                "App Update must have app id set".into(),
+            )])
+            .into();
+        };
+        let errs = normalize::type_errors(&body);
+        if !errs.is_empty() {
+            return normalize::Rejection::InvalidJson(errs).into();
+        }
+        let merged = merge(st.apps.get(&id).map(|e| &e.app), body, partial, &id);
+        if let Err(r) = check(&merged) {
+            return r;
+        }
+        defs.push((id, merged));
+    }
+    let locked_ids: Vec<String> = defs
+        .iter()
+        .flat_map(|(id, _)| st.deployments_of(id))
+        .collect();
+    if !locked_ids.is_empty() {
+        if !force {
+            return locked(locked_ids);
+        }
+        for (id, _) in &defs {
+            st.cancel_deployments_of(id);
+        }
+    }
+    let version = st.next_version();
+    let mut parts = Vec::new();
+    for (_, def) in defs {
+        let app = st.normalize(def);
+        parts.push(st.apply(app, false, &version));
+    }
+    let dep = st.start_deployment(&version, parts);
+    deployed(200, &dep, &version)
+}
+
+/// The definition a PUT asks for: merged over the current one when `partial` (the default),
+/// else the body alone; the path id wins.
+fn merge(
+    existing: Option<&Map<String, Value>>,
+    body: Map<String, Value>,
+    partial: bool,
+    id: &str,
+) -> Map<String, Value> {
+    let mut m = match (existing, partial) {
+        (Some(old), true) => {
+            let mut m = old.clone();
+            m.remove("version");
+            m.remove("versionInfo");
+            for (k, v) in body {
+                if !v.is_null() {
+                    m.insert(k, v);
+                }
+            }
+            m
+        }
+        _ => body,
+    };
+    m.insert("id".into(), json!(id));
+    m
+}
+
+fn delete_app(inner: &Inner, req: &Request, raw_id: &str) -> Response {
+    let id = normalize::absolute_id(raw_id);
+    let mut st = inner.lock();
+    if !st.apps.contains_key(&id) {
+        return not_found(&id);
+    }
+    // `force` defaults to TRUE on DELETE (AppsResource.delete @DefaultValue("true")).
+    if let Err(r) = take_lock(&mut st, &id, flag(req, "force", true)) {
+        return r;
+    }
+    let (dep, version) = st.delete_app(&id);
+    deployed(200, &dep, &version)
+}
+
+fn restart_app(inner: &Inner, req: &Request, raw_id: &str) -> Response {
+    let id = normalize::absolute_id(raw_id);
+    let mut st = inner.lock();
+    let Some(mut app) = st.apps.get(&id).map(|e| e.app.clone()) else {
+        return not_found(&id);
+    };
+    if let Err(r) = take_lock(&mut st, &id, flag(req, "force", false)) {
+        return r;
+    }
+    // A restart is a new config version: every task is replaced.
+    app.remove("version");
+    app.remove("versionInfo");
+    let (dep, version) = st.put_app_with(app, true);
+    deployed(200, &dep, &version)
+}
+
+fn delete_deployment(inner: &Inner, req: &Request, dep_id: &str) -> Response {
+    let mut st = inner.lock();
+    let unknown = || msg(404, &format!("DeploymentPlan {dep_id} does not exist"));
+    if flag(req, "force", false) {
+        return if st.cancel(dep_id) {
+            Response::empty(202)
+        } else {
+            unknown()
+        };
+    }
+    match st.rollback(dep_id) {
+        Some((dep, version)) => deployed(200, &dep, &version),
+        None => unknown(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event stream (HttpEventStreamServlet + Jetty EventSourceServlet)
+
+fn events(inner: &Arc<Inner>, req: &Request) -> Response {
+    // Jetty compares each Accept value with equals("text/event-stream"); anything else falls
+    // through to HttpServlet.doGet, a 405.
+    let accepts = req
+        .headers
+        .iter()
+        .any(|(k, v)| k == "accept" && v == "text/event-stream");
+    if !accepts {
+        return Response::new(
+            405,
+            "text/html;charset=ISO-8859-1",
+            "HTTP method GET is not supported by this URL",
+        );
+    }
+    let filter: Vec<String> = req
+        .query_all("event_type")
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let (tx, rx) = mpsc::channel::<String>();
+    {
+        let mut st = inner.lock();
+        if inner.stopped.load(Ordering::SeqCst) {
+            return Response::Drop;
+        }
+        st.subscribers.push(state::Subscriber { tx, filter });
+        st.emit(
+            "event_stream_attached",
+            json!({"remoteAddress": "127.0.0.1"}),
+        );
+    }
+    let heartbeat = inner.opts.heartbeat.max(Duration::from_millis(1));
+    let leader = format!("http://{}", inner.addr());
+    Response::Raw(Box::new(move |w: &mut dyn Write| {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream;charset=utf-8\r\nConnection: close\r\nX-Marathon-Leader: {leader}\r\n\r\n"
+        );
+        if w.write_all(head.as_bytes())
+            .and_then(|_| w.flush())
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            let out = match rx.recv_timeout(heartbeat) {
+                Ok(frame) => frame,
+                Err(mpsc::RecvTimeoutError::Timeout) => "\r\n".to_string(),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            if w.write_all(out.as_bytes()).and_then(|_| w.flush()).is_err() {
+                return;
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_selectors() {
+        let labels: Map<String, Value> =
+            serde_json::from_value(json!({"consul": "web", "tier": "a"})).unwrap();
+        assert!(label_matches("consul", &labels).unwrap());
+        assert!(label_matches("consul==web", &labels).unwrap());
+        assert!(!label_matches("consul==api", &labels).unwrap());
+        assert!(label_matches("consul!=api", &labels).unwrap());
+        assert!(label_matches("tier in (a, b),consul", &labels).unwrap());
+        assert!(!label_matches("tier notin (a)", &labels).unwrap());
+        assert!(!label_matches("missing", &labels).unwrap());
+        assert!(label_matches("bad selector !!", &labels).is_err());
+    }
+}
