@@ -49,7 +49,9 @@ fn valid_segment(seg: &str) -> bool {
 /// Checks an absolute app id against Marathon's rules; the error says which segment is wrong.
 pub fn validate_app_id(id: &str) -> Result<(), String> {
     if !id.starts_with('/') || id == "/" {
-        return Err(format!("app id {id:?} must name an app, not the root group"));
+        return Err(format!(
+            "app id {id:?} must name an app, not the root group"
+        ));
     }
     let segs: Vec<&str> = id[1..].split('/').collect();
     for seg in &segs {
@@ -88,7 +90,12 @@ pub fn validate_app(app: &Value) -> Result<(), String> {
             "app {id}: needs \"cmd\", \"args\" or \"container\""
         ));
     }
-    for (field, min) in [("instances", 0.0), ("cpus", 0.0), ("mem", 0.0), ("disk", 0.0)] {
+    for (field, min) in [
+        ("instances", 0.0),
+        ("cpus", 0.0),
+        ("mem", 0.0),
+        ("disk", 0.0),
+    ] {
         match obj.get(field) {
             None | Some(Value::Null) => {}
             Some(Value::Number(n)) if n.as_f64().is_some_and(|f| f >= min) => {}
@@ -129,7 +136,12 @@ pub fn flatten_group(group: &Value) -> Result<Vec<Value>, String> {
     Ok(out)
 }
 
-fn flatten_into(group: &Value, base: &str, depth: usize, out: &mut Vec<Value>) -> Result<(), String> {
+fn flatten_into(
+    group: &Value,
+    base: &str,
+    depth: usize,
+    out: &mut Vec<Value>,
+) -> Result<(), String> {
     if depth > 32 {
         return Err("groups are nested more than 32 levels deep".into());
     }
@@ -202,7 +214,9 @@ mod tests {
     #[test]
     fn app_checks() {
         assert!(validate_app(&json!({"id":"/a","cmd":"x"})).is_ok());
-        assert!(validate_app(&json!({"id":"/a"})).unwrap_err().contains("cmd"));
+        assert!(validate_app(&json!({"id":"/a"}))
+            .unwrap_err()
+            .contains("cmd"));
         assert!(validate_app(&json!({"id":"/a","cmd":"x","instances":"2"})).is_err());
         assert!(validate_app(&json!({"id":"/a","cmd":"x","labels":{"a":1}})).is_err());
         assert!(validate_app(&json!({"id":"/a","cmd":"x","instances":1.5})).is_err());

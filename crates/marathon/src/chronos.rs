@@ -108,7 +108,7 @@ impl Chronos {
                 status: resp.status,
             };
         }
-        if resp.status >= 500 && resp.status != 500 {
+        if resp.status > 500 {
             return ChronosError::Http(resp.error());
         }
         let body: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
@@ -167,7 +167,9 @@ impl Chronos {
         if resp.is_success() {
             return Ok(true);
         }
-        if matches!(resp.status, 400 | 404) && resp.text().to_ascii_lowercase().contains("not found") {
+        if matches!(resp.status, 400 | 404)
+            && resp.text().to_ascii_lowercase().contains("not found")
+        {
             return Ok(false);
         }
         Err(Self::error(name, &resp))

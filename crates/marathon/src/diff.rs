@@ -71,7 +71,11 @@ fn walk(path: &str, live: Option<&Value>, desired: Option<&Value>, out: &mut Vec
             }
         }
         (l, d) if l != d => out.push(FieldChange {
-            path: if path.is_empty() { "(document)".into() } else { path.to_string() },
+            path: if path.is_empty() {
+                "(document)".into()
+            } else {
+                path.to_string()
+            },
             live: l.cloned(),
             desired: d.cloned(),
         }),
@@ -87,8 +91,12 @@ mod tests {
     #[test]
     fn lists_changed_added_and_removed_fields() {
         let live = json!({"cmd":"a","mem":64,"container":{"docker":{"image":"x:1"}},"healthChecks":[{"path":"/"}]});
-        let desired = json!({"cmd":"b","mem":64,"container":{"docker":{"image":"x:2"}},"env":{"A":"1"}});
-        let lines: Vec<String> = field_diff(&live, &desired).iter().map(|c| c.to_string()).collect();
+        let desired =
+            json!({"cmd":"b","mem":64,"container":{"docker":{"image":"x:2"}},"env":{"A":"1"}});
+        let lines: Vec<String> = field_diff(&live, &desired)
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
         assert_eq!(
             lines,
             vec![

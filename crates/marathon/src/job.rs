@@ -68,7 +68,9 @@ pub fn validate_job(job: &Value) -> Result<JobKind, String> {
         ));
     }
     if non_empty(obj.get("uris")) && non_empty(obj.get("fetch")) {
-        return Err(format!("job {name}: \"uris\" and \"fetch\" cannot both be set"));
+        return Err(format!(
+            "job {name}: \"uris\" and \"fetch\" cannot both be set"
+        ));
     }
     match job_kind(job) {
         Some(JobKind::Scheduled) => {
@@ -156,9 +158,14 @@ mod tests {
         let dep = json!({"name":"child","command":"x","parents":["a"]});
         assert_eq!(validate_job(&dep), Ok(JobKind::Dependent));
         assert!(validate_job(&json!({"name":"a b","command":"x","schedule":"R//PT1H"})).is_err());
-        assert!(validate_job(&json!({"name":"a","schedule":"R//PT1H"})).unwrap_err().contains("command"));
+        assert!(validate_job(&json!({"name":"a","schedule":"R//PT1H"}))
+            .unwrap_err()
+            .contains("command"));
         assert!(validate_job(&json!({"name":"a","command":"x","schedule":"daily"})).is_err());
-        assert!(validate_job(&json!({"name":"a","command":"x","schedule":"R//PT1H","parents":["b"]})).is_err());
+        assert!(validate_job(
+            &json!({"name":"a","command":"x","schedule":"R//PT1H","parents":["b"]})
+        )
+        .is_err());
         assert!(validate_job(&json!({"command":"x","schedule":"R//PT1H"})).is_err());
     }
 

@@ -132,12 +132,10 @@ fn set_default(obj: &mut Map<String, Value>, key: &str, value: Value) {
 /// `32.0` → `32`; recursively.
 fn integral_numbers(v: &mut Value) {
     match v {
-        Value::Number(n) => {
-            if n.is_f64() {
-                if let Some(f) = n.as_f64() {
-                    if f.fract() == 0.0 && f.abs() < 9.0e15 {
-                        *n = Number::from(f as i64);
-                    }
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                    *n = Number::from(f as i64);
                 }
             }
         }
@@ -249,9 +247,7 @@ pub fn canonical_app(app: &Value) -> Value {
     migrate_networking(&mut a);
     // uris → fetch (AppNormalization: uris are migrated into fetch).
     if let Some(Value::Array(uris)) = a.remove("uris") {
-        let fetch = a
-            .entry("fetch")
-            .or_insert_with(|| Value::Array(Vec::new()));
+        let fetch = a.entry("fetch").or_insert_with(|| Value::Array(Vec::new()));
         if let Value::Array(f) = fetch {
             if f.is_empty() {
                 for u in uris {
@@ -370,7 +366,12 @@ fn mask_live_app(desired: &Map<String, Value>, live: &mut Map<String, Value>) {
             live.remove(&k);
         }
     }
-    mask_ports(desired.get("portDefinitions"), live, "portDefinitions", "port");
+    mask_ports(
+        desired.get("portDefinitions"),
+        live,
+        "portDefinitions",
+        "port",
+    );
     if let (Some(dc), Some(lc)) = (
         desired.get("container").and_then(Value::as_object),
         obj_mut(live, "container"),
@@ -560,7 +561,7 @@ mod tests {
         live["healthChecks"] = json!([{"protocol":"HTTP","path":"/"}]);
         assert!(!apps_equal(&desired, &live), "health check removed in Git");
         let mut live = served_simple();
-        live["constraints"] = json!([["hostname","UNIQUE"]]);
+        live["constraints"] = json!([["hostname", "UNIQUE"]]);
         assert!(!apps_equal(&desired, &live));
         let mut live = served_simple();
         live["instances"] = json!(1);

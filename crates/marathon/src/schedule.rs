@@ -35,7 +35,11 @@ pub fn parse(s: &str) -> Result<Schedule, String> {
     let mut parts = s.splitn(3, '/');
     let (r, start, period) = match (parts.next(), parts.next(), parts.next()) {
         (Some(r), Some(st), Some(p)) => (r, st, p),
-        _ => return Err(format!("schedule {s:?} must look like R[n]/<start>/<period>")),
+        _ => {
+            return Err(format!(
+                "schedule {s:?} must look like R[n]/<start>/<period>"
+            ))
+        }
     };
     let repetitions = match r.strip_prefix('R') {
         Some("") => None,
@@ -50,7 +54,8 @@ pub fn parse(s: &str) -> Result<Schedule, String> {
     } else {
         Some(parse_time(start).ok_or_else(|| format!("schedule {s:?}: bad start time {start:?}"))?)
     };
-    let period = parse_period(period).ok_or_else(|| format!("schedule {s:?}: bad period {period:?}"))?;
+    let period =
+        parse_period(period).ok_or_else(|| format!("schedule {s:?}: bad period {period:?}"))?;
     if period.months == 0 && period.seconds <= 0.0 {
         return Err(format!("schedule {s:?}: the period must be positive"));
     }
@@ -217,11 +222,17 @@ pub fn parse_time(s: &str) -> Option<f64> {
         z if z.starts_with('+') || z.starts_with('-') => {
             let sign = if z.starts_with('-') { -1 } else { 1 };
             let digits: String = z[1..].chars().filter(|c| *c != ':').collect();
-            if !(digits.len() == 2 || digits.len() == 4) || !digits.bytes().all(|c| c.is_ascii_digit()) {
+            if !(digits.len() == 2 || digits.len() == 4)
+                || !digits.bytes().all(|c| c.is_ascii_digit())
+            {
                 return None;
             }
             let oh: i64 = digits[..2].parse().ok()?;
-            let om: i64 = if digits.len() == 4 { digits[2..].parse().ok()? } else { 0 };
+            let om: i64 = if digits.len() == 4 {
+                digits[2..].parse().ok()?
+            } else {
+                0
+            };
             sign * (oh * 3600 + om * 60)
         }
         _ => return None,
@@ -253,18 +264,39 @@ mod tests {
         assert!(same_schedule(d, "R/2014-09-25T17:22:00.000Z/PT2M"));
         assert!(same_schedule(d, "R/2026-11-24T22:02:00.000Z/PT2M"));
         assert!(same_schedule(d, "R/2014-09-25T19:24:00.000+02:00/PT120S"));
-        assert!(same_schedule("R10/2026-01-01T00:00:00Z/P1D", "R7/2026-01-04T00:00:00.000Z/P1D"));
+        assert!(same_schedule(
+            "R10/2026-01-01T00:00:00Z/P1D",
+            "R7/2026-01-04T00:00:00.000Z/P1D"
+        ));
         assert!(same_schedule("R//PT1H", "R/2026-11-24T10:13:00.000Z/PT1H"));
-        assert!(same_schedule("R/2026-01-15T00:00:00Z/P1M", "R/2026-03-15T00:00:00.000Z/P1M"));
+        assert!(same_schedule(
+            "R/2026-01-15T00:00:00Z/P1M",
+            "R/2026-03-15T00:00:00.000Z/P1M"
+        ));
     }
 
     #[test]
     fn real_changes_are_seen() {
         let d = "R/2026-01-01T03:00:00Z/P1D";
-        assert!(!same_schedule(d, "R/2026-11-24T02:00:00.000Z/P1D"), "off the grid");
-        assert!(!same_schedule(d, "R/2025-12-31T03:00:00.000Z/P1D"), "moved earlier");
-        assert!(!same_schedule(d, "R/2026-01-01T03:00:00.000Z/PT12H"), "other period");
-        assert!(!same_schedule("R5/2026-01-01T03:00:00Z/P1D", "R6/2026-01-01T03:00:00Z/P1D"));
-        assert!(!same_schedule("R/2026-01-01T03:00:00Z/P1D", "R5/2026-01-01T03:00:00Z/P1D"));
+        assert!(
+            !same_schedule(d, "R/2026-11-24T02:00:00.000Z/P1D"),
+            "off the grid"
+        );
+        assert!(
+            !same_schedule(d, "R/2025-12-31T03:00:00.000Z/P1D"),
+            "moved earlier"
+        );
+        assert!(
+            !same_schedule(d, "R/2026-01-01T03:00:00.000Z/PT12H"),
+            "other period"
+        );
+        assert!(!same_schedule(
+            "R5/2026-01-01T03:00:00Z/P1D",
+            "R6/2026-01-01T03:00:00Z/P1D"
+        ));
+        assert!(!same_schedule(
+            "R/2026-01-01T03:00:00Z/P1D",
+            "R5/2026-01-01T03:00:00Z/P1D"
+        ));
     }
 }

@@ -77,7 +77,13 @@ pub fn wait_deployments(
 /// PUT with the 409 policy: `--force` overrides; otherwise wait for the deployments that hold
 /// the app (up to the deploy timeout), re-check whether a concurrent run already applied the
 /// same definition, and try again.
-fn put_app(m: &Marathon, body: &Value, id: &str, opts: &ApplyOptions, deadline: Deadline) -> Outcome {
+fn put_app(
+    m: &Marathon,
+    body: &Value,
+    id: &str,
+    opts: &ApplyOptions,
+    deadline: Deadline,
+) -> Outcome {
     let until = Instant::now() + deadline.cap(opts.deploy_timeout);
     loop {
         match m.put_app(body, opts.force) {
@@ -146,7 +152,12 @@ fn delete_app(m: &Marathon, id: &str) -> Outcome {
     }
 }
 
-fn apply_marathon_item(m: &Marathon, item: &Item, opts: &ApplyOptions, deadline: Deadline) -> Outcome {
+fn apply_marathon_item(
+    m: &Marathon,
+    item: &Item,
+    opts: &ApplyOptions,
+    deadline: Deadline,
+) -> Outcome {
     match &item.op {
         Op::PutApp(body) => put_app(m, body, &item.target, opts, deadline),
         Op::DeleteApp => delete_app(m, &item.target),
@@ -174,7 +185,10 @@ pub fn apply_marathon(
                     break;
                 };
                 let out = if deadline.expired() {
-                    Outcome::new(Status::Failed, "not attempted: the handler's --timeout was reached".into())
+                    Outcome::new(
+                        Status::Failed,
+                        "not attempted: the handler's --timeout was reached".into(),
+                    )
                 } else {
                     apply_marathon_item(m, &items[i], opts, deadline)
                 };

@@ -69,7 +69,10 @@ impl Desired {
 /// `<repo>/<branch>.ref` last; a config under `<repo>/<branch>/` that is newer than the `.ref`
 /// means a sync is under way.
 pub fn sync_in_progress(pairs: &[KvPair]) -> Option<String> {
-    for r in pairs.iter().filter(|p| p.key.ends_with(".ref") && !p.is_folder()) {
+    for r in pairs
+        .iter()
+        .filter(|p| p.key.ends_with(".ref") && !p.is_folder())
+    {
         let branch = format!("{}/", &r.key[..r.key.len() - 4]);
         if let Some(newer) = pairs
             .iter()
@@ -138,7 +141,10 @@ fn mark_job(job: &mut Value, key: &str) {
         }
         if let Some(a) = envs.as_array_mut() {
             a.retain(|e| {
-                !matches!(e.get("name").and_then(Value::as_str), Some(ENV_MANAGED_BY | ENV_SOURCE_KEY))
+                !matches!(
+                    e.get("name").and_then(Value::as_str),
+                    Some(ENV_MANAGED_BY | ENV_SOURCE_KEY)
+                )
             });
             a.push(serde_json::json!({"name": ENV_MANAGED_BY, "value": MANAGER}));
             a.push(serde_json::json!({"name": ENV_SOURCE_KEY, "value": key}));
@@ -190,11 +196,15 @@ pub fn classify(pairs: &[KvPair], prefix: &str, single_key: bool) -> Desired {
             continue;
         }
         if p.key.ends_with(".ref") {
-            d.skipped.push((p.key.clone(), "git2consul .ref marker (sync check only)".into()));
+            d.skipped.push((
+                p.key.clone(),
+                "git2consul .ref marker (sync check only)".into(),
+            ));
             continue;
         }
         if !p.key.ends_with(".json") {
-            d.skipped.push((p.key.clone(), "not a job config (not a .json file)".into()));
+            d.skipped
+                .push((p.key.clone(), "not a job config (not a .json file)".into()));
             continue;
         }
         if let Err(e) = check_key(&p.key) {
@@ -204,7 +214,8 @@ pub fn classify(pairs: &[KvPair], prefix: &str, single_key: bool) -> Desired {
         let text = match p.value_str() {
             Ok(t) => t,
             Err(e) => {
-                d.rejected.push((p.key.clone(), format!("value is not UTF-8: {e}")));
+                d.rejected
+                    .push((p.key.clone(), format!("value is not UTF-8: {e}")));
                 continue;
             }
         };
@@ -299,7 +310,10 @@ fn reject_duplicates(d: &mut Desired) {
             uniq.dedup();
             for k in &uniq {
                 bad.entry(k.to_string()).or_insert_with(|| {
-                    format!("{what} {id} is defined more than once (in {})", uniq.join(", "))
+                    format!(
+                        "{what} {id} is defined more than once (in {})",
+                        uniq.join(", ")
+                    )
                 });
             }
         }
@@ -336,12 +350,28 @@ mod tests {
             kv("jobs/master.ref", 9, Some("abc123")),
             kv("jobs/master/README.md", 2, Some("# hi")),
             kv("jobs/master/api.json", 3, Some(r#"{"id":"api","cmd":"x"}"#)),
-            kv("jobs/master/grp.json", 3, Some(r#"{"id":"/g","apps":[{"id":"a","cmd":"x"}]}"#)),
-            kv("jobs/master/cron.json", 3, Some(r#"{"name":"c","command":"x","schedule":"R//PT1H"}"#)),
+            kv(
+                "jobs/master/grp.json",
+                3,
+                Some(r#"{"id":"/g","apps":[{"id":"a","cmd":"x"}]}"#),
+            ),
+            kv(
+                "jobs/master/cron.json",
+                3,
+                Some(r#"{"name":"c","command":"x","schedule":"R//PT1H"}"#),
+            ),
             kv("jobs/master/package.json", 3, Some(r#"{"version":"1"}"#)),
             kv("jobs/master/bad.json", 3, Some("{nope")),
-            kv("jobs/master/badid.json", 3, Some(r#"{"id":"Bad_Id","cmd":"x"}"#)),
-            kv("jobs/master/nocmd.json", 3, Some(r#"{"name":"n","command":"","schedule":"R//PT1H"}"#)),
+            kv(
+                "jobs/master/badid.json",
+                3,
+                Some(r#"{"id":"Bad_Id","cmd":"x"}"#),
+            ),
+            kv(
+                "jobs/master/nocmd.json",
+                3,
+                Some(r#"{"name":"n","command":"","schedule":"R//PT1H"}"#),
+            ),
         ];
         let d = classify(&pairs, "", false);
         assert!(d.gate.is_none());
@@ -350,7 +380,14 @@ mod tests {
         assert_eq!(d.jobs.len(), 1);
         assert_eq!(d.skipped.len(), 4, "{:?}", d.skipped);
         let rejected: Vec<&str> = d.rejected.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(rejected, vec!["jobs/master/bad.json", "jobs/master/badid.json", "jobs/master/nocmd.json"]);
+        assert_eq!(
+            rejected,
+            vec![
+                "jobs/master/bad.json",
+                "jobs/master/badid.json",
+                "jobs/master/nocmd.json"
+            ]
+        );
         assert_eq!(app_owner(&d.apps[0].body), Some("jobs/master/api.json"));
         assert_eq!(job_owner(&d.jobs[0].body), Some("jobs/master/cron.json"));
     }
@@ -365,7 +402,11 @@ mod tests {
         let d = classify(&pairs, "", false);
         assert_eq!(d.apps.len(), 1);
         assert_eq!(d.rejected.len(), 2);
-        assert!(d.rejected[0].1.contains("more than once"), "{:?}", d.rejected);
+        assert!(
+            d.rejected[0].1.contains("more than once"),
+            "{:?}",
+            d.rejected
+        );
     }
 
     #[test]
@@ -377,7 +418,10 @@ mod tests {
         ];
         let why = sync_in_progress(&pairs).unwrap();
         assert!(why.contains("jobs/master/a.json"), "{why}");
-        let done = vec![kv("jobs/master.ref", 13, Some("abc")), kv("jobs/master/a.json", 12, Some("{}"))];
+        let done = vec![
+            kv("jobs/master.ref", 13, Some("abc")),
+            kv("jobs/master/a.json", 12, Some("{}")),
+        ];
         assert!(sync_in_progress(&done).is_none());
         assert!(sync_in_progress(&[kv("jobs/master/a.json", 12, Some("{}"))]).is_none());
     }
@@ -385,11 +429,18 @@ mod tests {
     #[test]
     fn prefix_limits_what_is_read_and_marks_replace_user_values() {
         let pairs = vec![
-            kv("a/x.json", 1, Some(r#"{"id":"x","cmd":"x","labels":{"shipwatch.managed-by":"me"}}"#)),
+            kv(
+                "a/x.json",
+                1,
+                Some(r#"{"id":"x","cmd":"x","labels":{"shipwatch.managed-by":"me"}}"#),
+            ),
             kv("b/y.json", 1, Some(r#"{"id":"y","cmd":"y"}"#)),
         ];
         let d = classify(&pairs, "a/", false);
         assert_eq!(d.apps.len(), 1);
-        assert_eq!(d.apps[0].body["labels"], json!({"shipwatch.managed-by":"kv2jobs","shipwatch.source-key":"a/x.json"}));
+        assert_eq!(
+            d.apps[0].body["labels"],
+            json!({"shipwatch.managed-by":"kv2jobs","shipwatch.source-key":"a/x.json"})
+        );
     }
 }

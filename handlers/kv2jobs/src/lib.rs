@@ -107,7 +107,11 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
         summary.push(config_action(key, Status::Skipped, why.clone()));
     }
     for (key, why) in &desired.rejected {
-        summary.push(config_action(key, Status::Skipped, format!("rejected: {why}")));
+        summary.push(config_action(
+            key,
+            Status::Skipped,
+            format!("rejected: {why}"),
+        ));
         summary.error(format!("{key}: {why}"));
         summary.raise_exit(Exit::DataErr);
     }
@@ -129,7 +133,11 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
         plan::plan_jobs(&desired, live.as_deref(), &popts, &mut plan);
     }
     for (key, why) in &plan.rejected {
-        summary.push(config_action(key, Status::Skipped, format!("rejected: {why}")));
+        summary.push(config_action(
+            key,
+            Status::Skipped,
+            format!("rejected: {why}"),
+        ));
         summary.error(format!("{key}: {why}"));
         summary.raise_exit(Exit::DataErr);
     }
@@ -168,7 +176,12 @@ fn join_detail(plan: &str, outcome: &str) -> String {
 
 /// Applies the plan: Marathon puts, Chronos puts (parents first), then deletes (Marathon, then
 /// Chronos children first); `--wait` follows the Marathon deployments.
-fn execute(ctx: &Context, opts: &Options, remotes: &Remotes<'_>, plan: &Plan) -> BTreeMap<usize, Outcome> {
+fn execute(
+    ctx: &Context,
+    opts: &Options,
+    remotes: &Remotes<'_>,
+    plan: &Plan,
+) -> BTreeMap<usize, Outcome> {
     let aopts = ApplyOptions {
         force: opts.force,
         deploy_timeout: opts.deploy_timeout,
@@ -184,21 +197,39 @@ fn execute(ctx: &Context, opts: &Options, remotes: &Remotes<'_>, plan: &Plan) ->
     };
     let mut out = BTreeMap::new();
     let puts = select(|op| matches!(op, Op::PutApp(_)));
-    out.extend(apply::apply_marathon(remotes.marathon, &plan.items, &puts, &aopts, ctx.deadline));
+    out.extend(apply::apply_marathon(
+        remotes.marathon,
+        &plan.items,
+        &puts,
+        &aopts,
+        ctx.deadline,
+    ));
     if let Some(c) = remotes.chronos {
         for i in select(|op| matches!(op, Op::PutJob(_))) {
             out.insert(i, apply::apply_chronos_item(c, &plan.items[i]));
         }
     }
     let deletes = select(|op| matches!(op, Op::DeleteApp));
-    out.extend(apply::apply_marathon(remotes.marathon, &plan.items, &deletes, &aopts, ctx.deadline));
+    out.extend(apply::apply_marathon(
+        remotes.marathon,
+        &plan.items,
+        &deletes,
+        &aopts,
+        ctx.deadline,
+    ));
     if let Some(c) = remotes.chronos {
         for i in select(|op| matches!(op, Op::DeleteJob)) {
             out.insert(i, apply::apply_chronos_item(c, &plan.items[i]));
         }
     }
     if opts.wait {
-        apply::follow(remotes.marathon, &plan.items, &mut out, opts.deploy_timeout, ctx.deadline);
+        apply::follow(
+            remotes.marathon,
+            &plan.items,
+            &mut out,
+            opts.deploy_timeout,
+            ctx.deadline,
+        );
     }
     out
 }

@@ -98,4 +98,3 @@ mod tests {
         super::Args::command().debug_assert();
     }
 }
-

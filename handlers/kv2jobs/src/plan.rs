@@ -193,7 +193,10 @@ pub fn plan_jobs(desired: &Desired, live: Option<&[Value]>, opts: &PlanOptions, 
                 "create-job",
                 &j.name,
                 false,
-                format!("from {}; skipped: no --chronos / CHRONOS_URL configured", j.key),
+                format!(
+                    "from {}; skipped: no --chronos / CHRONOS_URL configured",
+                    j.key
+                ),
             ));
         }
         return;
@@ -214,7 +217,10 @@ pub fn plan_jobs(desired: &Desired, live: Option<&[Value]>, opts: &PlanOptions, 
         {
             bad.insert(
                 j.name.clone(),
-                format!("job {}: parent {p} is neither in the configs nor in Chronos", j.name),
+                format!(
+                    "job {}: parent {p} is neither in the configs nor in Chronos",
+                    j.name
+                ),
             );
         }
         graph.insert(j.name.clone(), parents);
@@ -225,7 +231,11 @@ pub fn plan_jobs(desired: &Desired, live: Option<&[Value]>, opts: &PlanOptions, 
             .iter()
             .filter(|(n, ps)| !bad.contains_key(*n) && ps.iter().any(|p| bad.contains_key(p)))
             .map(|(n, ps)| {
-                let p = ps.iter().find(|p| bad.contains_key(*p)).cloned().unwrap_or_default();
+                let p = ps
+                    .iter()
+                    .find(|p| bad.contains_key(*p))
+                    .cloned()
+                    .unwrap_or_default();
                 (n.clone(), format!("job {n}: its parent {p} was rejected"))
             })
             .collect();
@@ -239,7 +249,10 @@ pub fn plan_jobs(desired: &Desired, live: Option<&[Value]>, opts: &PlanOptions, 
         Ok(o) => o,
         Err(cycle) => {
             for n in &cycle {
-                bad.insert(n.clone(), format!("job {n}: parents form a cycle ({})", cycle.join(", ")));
+                bad.insert(
+                    n.clone(),
+                    format!("job {n}: parents form a cycle ({})", cycle.join(", ")),
+                );
             }
             graph.retain(|n, _| !cycle.contains(n));
             parents_first(&graph).unwrap_or_default()
@@ -289,7 +302,11 @@ pub fn plan_jobs(desired: &Desired, live: Option<&[Value]>, opts: &PlanOptions, 
     let rejected = desired.rejected_keys();
     let rejected_now: BTreeSet<&str> = plan.rejected.iter().map(|(k, _)| k.as_str()).collect();
     // Parents of a wanted job stay (Chronos would rewire the children on delete).
-    let needed: BTreeSet<String> = desired.jobs.iter().flat_map(|j| parents_of(&j.body)).collect();
+    let needed: BTreeSet<String> = desired
+        .jobs
+        .iter()
+        .flat_map(|j| parents_of(&j.body))
+        .collect();
     let mut gone: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut keys: HashMap<String, String> = HashMap::new();
     for l in live {
@@ -359,8 +376,14 @@ mod tests {
             ("maxLaunchDelaySeconds", json!(300)),
             ("killSelection", json!("YOUNGEST_FIRST")),
             ("networks", json!([{"mode":"host"}])),
-            ("portDefinitions", json!([{"port":10000,"name":"default","protocol":"tcp"}])),
-            ("upgradeStrategy", json!({"minimumHealthCapacity":1,"maximumOverCapacity":1})),
+            (
+                "portDefinitions",
+                json!([{"port":10000,"name":"default","protocol":"tcp"}]),
+            ),
+            (
+                "upgradeStrategy",
+                json!({"minimumHealthCapacity":1,"maximumOverCapacity":1}),
+            ),
             ("version", json!("2026-11-24T22:00:00.000Z")),
             ("tasksRunning", json!(1)),
             ("env", json!({})),
@@ -381,7 +404,9 @@ mod tests {
         let mut plan = Plan::default();
         plan_apps(&d, &[], &PlanOptions::default(), &mut plan);
         assert_eq!(plan.items[0].kind, "create-app");
-        let Op::PutApp(body) = &plan.items[0].op else { panic!() };
+        let Op::PutApp(body) = &plan.items[0].op else {
+            panic!()
+        };
         let live = vec![served(body)];
         let mut plan = Plan::default();
         plan_apps(&d, &live, &PlanOptions::default(), &mut plan);
@@ -392,13 +417,19 @@ mod tests {
     #[test]
     fn changes_show_per_field() {
         let d = desired(&[kv("j/b/a.json", r#"{"id":"a","cmd":"sleep 2","mem":32}"#)]);
-        let old = desired(&[kv("j/b/a.json", r#"{"id":"a","cmd":"sleep 1","mem":32,"env":{"X":"1"}}"#)]);
+        let old = desired(&[kv(
+            "j/b/a.json",
+            r#"{"id":"a","cmd":"sleep 1","mem":32,"env":{"X":"1"}}"#,
+        )]);
         let live = vec![served(&old.apps[0].body)];
         let mut plan = Plan::default();
         plan_apps(&d, &live, &PlanOptions::default(), &mut plan);
         assert_eq!(plan.items[0].kind, "update-app");
         let detail = &plan.items[0].detail;
-        assert!(detail.contains(r#"cmd: "sleep 1" -> "sleep 2""#), "{detail}");
+        assert!(
+            detail.contains(r#"cmd: "sleep 1" -> "sleep 2""#),
+            "{detail}"
+        );
         assert!(detail.contains(r#"env: {"X":"1"} -> (absent)"#), "{detail}");
     }
 
@@ -411,10 +442,19 @@ mod tests {
             json!({"id":"/other","cmd":"x","labels":{"shipwatch.managed-by":"kv2jobs","shipwatch.source-key":"k/b/o.json"}}),
             json!({"id":"/manual","cmd":"x"}),
         ];
-        let opts = PlanOptions { prefix: "j/".into(), prune: true, allow_empty: false };
+        let opts = PlanOptions {
+            prefix: "j/".into(),
+            prune: true,
+            allow_empty: false,
+        };
         let mut plan = Plan::default();
         plan_apps(&d, &live, &opts, &mut plan);
-        let deletes: Vec<&str> = plan.items.iter().filter(|i| i.op == Op::DeleteApp).map(|i| i.target.as_str()).collect();
+        let deletes: Vec<&str> = plan
+            .items
+            .iter()
+            .filter(|i| i.op == Op::DeleteApp)
+            .map(|i| i.target.as_str())
+            .collect();
         assert_eq!(deletes, vec!["/gone"]);
         // Empty payload: refused unless --allow-empty.
         let empty = desired(&[]);
@@ -423,17 +463,37 @@ mod tests {
         assert_eq!(plan.writes(), 0);
         assert!(plan.items.iter().any(|i| i.kind == "prune"));
         let mut plan = Plan::default();
-        plan_apps(&empty, &live, &PlanOptions { allow_empty: true, ..opts.clone() }, &mut plan);
+        plan_apps(
+            &empty,
+            &live,
+            &PlanOptions {
+                allow_empty: true,
+                ..opts.clone()
+            },
+            &mut plan,
+        );
         assert_eq!(plan.writes(), 2);
     }
 
     #[test]
     fn jobs_parents_first_and_unknown_parents_rejected() {
         let d = desired(&[
-            kv("j/b/c.json", r#"{"name":"c","command":"x","parents":["b"]}"#),
-            kv("j/b/b.json", r#"{"name":"b","command":"x","parents":["a"]}"#),
-            kv("j/b/a.json", r#"{"name":"a","command":"x","schedule":"R//PT1H"}"#),
-            kv("j/b/o.json", r#"{"name":"o","command":"x","parents":["nowhere"]}"#),
+            kv(
+                "j/b/c.json",
+                r#"{"name":"c","command":"x","parents":["b"]}"#,
+            ),
+            kv(
+                "j/b/b.json",
+                r#"{"name":"b","command":"x","parents":["a"]}"#,
+            ),
+            kv(
+                "j/b/a.json",
+                r#"{"name":"a","command":"x","schedule":"R//PT1H"}"#,
+            ),
+            kv(
+                "j/b/o.json",
+                r#"{"name":"o","command":"x","parents":["nowhere"]}"#,
+            ),
         ]);
         let mut plan = Plan::default();
         plan_jobs(&d, Some(&[]), &PlanOptions::default(), &mut plan);

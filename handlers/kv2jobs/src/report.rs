@@ -44,15 +44,19 @@ pub fn notification(s: &Summary) -> Value {
         text.push_str(&format!(" (CONSUL_INDEX {i})"));
     }
     const MAX_LINES: usize = 30;
-    let mut lines = 0;
-    for a in applied.iter().chain(failed.iter()) {
+    for (lines, a) in applied.iter().chain(failed.iter()).enumerate() {
         if lines == MAX_LINES {
             text.push_str("\n• …");
             break;
         }
         let first = a.detail.lines().next().unwrap_or_default();
-        text.push_str(&format!("\n• {} {} {}: {}", a.status.as_str(), a.kind, a.target, first));
-        lines += 1;
+        text.push_str(&format!(
+            "\n• {} {} {}: {}",
+            a.status.as_str(),
+            a.kind,
+            a.target,
+            first
+        ));
     }
     for e in s.errors.iter().take(10) {
         text.push_str(&format!("\n• error: {e}"));
@@ -94,7 +98,11 @@ pub fn notify(urls: &[String], s: &Summary, deadline: Deadline) -> Vec<String> {
         };
         match client.send(HttpRequest::new("POST", "").json(&body)) {
             Ok(r) if r.is_success() => log::info!("notified webhook #{}", i + 1),
-            Ok(r) => errors.push(format!("--notify #{}: webhook answered HTTP {}", i + 1, r.status)),
+            Ok(r) => errors.push(format!(
+                "--notify #{}: webhook answered HTTP {}",
+                i + 1,
+                r.status
+            )),
             Err(e) if e.is_unavailable() => {
                 errors.push(format!("--notify #{}: webhook unreachable", i + 1))
             }
@@ -116,7 +124,11 @@ pub fn event_payload(s: &Summary, name_len: usize) -> Option<Vec<u8>> {
     let changed = |suffix: &str| -> Vec<String> {
         s.actions
             .iter()
-            .filter(|a| a.status == Status::Applied && a.kind.ends_with(suffix) && WRITE_KINDS.contains(&a.kind.as_str()))
+            .filter(|a| {
+                a.status == Status::Applied
+                    && a.kind.ends_with(suffix)
+                    && WRITE_KINDS.contains(&a.kind.as_str())
+            })
             .map(|a| a.target.clone())
             .collect()
     };
@@ -128,8 +140,10 @@ pub fn event_payload(s: &Summary, name_len: usize) -> Option<Vec<u8>> {
     let count = apps.len() + jobs.len();
     let budget = EVENT_BUDGET.saturating_sub(name_len);
     let build = |a: &[String], j: &[String], truncated: bool| {
-        serde_json::to_vec(&json!({"handler":"kv2jobs","apps":a,"jobs":j,"consul_index":s.consul_index,
-            "count":count,"truncated":truncated}))
+        serde_json::to_vec(
+            &json!({"handler":"kv2jobs","apps":a,"jobs":j,"consul_index":s.consul_index,
+            "count":count,"truncated":truncated}),
+        )
         .unwrap_or_default()
     };
     let full = build(&apps, &jobs, false);
@@ -158,13 +172,31 @@ mod tests {
     #[test]
     fn notification_has_slack_text_and_only_changes() {
         let mut s = Summary::new("kv2jobs", false, Some(42));
-        s.push(Action::new("update-app", "/a", Status::Applied, "from k; 1 field(s) differ\ncmd: x -> y"));
-        s.push(Action::new("update-app", "/b", Status::Unchanged, "no change"));
-        s.push(Action::new("create-app", "/c", Status::Failed, "marathon rejected app /c"));
+        s.push(Action::new(
+            "update-app",
+            "/a",
+            Status::Applied,
+            "from k; 1 field(s) differ\ncmd: x -> y",
+        ));
+        s.push(Action::new(
+            "update-app",
+            "/b",
+            Status::Unchanged,
+            "no change",
+        ));
+        s.push(Action::new(
+            "create-app",
+            "/c",
+            Status::Failed,
+            "marathon rejected app /c",
+        ));
         assert!(worth_notifying(&s));
         let n = notification(&s);
         let text = n["text"].as_str().unwrap();
-        assert!(text.starts_with("kv2jobs: 1 change(s) applied, 1 failed"), "{text}");
+        assert!(
+            text.starts_with("kv2jobs: 1 change(s) applied, 1 failed"),
+            "{text}"
+        );
         assert!(text.contains("• applied update-app /a"), "{text}");
         assert!(!text.contains("/b"));
         let mut quiet = Summary::new("kv2jobs", false, None);
@@ -180,7 +212,12 @@ mod tests {
         assert_eq!(p["apps"], json!(["/a"]));
         assert_eq!(p["truncated"], json!(false));
         for i in 0..200 {
-            s.push(Action::new("create-app", format!("/team/app-{i}"), Status::Applied, ""));
+            s.push(Action::new(
+                "create-app",
+                format!("/team/app-{i}"),
+                Status::Applied,
+                "",
+            ));
         }
         let raw = event_payload(&s, 6).unwrap();
         assert!(raw.len() <= EVENT_BUDGET - 6);
