@@ -96,7 +96,8 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
         .iter()
         .find(|b| !b.is_ascii_whitespace())
         .is_some_and(|b| *b == b'{');
-    let desired = config::classify(&pairs, &opts.prefix, single_key);
+    let mut desired = config::classify(&pairs, &opts.prefix, single_key);
+    drop(pairs);
     let mut summary = ctx.summary();
     if let Some(why) = &desired.gate {
         log::info!("{why}");
@@ -123,7 +124,8 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
     let mut plan = Plan::default();
     if !desired.apps.is_empty() || opts.prune {
         let live = remotes.marathon.list_apps(false, None)?;
-        plan::plan_apps(&desired, &live, &popts, &mut plan);
+        plan::plan_apps(&mut desired, &live, &popts, &mut plan);
+        drop(live);
     }
     if !desired.jobs.is_empty() || (opts.prune && remotes.chronos.is_some()) {
         let live = match remotes.chronos {

@@ -91,17 +91,19 @@ fn diff_detail(key: &str, live_c: &Value, desired_c: &Value) -> String {
 }
 
 /// Plans Marathon apps. `live` is the one bulk `GET /v2/apps`.
-pub fn plan_apps(desired: &Desired, live: &[Value], opts: &PlanOptions, plan: &mut Plan) {
+/// The bodies of apps to write are moved out of `desired` (10,000 configs must not be held
+/// twice).
+pub fn plan_apps(desired: &mut Desired, live: &[Value], opts: &PlanOptions, plan: &mut Plan) {
     let by_id: HashMap<&str, &Value> = live
         .iter()
         .filter_map(|a| a.get("id").and_then(Value::as_str).map(|id| (id, a)))
         .collect();
-    for app in &desired.apps {
+    for app in desired.apps.iter_mut() {
         match by_id.get(app.id.as_str()) {
             None => plan.items.push(Item::write(
                 "create-app",
                 &app.id,
-                Op::PutApp(app.body.clone()),
+                Op::PutApp(std::mem::take(&mut app.body)),
                 format!("from {}", app.key),
             )),
             Some(l) => {
@@ -117,7 +119,7 @@ pub fn plan_apps(desired: &Desired, live: &[Value], opts: &PlanOptions, plan: &m
                     plan.items.push(Item::write(
                         "update-app",
                         &app.id,
-                        Op::PutApp(app.body.clone()),
+                        Op::PutApp(std::mem::take(&mut app.body)),
                         diff_detail(&app.key, &lc, &d),
                     ));
                 }
@@ -400,30 +402,41 @@ mod tests {
 
     #[test]
     fn first_deploy_then_replay_is_a_no_op() {
-        let d = desired(&[kv("j/b/a.json", r#"{"id":"a","cmd":"sleep 1","mem":32}"#)]);
+        let pairs = [kv("j/b/a.json", r#"{"id":"a","cmd":"sleep 1","mem":32}"#)];
         let mut plan = Plan::default();
-        plan_apps(&d, &[], &PlanOptions::default(), &mut plan);
+        plan_apps(
+            &mut desired(&pairs),
+            &[],
+            &PlanOptions::default(),
+            &mut plan,
+        );
         assert_eq!(plan.items[0].kind, "create-app");
         let Op::PutApp(body) = &plan.items[0].op else {
             panic!()
         };
         let live = vec![served(body)];
         let mut plan = Plan::default();
-        plan_apps(&d, &live, &PlanOptions::default(), &mut plan);
+        // Bodies move into the plan: every run classifies afresh, as the binary does.
+        plan_apps(
+            &mut desired(&pairs),
+            &live,
+            &PlanOptions::default(),
+            &mut plan,
+        );
         assert_eq!(plan.writes(), 0, "{:?}", plan.items);
         assert!(plan.items[0].unchanged);
     }
 
     #[test]
     fn changes_show_per_field() {
-        let d = desired(&[kv("j/b/a.json", r#"{"id":"a","cmd":"sleep 2","mem":32}"#)]);
+        let mut d = desired(&[kv("j/b/a.json", r#"{"id":"a","cmd":"sleep 2","mem":32}"#)]);
         let old = desired(&[kv(
             "j/b/a.json",
             r#"{"id":"a","cmd":"sleep 1","mem":32,"env":{"X":"1"}}"#,
         )]);
         let live = vec![served(&old.apps[0].body)];
         let mut plan = Plan::default();
-        plan_apps(&d, &live, &PlanOptions::default(), &mut plan);
+        plan_apps(&mut d, &live, &PlanOptions::default(), &mut plan);
         assert_eq!(plan.items[0].kind, "update-app");
         let detail = &plan.items[0].detail;
         assert!(
@@ -435,7 +448,7 @@ mod tests {
 
     #[test]
     fn prune_only_touches_managed_apps_under_the_prefix() {
-        let d = desired(&[kv("j/b/a.json", r#"{"id":"a","cmd":"x"}"#)]);
+        let mut d = desired(&[kv("j/b/a.json", r#"{"id":"a","cmd":"x"}"#)]);
         let live = vec![
             served(&d.apps[0].body),
             json!({"id":"/gone","cmd":"x","labels":{"shipwatch.managed-by":"kv2jobs","shipwatch.source-key":"j/b/gone.json"}}),
@@ -448,7 +461,7 @@ mod tests {
             allow_empty: false,
         };
         let mut plan = Plan::default();
-        plan_apps(&d, &live, &opts, &mut plan);
+        plan_apps(&mut d, &live, &opts, &mut plan);
         let deletes: Vec<&str> = plan
             .items
             .iter()
@@ -457,14 +470,14 @@ mod tests {
             .collect();
         assert_eq!(deletes, vec!["/gone"]);
         // Empty payload: refused unless --allow-empty.
-        let empty = desired(&[]);
+        let mut empty = desired(&[]);
         let mut plan = Plan::default();
-        plan_apps(&empty, &live, &opts, &mut plan);
+        plan_apps(&mut empty, &live, &opts, &mut plan);
         assert_eq!(plan.writes(), 0);
         assert!(plan.items.iter().any(|i| i.kind == "prune"));
         let mut plan = Plan::default();
         plan_apps(
-            &empty,
+            &mut empty,
             &live,
             &PlanOptions {
                 allow_empty: true,
