@@ -2,6 +2,7 @@
 //! 1. 10,000 app configs already deployed (seeded), one changed: must make exactly one write;
 //! 2. the same payload replayed: zero writes;
 //! 3. the first full deploy of 10,000 apps.
+//!
 //! Each prints wall time, the handler's peak memory (max RSS of the child process, from
 //! `/usr/bin/time -v` when present, else VmHWM polled from /proc/<pid>/status) and the Marathon
 //! writes/requests the double saw. `BENCH_APPS=N` changes the size.
@@ -166,11 +167,15 @@ fn main() {
     // 1. One changed config among n deployed apps.
     let m = Marathon::start(opts.clone()).unwrap();
     m.seed_apps((0..n).map(|i| marked(i, "sleep 1")).collect());
-    let body = ureq::get(&format!("{}/v2/apps", m.url()))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(
+        &mut ureq::get(&format!("{}/v2/apps", m.url()))
+            .call()
+            .unwrap()
+            .into_reader(),
+        &mut body,
+    )
+    .unwrap();
     println!(
         "GET /v2/apps with {n} apps: {:.1} MiB",
         body.len() as f64 / 1048576.0
