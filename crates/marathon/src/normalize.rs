@@ -423,8 +423,14 @@ fn mask_ports(desired: Option<&Value>, live: &mut Map<String, Value>, list: &str
 
 /// Desired and live apps as comparable values: equal exactly when nothing needs writing.
 pub fn comparable_apps(desired: &Value, live: &Value) -> (Value, Value) {
+    comparable_apps_canonical(desired, &canonical_app(live))
+}
+
+/// Like [`comparable_apps`], with the live app already passed through [`canonical_app`] (so a
+/// long app list can be reduced as it is read, see `Marathon::list_apps_map`).
+pub fn comparable_apps_canonical(desired: &Value, live_canonical: &Value) -> (Value, Value) {
     let d = canonical_app(desired);
-    let mut l = canonical_app(live);
+    let mut l = live_canonical.clone();
     if let (Some(dm), Some(lm)) = (d.as_object(), l.as_object_mut()) {
         mask_live_app(dm, lm);
     }

@@ -123,7 +123,10 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
     };
     let mut plan = Plan::default();
     if !desired.apps.is_empty() || opts.prune {
-        let live = remotes.marathon.list_apps(false, None)?;
+        // Reduced to the normalized form as it is decoded: 10,000 full apps are never held.
+        let live = remotes
+            .marathon
+            .list_apps_map(false, None, |app| marathon::normalize::canonical_app(&app))?;
         plan::plan_apps(&mut desired, &live, &popts, &mut plan);
         drop(live);
     }

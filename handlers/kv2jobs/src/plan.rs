@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use marathon::diff::field_diff;
 use marathon::job::{parents_first, parents_of};
-use marathon::normalize::{comparable_apps, comparable_jobs};
+use marathon::normalize::{comparable_apps_canonical, comparable_jobs};
 use serde_json::Value;
 
 use crate::config::{app_owner, job_owner, Desired};
@@ -90,7 +90,8 @@ fn diff_detail(key: &str, live_c: &Value, desired_c: &Value) -> String {
     s
 }
 
-/// Plans Marathon apps. `live` is the one bulk `GET /v2/apps`.
+/// Plans Marathon apps. `live` is the one bulk `GET /v2/apps`, each app already passed through
+/// `normalize::canonical_app` (ids and labels survive it).
 /// The bodies of apps to write are moved out of `desired` (10,000 configs must not be held
 /// twice).
 pub fn plan_apps(desired: &mut Desired, live: &[Value], opts: &PlanOptions, plan: &mut Plan) {
@@ -107,7 +108,7 @@ pub fn plan_apps(desired: &mut Desired, live: &[Value], opts: &PlanOptions, plan
                 format!("from {}", app.key),
             )),
             Some(l) => {
-                let (d, lc) = comparable_apps(&app.body, l);
+                let (d, lc) = comparable_apps_canonical(&app.body, l);
                 if d == lc {
                     plan.items.push(Item::nothing(
                         "update-app",
@@ -396,6 +397,12 @@ mod tests {
         v
     }
 
+    fn canon(live: Vec<Value>) -> Vec<Value> {
+        live.iter()
+            .map(marathon::normalize::canonical_app)
+            .collect()
+    }
+
     fn desired(pairs: &[KvPair]) -> Desired {
         classify(pairs, "", false)
     }
@@ -414,7 +421,7 @@ mod tests {
         let Op::PutApp(body) = &plan.items[0].op else {
             panic!()
         };
-        let live = vec![served(body)];
+        let live = canon(vec![served(body)]);
         let mut plan = Plan::default();
         // Bodies move into the plan: every run classifies afresh, as the binary does.
         plan_apps(
@@ -434,7 +441,7 @@ mod tests {
             "j/b/a.json",
             r#"{"id":"a","cmd":"sleep 1","mem":32,"env":{"X":"1"}}"#,
         )]);
-        let live = vec![served(&old.apps[0].body)];
+        let live = canon(vec![served(&old.apps[0].body)]);
         let mut plan = Plan::default();
         plan_apps(&mut d, &live, &PlanOptions::default(), &mut plan);
         assert_eq!(plan.items[0].kind, "update-app");
@@ -449,12 +456,12 @@ mod tests {
     #[test]
     fn prune_only_touches_managed_apps_under_the_prefix() {
         let mut d = desired(&[kv("j/b/a.json", r#"{"id":"a","cmd":"x"}"#)]);
-        let live = vec![
+        let live = canon(vec![
             served(&d.apps[0].body),
             json!({"id":"/gone","cmd":"x","labels":{"shipwatch.managed-by":"kv2jobs","shipwatch.source-key":"j/b/gone.json"}}),
             json!({"id":"/other","cmd":"x","labels":{"shipwatch.managed-by":"kv2jobs","shipwatch.source-key":"k/b/o.json"}}),
             json!({"id":"/manual","cmd":"x"}),
-        ];
+        ]);
         let opts = PlanOptions {
             prefix: "j/".into(),
             prune: true,
