@@ -128,8 +128,63 @@ fn put_app(
                     return Outcome::new(Status::Failed, "still locked at --deploy-timeout".into());
                 }
             }
+            Err(e) if e.is_too_many_deployments() => {
+                // Marathon's --max_running_deployments: wait for one of them to end, try again.
+                log::info!("{id}: Marathon's running-deployments limit is reached; waiting");
+                let running: BTreeSet<String> = match m.deployments() {
+                    Ok(ds) => ds
+                        .iter()
+                        .filter_map(|d| d.get("id").and_then(Value::as_str).map(str::to_string))
+                        .collect(),
+                    Err(e) => return Outcome::new(Status::Failed, e.to_string()),
+                };
+                if let Err(e) = wait_any_gone(m, &running, until) {
+                    return Outcome::new(Status::Failed, e.to_string());
+                }
+                if Instant::now() >= until {
+                    return Outcome::new(
+                        Status::Failed,
+                        "Marathon's running-deployments limit still reached at --deploy-timeout"
+                            .into(),
+                    );
+                }
+            }
             Err(e) => return Outcome::new(Status::Failed, e.to_string()),
         }
+    }
+}
+
+/// Waits until at least one of `ids` has ended (or none was running), or `until`.
+fn wait_any_gone(
+    m: &Marathon,
+    ids: &BTreeSet<String>,
+    until: Instant,
+) -> Result<(), MarathonError> {
+    let mut attempt = 1;
+    let backoff = Backoff {
+        attempts: u32::MAX,
+        base: Duration::from_millis(50),
+        max: Duration::from_secs(2),
+    };
+    if ids.is_empty() {
+        // The limit was hit by deployments that ended since: pause briefly, not a hot loop.
+        let now = Instant::now();
+        std::thread::sleep(backoff.delay(2).min(until.saturating_duration_since(now)));
+        return Ok(());
+    }
+    loop {
+        let running = m
+            .deployments()?
+            .iter()
+            .filter_map(|d| d.get("id").and_then(Value::as_str))
+            .filter(|id| ids.contains(*id))
+            .count();
+        let now = Instant::now();
+        if running < ids.len() || now >= until {
+            return Ok(());
+        }
+        std::thread::sleep(backoff.delay(attempt.min(10)).min(until - now));
+        attempt += 1;
     }
 }
 

@@ -323,6 +323,26 @@ fn a_locked_app_waits_for_its_deployment_or_is_forced() {
 }
 
 #[test]
+fn marathons_running_deployments_limit_is_waited_out() {
+    let s = Stack::new("toomany");
+    let Some(m) = s.double() else { return };
+    // MarathonExceptionMapper: TooManyRunningDeploymentsException -> 403.
+    let body = json!({"message": "Max number (100) of running deployments is achieved. Wait for existing deployments to complete or cancel one using force=true parameter."});
+    m.faults().fail_next_on(
+        "/v2/apps/toomany/a",
+        1,
+        Fault::Status {
+            status: 403,
+            body: body.to_string(),
+        },
+    );
+    let (code, sum, err) = s.run(&s.payload(&[("a.json", app("/toomany/a", "x"))]), &[]);
+    assert_eq!(code, 0, "{sum}\n{err}");
+    assert_eq!(action(&sum, "/toomany/a")["status"], "applied");
+    assert!(err.contains("running-deployments limit"), "{err}");
+}
+
+#[test]
 fn marathon_validation_errors_are_reported_per_field() {
     let s = Stack::new("invalid422");
     let mut bad = app("/invalid422/a", "x");
