@@ -720,3 +720,78 @@ fn malformed_payloads_exit_65_without_touching_marathon() {
         assert_eq!(m.request_count(), 0);
     }
 }
+
+#[test]
+fn basic_auth_from_the_environment_and_no_secret_in_output() {
+    let s = Stack::with(
+        "auth",
+        MarathonOptions {
+            basic_auth: Some(("admin".into(), "hunter22".into())),
+            ..Default::default()
+        },
+        ChronosOptions::default(),
+    );
+    if s.double().is_none() {
+        return;
+    }
+    let payload = s.payload(&[("a.json", app("/auth/a", "x"))]);
+    let good = [
+        ("MARATHON_USERNAME", "admin"),
+        ("MARATHON_PASSWORD", "hunter22"),
+    ];
+    let (code, sum, err) = s.run_env(&payload, &[], &good);
+    assert_eq!(code, 0, "{sum}\n{err}");
+    let bad = [
+        ("MARATHON_USERNAME", "admin"),
+        ("MARATHON_PASSWORD", "wrong-pass"),
+    ];
+    let (code, sum, err) = s.run_env(&payload, &[], &bad);
+    assert_eq!(code, 64, "{sum}\n{err}");
+    for text in [sum.to_string(), err] {
+        assert!(
+            !text.contains("hunter22") && !text.contains("wrong-pass"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn wait_reports_a_deployment_cancelled_by_someone_else_as_failed() {
+    let s = Stack::with(
+        "cancelled",
+        MarathonOptions {
+            deploy_duration: Duration::from_secs(2),
+            ..Default::default()
+        },
+        ChronosOptions::default(),
+    );
+    if s.double().is_none() {
+        return;
+    }
+    let payload = s.payload(&[("a.json", app("/cancelled/a", "ours"))]);
+    let (code, sum, _) = std::thread::scope(|sc| {
+        let h = sc.spawn(|| s.run(&payload, &["--wait", "--deploy-timeout", "20s"]));
+        // Once our deployment runs, an operator forces another definition over it.
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while s.live_app("/cancelled/a").is_none() && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ureq::put(&format!(
+            "{}/v2/apps/cancelled/a?force=true",
+            s.marathon_url
+        ))
+        .send_json(app("/cancelled/a", "theirs"))
+        .unwrap();
+        h.join().unwrap()
+    });
+    assert_eq!(code, 75, "{sum}");
+    let a = action(&sum, "/cancelled/a");
+    assert_eq!(a["status"], "failed");
+    assert!(
+        a["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled or superseded"),
+        "{a}"
+    );
+}
