@@ -67,13 +67,17 @@ impl Desired {
 
 /// The mid-sync check (issue: consistent snapshots). git2consul writes every file, then
 /// `<repo>/<branch>.ref` last; a config under `<repo>/<branch>/` that is newer than the `.ref`
-/// means a sync is under way.
-pub fn sync_in_progress(pairs: &[KvPair]) -> Option<String> {
+/// means a sync is under way. Only branches that overlap `prefix` count (a watch on `jobs/` with
+/// `--prefix jobs/main/` is not held up by a sync of `jobs/dev`).
+pub fn sync_in_progress(pairs: &[KvPair], prefix: &str) -> Option<String> {
     for r in pairs
         .iter()
         .filter(|p| p.key.ends_with(".ref") && !p.is_folder())
     {
         let branch = format!("{}/", &r.key[..r.key.len() - 4]);
+        if !(branch.starts_with(prefix) || prefix.starts_with(&branch)) {
+            continue;
+        }
         if let Some(newer) = pairs
             .iter()
             .filter(|p| p.key.starts_with(&branch) && p.modify_index > r.modify_index)
@@ -187,7 +191,7 @@ fn check_key(key: &str) -> Result<(), String> {
 pub fn classify(pairs: &[KvPair], prefix: &str, single_key: bool) -> Desired {
     let mut d = Desired {
         single_key,
-        gate: sync_in_progress(pairs),
+        gate: sync_in_progress(pairs, prefix),
         ..Desired::default()
     };
     for p in pairs.iter().filter(|p| p.key.starts_with(prefix)) {
@@ -416,14 +420,19 @@ mod tests {
             kv("jobs/master/a.json", 12, Some("{}")),
             kv("jobs/other/a.json", 15, Some("{}")),
         ];
-        let why = sync_in_progress(&pairs).unwrap();
+        let why = sync_in_progress(&pairs, "").unwrap();
         assert!(why.contains("jobs/master/a.json"), "{why}");
+        assert!(sync_in_progress(&pairs, "jobs/master/").is_some());
+        assert!(
+            sync_in_progress(&pairs, "jobs/other/").is_none(),
+            "another branch's sync"
+        );
         let done = vec![
             kv("jobs/master.ref", 13, Some("abc")),
             kv("jobs/master/a.json", 12, Some("{}")),
         ];
-        assert!(sync_in_progress(&done).is_none());
-        assert!(sync_in_progress(&[kv("jobs/master/a.json", 12, Some("{}"))]).is_none());
+        assert!(sync_in_progress(&done, "").is_none());
+        assert!(sync_in_progress(&[kv("jobs/master/a.json", 12, Some("{}"))], "").is_none());
     }
 
     #[test]
