@@ -77,7 +77,10 @@ impl Default for Options {
 
 /// The remotes a run talks to.
 pub struct Remotes<'a> {
-    pub marathon: &'a Marathon,
+    /// `Err` holds why no Marathon client could be made (no URL, bad URL): only an error when
+    /// the payload needs Marathon (app configs or --prune), so a payload without apps can be
+    /// checked with --dry-run and no Marathon.
+    pub marathon: Result<&'a Marathon, String>,
     pub chronos: Option<&'a Chronos>,
     /// Built only when an event is to be fired.
     pub consul: Option<&'a dyn Fn() -> Result<consul::Consul, ConfigError>>,
@@ -124,9 +127,11 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
     let mut plan = Plan::default();
     if !desired.apps.is_empty() || opts.prune {
         // Reduced to the normalized form as it is decoded: 10,000 full apps are never held.
-        let live = remotes
+        let m = remotes
             .marathon
-            .list_apps_map(false, None, |app| marathon::normalize::canonical_app(&app))?;
+            .as_ref()
+            .map_err(|e| ConfigError::Invalid(e.clone()))?;
+        let live = m.list_apps_map(false, None, |app| marathon::normalize::canonical_app(&app))?;
         plan::plan_apps(&mut desired, &live, &popts, &mut plan);
         drop(live);
     }
@@ -201,40 +206,40 @@ fn execute(
             .collect()
     };
     let mut out = BTreeMap::new();
-    let puts = select(|op| matches!(op, Op::PutApp(_)));
-    out.extend(apply::apply_marathon(
-        remotes.marathon,
-        &plan.items,
-        &puts,
-        &aopts,
-        ctx.deadline,
-    ));
+    // Marathon items exist only when Marathon was read.
+    let marathon = remotes.marathon.as_ref().ok().copied();
+    if let Some(m) = marathon {
+        let puts = select(|op| matches!(op, Op::PutApp(_)));
+        out.extend(apply::apply_marathon(
+            m,
+            &plan.items,
+            &puts,
+            &aopts,
+            ctx.deadline,
+        ));
+    }
     if let Some(c) = remotes.chronos {
         for i in select(|op| matches!(op, Op::PutJob(_))) {
             out.insert(i, apply::apply_chronos_item(c, &plan.items[i]));
         }
     }
-    let deletes = select(|op| matches!(op, Op::DeleteApp));
-    out.extend(apply::apply_marathon(
-        remotes.marathon,
-        &plan.items,
-        &deletes,
-        &aopts,
-        ctx.deadline,
-    ));
+    if let Some(m) = marathon {
+        let deletes = select(|op| matches!(op, Op::DeleteApp));
+        out.extend(apply::apply_marathon(
+            m,
+            &plan.items,
+            &deletes,
+            &aopts,
+            ctx.deadline,
+        ));
+    }
     if let Some(c) = remotes.chronos {
         for i in select(|op| matches!(op, Op::DeleteJob)) {
             out.insert(i, apply::apply_chronos_item(c, &plan.items[i]));
         }
     }
-    if opts.wait {
-        apply::follow(
-            remotes.marathon,
-            &plan.items,
-            &mut out,
-            opts.deploy_timeout,
-            ctx.deadline,
-        );
+    if let (true, Some(m)) = (opts.wait, marathon) {
+        apply::follow(m, &plan.items, &mut out, opts.deploy_timeout, ctx.deadline);
     }
     out
 }

@@ -76,13 +76,17 @@ fn main() {
         parallel: args.parallel,
     };
     consul::lock::run_locked("kv2jobs", &args.common, &args.consul, |ctx| {
-        let marathon = Marathon::new(args.marathon.client(ctx.deadline)?);
+        let marathon = args
+            .marathon
+            .client(ctx.deadline)
+            .map(Marathon::new)
+            .map_err(|e| e.to_string());
         let chronos = args.chronos.client(ctx.deadline)?.map(Chronos::new);
         let deadline = ctx.deadline;
         let consul_args = args.consul.clone();
         let make_consul = move || consul_args.client(deadline).map(consul::Consul::new);
         let remotes = Remotes {
-            marathon: &marathon,
+            marathon: marathon.as_ref().map_err(Clone::clone),
             chronos: chronos.as_ref(),
             consul: Some(&make_consul),
         };

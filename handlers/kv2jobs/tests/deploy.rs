@@ -795,3 +795,34 @@ fn wait_reports_a_deployment_cancelled_by_someone_else_as_failed() {
         "{a}"
     );
 }
+
+#[test]
+fn payloads_without_apps_need_no_marathon_but_apps_do() {
+    let s = Stack::new("nomarathon");
+    let fixtures = format!(
+        "{}/../../../shared/fixtures/consul",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    for f in [
+        "key.json",
+        "keyprefix.json",
+        "keyprefix-with-folder.json",
+        "key-missing.json",
+        "keyprefix-empty.json",
+    ] {
+        let payload = std::fs::read(format!("{fixtures}/{f}")).unwrap();
+        let (code, sum, err) = s.run_env(&payload, &["--dry-run"], &[("MARATHON_URL", "")]);
+        assert_eq!(code, 0, "{f}: {sum}\n{err}");
+        assert_eq!(sum["handler"], "kv2jobs");
+    }
+    let (code, sum, _) = s.run_env(
+        &s.payload(&[("a.json", app("/nomarathon/a", "x"))]),
+        &["--dry-run"],
+        &[("MARATHON_URL", "")],
+    );
+    assert_eq!(code, 64, "{sum}");
+    assert!(
+        sum["errors"][0].as_str().unwrap().contains("MARATHON_URL"),
+        "{sum}"
+    );
+}
