@@ -50,7 +50,15 @@ struct Args {
     deploy_timeout: Duration,
 
     /// POST a JSON summary (Slack-compatible "text") here when something changed or failed.
-    #[arg(long = "notify", value_name = "URL")]
+    /// Webhook URLs are secrets: prefer KV2JOBS_NOTIFY (comma-separated) over the flag, which
+    /// shows in `ps`.
+    #[arg(
+        long = "notify",
+        value_name = "URL",
+        env = "KV2JOBS_NOTIFY",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     notify: Vec<String>,
 
     /// Fire this Consul user event (JSON list of changed app ids) after a successful run.
