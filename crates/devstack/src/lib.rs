@@ -6,9 +6,13 @@
 //! queries, deployment locks), not like the handlers expect; every behaviour cites its source.
 //! Not for: production code paths. Nothing in `handlers/` depends on this crate outside tests.
 
+pub mod bins;
 pub mod chronos;
 pub mod consul;
+pub mod demo;
 pub mod git2consul;
 pub mod http;
 pub mod marathon;
+pub mod pipeline;
 pub mod runner;
+pub mod stack;

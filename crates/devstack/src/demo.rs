@@ -1,0 +1,233 @@
+//! `devstack demo`: one release walked through the whole pipeline, each step printed as it
+//! happens and checked; exits non-zero naming the first step that did not do what it should.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::pipeline::{fail, wait_until, Pipeline, PipelineError, PipelineOptions, API_IMAGE_KEY};
+use crate::stack::StackOptions;
+
+const STEP_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct DemoOptions {
+    pub bin_dir: PathBuf,
+    pub config_dir: PathBuf,
+    /// Leave the stack running after the walk-through (until Ctrl-C).
+    pub keep: bool,
+}
+
+fn heading(n: u32, text: &str) {
+    println!("\n== {n}. {text}");
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("   {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Waits for the next finished invocation of `handler` after `seen` earlier ones that satisfies
+/// `done`, printing each one's summary.
+fn follow(
+    p: &Pipeline,
+    handler: &str,
+    seen: &mut usize,
+    step: &str,
+    mut done: impl FnMut(&Pipeline) -> bool,
+) -> Result<(), PipelineError> {
+    let mut ok = false;
+    wait_until(step, STEP_TIMEOUT, || {
+        let inv = p.invocations(handler);
+        for i in inv.iter().skip(*seen) {
+            println!(
+                "   {handler} ran (CONSUL_INDEX {}, exit {}):",
+                i.consul_index,
+                i.exit_code.unwrap_or(-1)
+            );
+            println!("{}", indent(i.stdout.trim_end()));
+        }
+        *seen = inv.len();
+        ok = done(p);
+        ok
+    })?;
+    if ok {
+        Ok(())
+    } else {
+        Err(fail(step, "did not complete"))
+    }
+}
+
+/// Runs the demo. Everything it starts is stopped when it returns.
+pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
+    println!("shipwatch demo: CI -> tag2git -> Git -> git2consul -> kv2jobs -> Marathon/Chronos -> tasks2consul -> Consul");
+    let p = Pipeline::start(PipelineOptions {
+        stack: StackOptions {
+            deploy_duration: Duration::from_millis(800),
+            port_base: None,
+        },
+        bin_dir: opts.bin_dir,
+        config_dir: opts.config_dir,
+        env: vec![("RUST_LOG".into(), "warn".into())],
+        extra_args: Vec::new(),
+    })?;
+    println!(
+        "devstack: Consul {}  Marathon {}  Chronos {}",
+        p.stack.consul.url(),
+        p.stack.marathon.url(),
+        p.stack.chronos.url()
+    );
+    println!("jobs repository: {} (branch main)", p.bare.display());
+
+    heading(
+        0,
+        "agent start: the watches fire with the current data; the jobs are deployed and registered",
+    );
+    let (mut seen_tag, mut seen_kv, mut seen_t2c) = (0usize, 0usize, 0usize);
+    follow(&p, "kv2jobs", &mut seen_kv, "initial deploy", |p| {
+        p.marathon_image("/sami/api").is_some() && p.marathon_image("/sami/web").is_some()
+    })?;
+    follow(
+        &p,
+        "tasks2consul",
+        &mut seen_t2c,
+        "initial registration",
+        |p| {
+            let tasks = p.marathon_tasks("/sami/api");
+            !tasks.is_empty() && p.consul_task_ids("/sami/api") == sorted(tasks)
+        },
+    )?;
+    follow(&p, "tag2git", &mut seen_tag, "tag2git at start", |p| {
+        !p.invocations("tag2git").is_empty()
+    })?;
+    let old_tasks = sorted(p.marathon_tasks("/sami/api"));
+    let web_version = app_version(&p, "/sami/web");
+
+    heading(
+        1,
+        "CI pushed registry.local:5000/sami/api:1.4.2 and writes the tag into Consul KV",
+    );
+    println!("   PUT {API_IMAGE_KEY} = 1.4.2");
+    p.ci_publish(API_IMAGE_KEY, "1.4.2");
+
+    heading(
+        2,
+        "tag2git commits the new image into the job files and pushes",
+    );
+    follow(&p, "tag2git", &mut seen_tag, "2. tag2git", |p| {
+        p.git_bare(&["log", "-1", "--format=%s"])
+            .is_ok_and(|s| s.contains("1.4.2"))
+    })?;
+    let commit = p.git_bare(&["log", "-1", "--format=%H%n%an <%ae>%n%n%B"])?;
+    println!("   commit:\n{}", indent(commit.trim_end()));
+    let diff = p.git_bare(&["diff", "HEAD~1", "HEAD", "--unified=0"])?;
+    let changed: Vec<&str> = diff
+        .lines()
+        .filter(|l| {
+            (l.starts_with('+') || l.starts_with('-'))
+                && !l.starts_with("+++")
+                && !l.starts_with("---")
+        })
+        .collect();
+    println!(
+        "   diff (only the image lines):\n{}",
+        indent(&changed.join("\n"))
+    );
+    if changed.len() != 4
+        || !changed
+            .iter()
+            .all(|l| l.contains("registry.local:5000/sami/api:1.4."))
+    {
+        return Err(fail(
+            "2. tag2git",
+            format!("expected exactly the two image lines to change, got {changed:?}"),
+        ));
+    }
+
+    heading(
+        3,
+        "git2consul mirrors the commit into KV (files first, then jobs/main.ref)",
+    );
+    let report = p.git2consul()?;
+    for k in &report.written {
+        println!("   PUT {k}");
+    }
+    println!("   PUT jobs/main.ref = {}", report.commit);
+    if report.written.len() != 2 {
+        return Err(fail(
+            "3. git2consul",
+            format!("expected the two changed files, wrote {:?}", report.written),
+        ));
+    }
+
+    heading(
+        4,
+        "kv2jobs deploys the changed app and job (only those) and fires shipwatch-deployed",
+    );
+    follow(&p, "kv2jobs", &mut seen_kv, "4. kv2jobs", |p| {
+        p.marathon_image("/sami/api").as_deref() == Some("registry.local:5000/sami/api:1.4.2")
+            && p.invocations("kv2jobs")
+                .last()
+                .is_some_and(|i| i.exit_code == Some(0))
+    })?;
+    if app_version(&p, "/sami/web") != web_version {
+        return Err(fail(
+            "4. kv2jobs",
+            "/sami/web was redeployed although its config did not change",
+        ));
+    }
+
+    heading(
+        5,
+        "tasks2consul registers the new tasks and deregisters the old ones",
+    );
+    follow(&p, "tasks2consul", &mut seen_t2c, "5. tasks2consul", |p| {
+        let tasks = sorted(p.marathon_tasks("/sami/api"));
+        !tasks.is_empty() && tasks != old_tasks && p.consul_task_ids("/sami/api") == tasks
+    })?;
+
+    heading(6, "final state");
+    println!(
+        "   git log (the audit trail):\n{}",
+        indent(p.git_bare(&["log", "--format=%h %s"])?.trim_end())
+    );
+    println!(
+        "   marathon /sami/api: image {} version {}",
+        p.marathon_image("/sami/api").unwrap_or_default(),
+        app_version(&p, "/sami/api")
+    );
+    println!("   consul services for /sami/api:");
+    for t in p.consul_task_ids("/sami/api") {
+        println!("     task {t}");
+    }
+    println!("\nall steps did what they should.");
+    if opts.keep {
+        println!(
+            "--keep: the stack stays up (Consul {}, Marathon {}, Chronos {}); Ctrl-C to stop.",
+            p.stack.consul.url(),
+            p.stack.marathon.url(),
+            p.stack.chronos.url()
+        );
+        loop {
+            std::thread::park();
+        }
+    }
+    Ok(())
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+fn app_version(p: &Pipeline, id: &str) -> String {
+    p.stack
+        .marathon
+        .app(id)
+        .and_then(|a| {
+            a.get("version")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+}

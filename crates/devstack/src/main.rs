@@ -1,0 +1,149 @@
+//! `devstack`: serves the Consul, Marathon and Chronos doubles and runs Consul watches against
+//! them (`up`), or walks one release through the whole pipeline (`demo`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use devstack::{bins, demo, runner, stack};
+
+#[derive(Parser)]
+#[command(
+    name = "devstack",
+    version,
+    about = "Consul, Marathon and Chronos doubles for shipwatch"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the doubles and run the watches of Consul agent config files until interrupted.
+    Up {
+        /// Consul agent JSON config(s) whose `watches` to run (e.g. consul-config/kv2jobs.json).
+        #[arg(long = "config", value_name = "FILE")]
+        configs: Vec<PathBuf>,
+        /// Serve Consul, Marathon and Chronos on PORT, PORT+1, PORT+2 (default: ephemeral).
+        #[arg(long, value_name = "PORT")]
+        port_base: Option<u16>,
+        /// How long a Marathon deployment takes.
+        #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_duration)]
+        deploy_duration: Duration,
+    },
+    /// Walk one release through the whole pipeline on the embedded stack.
+    Demo {
+        /// Leave the stack running afterwards for exploring with curl.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("invalid duration {s:?}")),
+    }
+}
+
+fn config_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../consul-config")
+}
+
+fn main() {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .target(env_logger::Target::Stderr)
+        .try_init();
+    let cli = Cli::parse();
+    let release = !cfg!(debug_assertions);
+    let code = match cli.command {
+        Command::Demo { keep } => {
+            if let Err(e) = bins::build_handlers_if_run_by_cargo(release) {
+                eprintln!("devstack demo: {e}");
+                std::process::exit(1);
+            }
+            let bin_dir = match bins::handler_dir() {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("devstack demo: {e}");
+                    std::process::exit(1);
+                }
+            };
+            match demo::run(demo::DemoOptions {
+                bin_dir,
+                config_dir: config_dir(),
+                keep,
+            }) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("\ndemo FAILED at step {}: {}", e.step, e.reason);
+                    1
+                }
+            }
+        }
+        Command::Up {
+            configs,
+            port_base,
+            deploy_duration,
+        } => up(configs, port_base, deploy_duration),
+    };
+    std::process::exit(code);
+}
+
+fn up(configs: Vec<PathBuf>, port_base: Option<u16>, deploy_duration: Duration) -> i32 {
+    let stack = match stack::Stack::start(stack::StackOptions {
+        deploy_duration,
+        port_base,
+    }) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("devstack up: cannot start the doubles: {e}");
+            return 69;
+        }
+    };
+    println!("CONSUL_HTTP_ADDR={}", stack.consul.url());
+    println!("MARATHON_URL={}", stack.marathon.url());
+    println!("CHRONOS_URL={}", stack.chronos.url());
+    let mut specs = Vec::new();
+    for c in &configs {
+        match runner::load_watches(c) {
+            Ok(s) => specs.extend(s),
+            Err(e) => {
+                eprintln!("devstack up: {}: {e}", c.display());
+                return 64;
+            }
+        }
+    }
+    let mut path = Vec::new();
+    if let Ok(d) = bins::handler_dir() {
+        path.push(d);
+    }
+    let _runner = if specs.is_empty() {
+        None
+    } else {
+        println!("running {} watch(es); Ctrl-C to stop", specs.len());
+        match runner::Runner::start(
+            specs,
+            runner::RunnerOptions {
+                consul_url: stack.consul.url(),
+                env: stack.env(),
+                path,
+                ..runner::RunnerOptions::default()
+            },
+        ) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("devstack up: {e}");
+                return 64;
+            }
+        }
+    };
+    loop {
+        std::thread::park();
+    }
+}
