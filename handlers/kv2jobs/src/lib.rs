@@ -125,22 +125,38 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
         allow_empty: opts.allow_empty,
     };
     let mut plan = Plan::default();
+    // One remote being unreachable does not hold up the other: its configs are reported as not
+    // deployed (exit 69 or 75) and a replay completes them.
     if !desired.apps.is_empty() || opts.prune {
-        // Reduced to the normalized form as it is decoded: 10,000 full apps are never held.
         let m = remotes
             .marathon
             .as_ref()
             .map_err(|e| ConfigError::Invalid(e.clone()))?;
-        let live = m.list_apps_map(false, None, |app| marathon::normalize::canonical_app(&app))?;
-        plan::plan_apps(&mut desired, &live, &popts, &mut plan);
-        drop(live);
+        // Reduced to the normalized form as it is decoded: 10,000 full apps are never held.
+        match m.list_apps_map(false, None, |app| marathon::normalize::canonical_app(&app)) {
+            Ok(live) => plan::plan_apps(&mut desired, &live, &popts, &mut plan),
+            Err(e) if e.exit() == Exit::Usage => return Err(e.into()),
+            Err(e) => {
+                summary.error(format!(
+                    "reading the live apps: {e}; {} app config(s) not deployed, nothing pruned",
+                    desired.apps.len()
+                ));
+                summary.raise_exit(e.exit().worst(Exit::TempFail));
+            }
+        }
     }
     if !desired.jobs.is_empty() || (opts.prune && remotes.chronos.is_some()) {
-        let live = match remotes.chronos {
-            Some(c) => Some(c.list_jobs()?),
-            None => None,
-        };
-        plan::plan_jobs(&desired, live.as_deref(), &popts, &mut plan);
+        match remotes.chronos.map(Chronos::list_jobs).transpose() {
+            Ok(live) => plan::plan_jobs(&desired, live.as_deref(), &popts, &mut plan),
+            Err(e) if e.exit() == Exit::Usage => return Err(e.into()),
+            Err(e) => {
+                summary.error(format!(
+                    "reading the live jobs: {e}; {} job config(s) not deployed, nothing pruned",
+                    desired.jobs.len()
+                ));
+                summary.raise_exit(e.exit().worst(Exit::TempFail));
+            }
+        }
     }
     for (key, why) in &plan.rejected {
         summary.push(config_action(
@@ -256,8 +272,10 @@ fn tell(ctx: &Context, opts: &Options, remotes: &Remotes<'_>, summary: &mut Summ
     let Some(name) = &opts.fire_event else {
         return;
     };
-    if summary.count(Status::Failed) > 0 {
-        log::info!("not firing {name}: some actions failed");
+    // "After a successful run": nothing failed and no remote was unreachable (rejected configs,
+    // exit 65, do not stop the event for what was deployed).
+    if !matches!(summary.exit(), Exit::Success | Exit::DataErr) {
+        log::info!("not firing {name}: the run did not succeed");
         return;
     }
     let Some(payload) = report::event_payload(summary, name.len()) else {

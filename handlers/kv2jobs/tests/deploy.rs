@@ -826,3 +826,23 @@ fn payloads_without_apps_need_no_marathon_but_apps_do() {
         "{sum}"
     );
 }
+
+#[test]
+fn an_unreachable_chronos_does_not_hold_up_marathon() {
+    let s = Stack::new("chronosdown");
+    let Some(c) = &s.chronos else {
+        eprintln!("skipped: needs the Chronos double's controls (CHRONOS_URL is set)");
+        return;
+    };
+    c.faults().set_refuse(true);
+    let job = json!({"name":"down-job","command":"x","schedule":"R//PT1H"});
+    let (code, sum, err) = s.run(
+        &s.payload(&[("a.json", app("/chronosdown/a", "x")), ("j.json", job)]),
+        &[],
+    );
+    c.faults().set_refuse(false);
+    assert_eq!(code, 69, "{sum}\n{err}");
+    assert_eq!(action(&sum, "/chronosdown/a")["status"], "applied");
+    let e = sum["errors"][0].as_str().unwrap();
+    assert!(e.contains("1 job config(s) not deployed"), "{e}");
+}
