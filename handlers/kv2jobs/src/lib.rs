@@ -54,7 +54,6 @@ pub struct Options {
     pub force: bool,
     pub wait: bool,
     pub deploy_timeout: Duration,
-    pub notify: Vec<String>,
     pub fire_event: Option<String>,
     pub parallel: usize,
 }
@@ -68,7 +67,6 @@ impl Default for Options {
             force: false,
             wait: false,
             deploy_timeout: Duration::from_secs(120),
-            notify: Vec::new(),
             fire_event: None,
             parallel: 4,
         }
@@ -91,7 +89,7 @@ fn config_action(key: &str, status: Status, detail: String) -> Action {
 }
 
 /// One whole run over a payload: decode, classify, read live state (one request per remote),
-/// plan, apply (unless dry run), follow, notify, fire the event.
+/// plan, apply (unless dry run), follow, fire the event (runtime posts `--notify`).
 pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summary, Kv2jobsError> {
     let pairs = watch::decode_kv(&ctx.payload)?;
     let single_key = ctx
@@ -187,7 +185,7 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
         summary.push(Action::new(item.kind, &item.target, status, detail));
     }
     if !ctx.dry_run {
-        tell(ctx, opts, remotes, &mut summary);
+        tell(opts, remotes, &mut summary);
     }
     Ok(summary)
 }
@@ -260,15 +258,9 @@ fn execute(
     out
 }
 
-/// `--notify` and `--fire-event`. Their failures are listed in `errors` but do not change the
+/// `--fire-event`. Its failure is listed in `errors` but does not change the
 /// exit code (the deployment itself is done; a replay would not resend them).
-fn tell(ctx: &Context, opts: &Options, remotes: &Remotes<'_>, summary: &mut Summary) {
-    if !opts.notify.is_empty() && report::worth_notifying(summary) {
-        for e in report::notify(&opts.notify, summary, ctx.deadline) {
-            log::warn!("{e}");
-            summary.error(e);
-        }
-    }
+fn tell(opts: &Options, remotes: &Remotes<'_>, summary: &mut Summary) {
     let Some(name) = &opts.fire_event else {
         return;
     };

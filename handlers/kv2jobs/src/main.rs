@@ -49,18 +49,6 @@ struct Args {
     #[arg(long, value_name = "DUR", default_value = "2m", value_parser = runtime::parse_duration)]
     deploy_timeout: Duration,
 
-    /// POST a JSON summary (Slack-compatible "text") here when something changed or failed.
-    /// Webhook URLs are secrets: prefer KV2JOBS_NOTIFY (comma-separated) over the flag, which
-    /// shows in `ps`.
-    #[arg(
-        long = "notify",
-        value_name = "URL",
-        env = "KV2JOBS_NOTIFY",
-        hide_env_values = true,
-        value_delimiter = ','
-    )]
-    notify: Vec<String>,
-
     /// Fire this Consul user event (JSON list of changed app ids) after a successful run.
     #[arg(long, value_name = "NAME")]
     fire_event: Option<String>,
@@ -79,7 +67,6 @@ fn main() {
         force: args.force,
         wait: args.wait,
         deploy_timeout: args.deploy_timeout,
-        notify: args.notify.clone(),
         fire_event: args.fire_event.clone(),
         parallel: args.parallel,
     };
