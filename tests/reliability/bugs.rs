@@ -98,3 +98,52 @@ fn bug_debug_log_prints_the_consul_token() {
         .run();
     assert_no_leak(&out);
 }
+
+#[path = "badinput.rs"]
+mod badinput;
+#[path = "faults.rs"]
+mod faults;
+#[path = "jobs.rs"]
+mod jobs;
+
+/// handlers/kv2jobs: config keys are checked for control characters but not for `..`, so
+/// `jobs/main/../dev/api.json` passes `--prefix jobs/main/` textually, is deployed, and is
+/// recorded as the app's `shipwatch.source-key` (what `--prune` scopes on). It names another
+/// branch's path; COMMON.md: keys with `..` are rejected. Expected: the config rejected (exit 65,
+/// the key named), nothing written.
+#[test]
+#[ignore = "BUG: kv2jobs deploys config keys containing `..` (jobs/main/../dev/api.json passes --prefix jobs/main/)"]
+fn bug_kv2jobs_deploys_config_keys_with_dotdot() {
+    let s = jobs::Stack::start();
+    let key = "jobs/main/../dev/api.json";
+    let out = s
+        .run(gitrepo::payload(&[gitrepo::kv(
+            key,
+            br#"{"id":"/sami/web","cmd":"x"}"#,
+            5,
+        )]))
+        .run();
+    let before = "writes (marathon, chronos, consul) (0, 0, 0), apps [], jobs []";
+    badinput::refused(&out, 65, &[key], before, &s.snapshot()).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// handlers/kv2jobs: a key with a leading `-` (`-rf/api.json`) is deployed when no `--prefix`
+/// is given (control characters are refused, a leading `-` is not; COMMON.md: keys with a leading
+/// `-` are rejected). Expected: exit 65 naming the key, nothing written.
+#[test]
+#[ignore = "BUG: kv2jobs accepts config keys with a leading '-' (no --prefix)"]
+fn bug_kv2jobs_accepts_keys_with_leading_dash() {
+    let s = jobs::Stack::start();
+    let key = "-rf/api.json";
+    let out = harness::Invocation::new("kv2jobs", s.home.path())
+        .env("MARATHON_URL", s.marathon.url())
+        .args(["--timeout", "10s"])
+        .stdin(gitrepo::payload(&[gitrepo::kv(
+            key,
+            br#"{"id":"/sami/web","cmd":"x"}"#,
+            5,
+        )]))
+        .run();
+    let before = "writes (marathon, chronos, consul) (0, 0, 0), apps [], jobs []";
+    badinput::refused(&out, 65, &[key], before, &s.snapshot()).unwrap_or_else(|e| panic!("{e}"));
+}

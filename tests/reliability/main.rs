@@ -10,6 +10,7 @@ mod badinput;
 mod faults;
 mod gitrepo;
 mod harness;
+mod jobs;
 mod secrets;
 mod tasks;
 
@@ -42,6 +43,11 @@ fn main() {
         s.spawn(move || {
             faults::tag2git(r);
             secrets::tag2git(r);
+        });
+        s.spawn(move || {
+            jobs::bad_input(r);
+            jobs::faults(r);
+            secrets::http_handler(r, "kv2jobs", &jobs::desired_payload("1.4.2"), &["--prefix", jobs::PREFIX]);
         });
         s.spawn(move || {
             tasks::bad_input(r);
