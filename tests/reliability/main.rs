@@ -8,6 +8,7 @@
 
 mod badinput;
 mod faults;
+mod fuzz;
 mod gitrepo;
 mod harness;
 mod jobs;
@@ -40,6 +41,7 @@ fn main() {
     std::thread::scope(|s| {
         let r = &report;
         s.spawn(move || badinput::tag2git(r));
+        s.spawn(move || fuzz::all(r));
         s.spawn(move || {
             faults::tag2git(r);
             secrets::tag2git(r);
