@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::ensure;
 use crate::gitrepo::{kv, payload, Repo, API_KEY};
-use crate::harness::{Check, Invocation, Report};
+use crate::harness::{Check, Report};
 
 /// A malformed payload shared by every KV handler: (case, bytes, words the message must contain).
 pub type BadPayload = (&'static str, Vec<u8>, Vec<String>);
@@ -121,7 +121,11 @@ pub fn tag2git(r: &Report) {
             let before = repo.refs();
             let out = repo.tag2git(bytes).run();
             refused(&out, code, needles, &before, &repo.refs())?;
-            ensure!(!canary.exists(), "INJECTION: {c} was created\n{}", out.show());
+            ensure!(
+                !canary.exists(),
+                "INJECTION: {c} was created\n{}",
+                out.show()
+            );
             Ok(())
         })
     };
@@ -136,10 +140,26 @@ pub fn tag2git(r: &Report) {
     let one = |key: &str, value: &str| payload(&[kv(key, value.as_bytes(), 11)]);
     let keys: [(&str, &str, &str); 6] = [
         ("key-dotdot", "images/../../etc/passwd", ".."),
-        ("key-dotdot-middle", "images/registry.local:5000/../sami/api", ".."),
-        ("key-control-bell", "images/registry.local:5000/sami/api\u{7}", "control"),
-        ("key-control-newline", "images/sami/api\nConsul-Modify-Index: 1", "control"),
-        ("key-leading-dash", "--upload-pack=touch /tmp/x", "starts with '-'"),
+        (
+            "key-dotdot-middle",
+            "images/registry.local:5000/../sami/api",
+            "..",
+        ),
+        (
+            "key-control-bell",
+            "images/registry.local:5000/sami/api\u{7}",
+            "control",
+        ),
+        (
+            "key-control-newline",
+            "images/sami/api\nConsul-Modify-Index: 1",
+            "control",
+        ),
+        (
+            "key-leading-dash",
+            "--upload-pack=touch /tmp/x",
+            "starts with '-'",
+        ),
         ("key-escape", "images/\u{1b}[31mred", "control"),
     ];
     for (name, key, needle) in keys {
@@ -152,16 +172,34 @@ pub fn tag2git(r: &Report) {
         ("value-backticks", format!("`touch {c}`")),
         ("value-upload-pack", format!("--upload-pack=touch {c}")),
         ("value-leading-dash", "-1.4.2".into()),
-        ("value-newline-trailer", "1.4.2\nConsul-Modify-Index: 999999".into()),
+        (
+            "value-newline-trailer",
+            "1.4.2\nConsul-Modify-Index: 999999".into(),
+        ),
         ("value-crlf", "1.4.2\r\nSigned-off-by: mallory".into()),
         ("value-nul", "1.4.2\u{0}".into()),
-        ("value-pipe", format!("registry.local:5000/sami/api:1.4.2|touch {c}")),
-        ("value-and", format!("registry.local:5000/sami/api:1.4.2 && touch {c}")),
-        ("value-dotdot", "registry.local:5000/../../sami/api:1.4.2".into()),
-        ("value-uppercase", "registry.local:5000/Sami/API:1.4.2".into()),
+        (
+            "value-pipe",
+            format!("registry.local:5000/sami/api:1.4.2|touch {c}"),
+        ),
+        (
+            "value-and",
+            format!("registry.local:5000/sami/api:1.4.2 && touch {c}"),
+        ),
+        (
+            "value-dotdot",
+            "registry.local:5000/../../sami/api:1.4.2".into(),
+        ),
+        (
+            "value-uppercase",
+            "registry.local:5000/Sami/API:1.4.2".into(),
+        ),
         ("value-bad-digest", "1.4.2@sha256:xyz".into()),
         ("value-no-tag", "registry.local:5000/sami/api".into()),
-        ("value-json-job", r#"{"id":"/sami/api","container":{}}"#.into()),
+        (
+            "value-json-job",
+            r#"{"id":"/sami/api","container":{}}"#.into(),
+        ),
         ("value-bidi-override", "1.4.2\u{202e}2.4.1".into()),
         ("value-long-tag", "1".repeat(200)),
     ];
@@ -207,24 +245,4 @@ pub fn tag2git(r: &Report) {
         );
         Ok(())
     });
-}
-
-/// A generic KV handler (kv2jobs, tasks2consul): the decoder's matrix with a snapshot function.
-pub fn decoder_matrix(
-    r: &Report,
-    handler: &str,
-    key: &str,
-    invoke: &dyn Fn(Vec<u8>) -> Invocation,
-    snapshot: &dyn Fn() -> String,
-) {
-    let mut cases = decoder_cases(key);
-    cases.push(("50MiB-prefix-bad-base64", huge_prefix(key), vec!["base64".into()]));
-    for (name, bytes, needles) in cases {
-        r.case(&format!("bad-input/{handler}/{name}"), || {
-            let before = snapshot();
-            let out = invoke(bytes).run();
-            let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
-            refused(&out, 65, &needles, &before, &snapshot())
-        });
-    }
 }

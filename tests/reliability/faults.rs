@@ -94,35 +94,40 @@ pub fn tag2git(r: &Report) {
         replay_converges(&repo, &body, "1.5.0", 31)
     });
 
-    r.case("faults/tag2git/push-rejected-twice-then-accepted-in-one-run", || {
-        let repo = Repo::new();
-        repo.install_rejecting_hook();
-        repo.reject_next(2);
-        r.faults(2);
-        let body = api_payload("1.5.1", 32);
-        let before = repo.commit_count();
-        let out = repo.tag2git(body).run();
-        out.expect(0, &[])?;
-        ensure!(
-            repo.commit_count() == before + 1,
-            "want one commit\n{}",
-            out.show()
-        );
-        converged(
-            &repo,
-            API_FILE,
-            "registry.local:5000/sami/api:1.5.1",
-            API_KEY,
-            32,
-        )
-    });
+    r.case(
+        "faults/tag2git/push-rejected-twice-then-accepted-in-one-run",
+        || {
+            let repo = Repo::new();
+            repo.install_rejecting_hook();
+            repo.reject_next(2);
+            r.faults(2);
+            let body = api_payload("1.5.1", 32);
+            let before = repo.commit_count();
+            let out = repo.tag2git(body).run();
+            out.expect(0, &[])?;
+            ensure!(
+                repo.commit_count() == before + 1,
+                "want one commit\n{}",
+                out.show()
+            );
+            converged(
+                &repo,
+                API_FILE,
+                "registry.local:5000/sami/api:1.5.1",
+                API_KEY,
+                32,
+            )
+        },
+    );
 
     r.case("faults/tag2git/remote-disappears-then-returns", || {
         let repo = Repo::new();
         let moved = repo.tmp.path().join("moved-away.git");
         // A workdir that already has a clone: the remote vanishes between runs.
         let wd = repo.workdir();
-        repo.tag2git_in(&wd, b"null".to_vec()).run().expect(0, &[])?;
+        repo.tag2git_in(&wd, b"null".to_vec())
+            .run()
+            .expect(0, &[])?;
         std::fs::rename(&repo.bare, &moved).unwrap();
         r.faults(1);
         let body = api_payload("1.5.2", 33);
@@ -156,39 +161,42 @@ pub fn tag2git(r: &Report) {
         Ok(())
     });
 
-    r.case("faults/tag2git/5-concurrent-writers-different-images", || {
-        let repo = Repo::new();
-        let before = repo.commit_count();
-        let bodies: Vec<(usize, Vec<u8>)> = IMAGES
-            .iter()
-            .enumerate()
-            .map(|(i, (key, _, _))| (i, payload(&[kv(key, b"9.9.9", 100 + i as u64)])))
-            .collect();
-        let runs = concurrently(&repo, &bodies);
-        r.faults(5);
-        for out in &runs {
-            out.expect(0, &[])?;
-        }
-        ensure!(
-            repo.commit_count() == before + 5,
-            "want 5 commits, got {}",
-            repo.commit_count() - before
-        );
-        for (i, (key, file, image)) in IMAGES.iter().enumerate() {
-            let name = image.rsplit_once(':').unwrap().0;
-            converged(&repo, file, &format!("{name}:9.9.9"), key, 100 + i as u64)?;
-        }
-        // Everyone replays at once: nothing more.
-        let again = concurrently(&repo, &bodies);
-        for out in &again {
-            out.expect(0, &[])?;
-        }
-        ensure!(
-            repo.commit_count() == before + 5,
-            "concurrent replays committed again"
-        );
-        Ok(())
-    });
+    r.case(
+        "faults/tag2git/5-concurrent-writers-different-images",
+        || {
+            let repo = Repo::new();
+            let before = repo.commit_count();
+            let bodies: Vec<(usize, Vec<u8>)> = IMAGES
+                .iter()
+                .enumerate()
+                .map(|(i, (key, _, _))| (i, payload(&[kv(key, b"9.9.9", 100 + i as u64)])))
+                .collect();
+            let runs = concurrently(&repo, &bodies);
+            r.faults(5);
+            for out in &runs {
+                out.expect(0, &[])?;
+            }
+            ensure!(
+                repo.commit_count() == before + 5,
+                "want 5 commits, got {}",
+                repo.commit_count() - before
+            );
+            for (i, (key, file, image)) in IMAGES.iter().enumerate() {
+                let name = image.rsplit_once(':').unwrap().0;
+                converged(&repo, file, &format!("{name}:9.9.9"), key, 100 + i as u64)?;
+            }
+            // Everyone replays at once: nothing more.
+            let again = concurrently(&repo, &bodies);
+            for out in &again {
+                out.expect(0, &[])?;
+            }
+            ensure!(
+                repo.commit_count() == before + 5,
+                "concurrent replays committed again"
+            );
+            Ok(())
+        },
+    );
 
     r.case("faults/tag2git/5-concurrent-writers-same-payload", || {
         let repo = Repo::new();
@@ -246,10 +254,7 @@ fn lock_faults(r: &Report) {
         ("502", status(502, "Bad Gateway")),
         ("503", status(503, "rpc error: No cluster leader")),
         ("reset", Fault::Reset),
-        (
-            "slow",
-            Fault::Delay(std::time::Duration::from_millis(1500)),
-        ),
+        ("slow", Fault::Delay(std::time::Duration::from_millis(1500))),
     ];
     for (name, fault) in transient {
         r.case(&format!("faults/tag2git/consul-lock-{name}-once"), || {

@@ -77,23 +77,28 @@ fn encode_kv(entries: &[(String, Option<Vec<u8>>, u64)]) -> Vec<u8> {
 }
 
 fn decoder(r: &Report) {
-    property(r, "payload/agent-encoding-round-trips", kv_entries(), |entries| {
-        let bytes = encode_kv(&entries);
-        let got = watch::decode_kv(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(got.len(), entries.len());
-        for (g, (k, v, i)) in got.iter().zip(&entries) {
-            prop_assert_eq!(&g.key, k);
-            prop_assert_eq!(g.modify_index, *i);
-            prop_assert_eq!(
-                g.value.clone().unwrap_or_default(),
-                v.clone().unwrap_or_default()
-            );
-        }
-        let typed = watch::decode(watch::WatchType::KeyPrefix, &bytes)
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(typed.kv_pairs(), &got[..]);
-        Ok(())
-    });
+    property(
+        r,
+        "payload/agent-encoding-round-trips",
+        kv_entries(),
+        |entries| {
+            let bytes = encode_kv(&entries);
+            let got = watch::decode_kv(&bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(got.len(), entries.len());
+            for (g, (k, v, i)) in got.iter().zip(&entries) {
+                prop_assert_eq!(&g.key, k);
+                prop_assert_eq!(g.modify_index, *i);
+                prop_assert_eq!(
+                    g.value.clone().unwrap_or_default(),
+                    v.clone().unwrap_or_default()
+                );
+            }
+            let typed = watch::decode(watch::WatchType::KeyPrefix, &bytes)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(typed.kv_pairs(), &got[..]);
+            Ok(())
+        },
+    );
 
     property(
         r,
@@ -103,7 +108,11 @@ fn decoder(r: &Report) {
             let bytes = encode_kv(&entries);
             let cut = cut.index(bytes.len());
             // Any strict prefix of a JSON array is invalid JSON; whitespace-only is "empty".
-            prop_assert!(watch::decode_kv(&bytes[..cut]).is_err(), "{:?}", &bytes[..cut]);
+            prop_assert!(
+                watch::decode_kv(&bytes[..cut]).is_err(),
+                "{:?}",
+                &bytes[..cut]
+            );
             prop_assert!(watch::detect(&bytes[..cut]).is_err());
             Ok(())
         },
@@ -124,7 +133,15 @@ fn decoder(r: &Report) {
             }
             let _ = watch::decode_kv(&bytes);
             let _ = watch::detect(&bytes);
-            for wt in ["key", "keyprefix", "services", "nodes", "service", "checks", "event"] {
+            for wt in [
+                "key",
+                "keyprefix",
+                "services",
+                "nodes",
+                "service",
+                "checks",
+                "event",
+            ] {
                 let _ = watch::decode(wt.parse().unwrap(), &bytes);
             }
             Ok(())
@@ -196,31 +213,36 @@ fn shell_safe(s: &str) -> bool {
 }
 
 fn imageref(r: &Report) {
-    property(r, "imageref/generated-references-round-trip", reference(), |s| {
-        // `..` cannot be generated here; everything else in the grammar is valid unless the
-        // name is too long, a 64-hex image id, or a tag with `..` in it.
-        match ImageRef::parse(&s) {
-            Ok(r) => {
-                prop_assert_eq!(r.to_string(), s.clone());
-                let again = ImageRef::parse(&r.to_string()).unwrap();
-                prop_assert_eq!(&again, &r);
-                let familiar = ImageRef::parse(&r.familiar_repository()).unwrap();
-                prop_assert_eq!(familiar.repository(), r.repository());
-                prop_assert!(shell_safe(&s));
+    property(
+        r,
+        "imageref/generated-references-round-trip",
+        reference(),
+        |s| {
+            // `..` cannot be generated here; everything else in the grammar is valid unless the
+            // name is too long, a 64-hex image id, or a tag with `..` in it.
+            match ImageRef::parse(&s) {
+                Ok(r) => {
+                    prop_assert_eq!(r.to_string(), s.clone());
+                    let again = ImageRef::parse(&r.to_string()).unwrap();
+                    prop_assert_eq!(&again, &r);
+                    let familiar = ImageRef::parse(&r.familiar_repository()).unwrap();
+                    prop_assert_eq!(familiar.repository(), r.repository());
+                    prop_assert!(shell_safe(&s));
+                }
+                // Deliberately stricter than Docker (imageref.rs docs): a domain-looking first
+                // component that is not a valid host (`a.a_0/x`) is refused.
+                Err(e) => prop_assert!(
+                    s.len() > 200
+                        || s.contains("..")
+                        || e.reason.contains("longer")
+                        || e.reason.contains("registry host"),
+                    "a grammatical reference was refused: {}",
+                    e
+                ),
             }
-            // Deliberately stricter than Docker (imageref.rs docs): a domain-looking first
-            // component that is not a valid host (`a.a_0/x`) is refused.
-            Err(e) => prop_assert!(
-                s.len() > 200
-                    || s.contains("..")
-                    || e.reason.contains("longer")
-                    || e.reason.contains("registry host"),
-                "a grammatical reference was refused: {}",
-                e
-            ),
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
 
     property(
         r,
@@ -309,7 +331,9 @@ fn render(v: &Value, style: u8) -> String {
     match style % 3 {
         0 => serde_json::to_string(v).unwrap(),
         1 => serde_json::to_string_pretty(v).unwrap(),
-        _ => serde_json::to_string_pretty(v).unwrap().replace('\n', "\r\n"),
+        _ => serde_json::to_string_pretty(v)
+            .unwrap()
+            .replace('\n', "\r\n"),
     }
 }
 
@@ -344,8 +368,9 @@ fn jsonedit(r: &Report) {
             }
             let out = jsonedit::apply(text.as_bytes(), &edits)
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let got: Value = serde_json::from_slice(&out)
-                .map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&out))))?;
+            let got: Value = serde_json::from_slice(&out).map_err(|e| {
+                TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&out)))
+            })?;
             prop_assert_eq!(got, expected);
             // Outside the edited spans, every byte is the original's, in order.
             let mut spans: Vec<_> = edits.iter().map(|e| e.span.clone()).collect();
@@ -390,7 +415,9 @@ fn jsonedit(r: &Report) {
                 })
                 .collect();
             if let Ok(out) = jsonedit::apply(text.as_bytes(), &edits) {
-                prop_assert!(edits.iter().all(|e| e.span.start <= e.span.end && e.span.end <= text.len()));
+                prop_assert!(edits
+                    .iter()
+                    .all(|e| e.span.start <= e.span.end && e.span.end <= text.len()));
                 let _ = out;
             }
             Ok(())
@@ -404,14 +431,19 @@ fn jsonedit(r: &Report) {
             json_value(),
             any::<u8>(),
             prop::collection::vec(
-                (any::<prop::sample::Index>(), prop::sample::select(b"{}[]\",:\\ 0e-.tnfu\x01\xff".to_vec())),
+                (
+                    any::<prop::sample::Index>(),
+                    prop::sample::select(b"{}[]\",:\\ 0e-.tnfu\x01\xff".to_vec()),
+                ),
                 1..4,
             ),
         ),
         |(v, style, muts)| {
             let mut bytes = render(&v, style).into_bytes();
             for (at, b) in muts {
-                let i = at.index(bytes.len().max(1)).min(bytes.len().saturating_sub(1));
+                let i = at
+                    .index(bytes.len().max(1))
+                    .min(bytes.len().saturating_sub(1));
                 if !bytes.is_empty() {
                     bytes[i] = b;
                 }
@@ -444,7 +476,10 @@ fn corpus(target: &str) -> Vec<(String, bool, Vec<u8>)> {
         .map(|p| {
             let name = p.file_name().unwrap().to_string_lossy().into_owned();
             let ok = name.starts_with("ok-");
-            assert!(ok || name.starts_with("err-"), "{name}: name must start with ok- or err-");
+            assert!(
+                ok || name.starts_with("err-"),
+                "{name}: name must start with ok- or err-"
+            );
             (name, ok, std::fs::read(&p).unwrap())
         })
         .collect();
@@ -512,7 +547,10 @@ fn replay(r: &Report) {
                     })
                     .collect();
                 let out = jsonedit::apply(&bytes, &edits).map_err(|e| e.to_string())?;
-                ensure!(jsonedit::parse(&out).is_ok(), "edited document no longer parses");
+                ensure!(
+                    jsonedit::parse(&out).is_ok(),
+                    "edited document no longer parses"
+                );
             }
             Ok(())
         });

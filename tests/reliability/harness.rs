@@ -71,7 +71,10 @@ impl Report {
         match outcome {
             Ok(()) => println!("case {name} ... ok ({ms} ms)"),
             Err(e) => {
-                println!("case {name} ... FAILED ({ms} ms)\n    {}", e.replace('\n', "\n    "));
+                println!(
+                    "case {name} ... FAILED ({ms} ms)\n    {}",
+                    e.replace('\n', "\n    ")
+                );
                 self.failures.lock().unwrap().push(format!("{name}: {e}"));
             }
         }
@@ -262,11 +265,7 @@ impl Outcome {
             "PANIC\n{}",
             self.show()
         );
-        ensure!(
-            self.code.is_some(),
-            "killed by a signal\n{}",
-            self.show()
-        );
+        ensure!(self.code.is_some(), "killed by a signal\n{}", self.show());
         ensure!(
             self.drained,
             "did not drain stdin (the agent logs a broken pipe)\n{}",
@@ -354,16 +353,4 @@ fn clip(s: &str) -> String {
         }
         format!("{}… ({} bytes in all)", &s[..end], s.len())
     }
-}
-
-/// Polls `cond` until it holds or `limit` passes (no fixed sleeps).
-pub fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Check {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Err(format!("timed out waiting for {what}"))
 }

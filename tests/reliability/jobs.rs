@@ -49,10 +49,26 @@ pub fn desired_payload(tag: &str) -> Vec<u8> {
 
 fn desired_entries(tag: &str) -> Vec<Value> {
     vec![
-        kv(&format!("{PREFIX}marathon/api.json"), api(tag).to_string().as_bytes(), 10),
-        kv(&format!("{PREFIX}marathon/web.json"), web().to_string().as_bytes(), 11),
-        kv(&format!("{PREFIX}chronos/report.json"), report_job().to_string().as_bytes(), 12),
-        kv("jobs/main.ref", b"0123456789abcdef0123456789abcdef01234567", 13),
+        kv(
+            &format!("{PREFIX}marathon/api.json"),
+            api(tag).to_string().as_bytes(),
+            10,
+        ),
+        kv(
+            &format!("{PREFIX}marathon/web.json"),
+            web().to_string().as_bytes(),
+            11,
+        ),
+        kv(
+            &format!("{PREFIX}chronos/report.json"),
+            report_job().to_string().as_bytes(),
+            12,
+        ),
+        kv(
+            "jobs/main.ref",
+            b"0123456789abcdef0123456789abcdef01234567",
+            13,
+        ),
     ]
 }
 
@@ -82,7 +98,14 @@ impl Stack {
             .env("MARATHON_URL", self.marathon.url())
             .env("CHRONOS_URL", self.chronos.url())
             .env("CONSUL_HTTP_ADDR", self.consul.url())
-            .args(["--prefix", PREFIX, "--timeout", "20s", "--deploy-timeout", "3s"])
+            .args([
+                "--prefix",
+                PREFIX,
+                "--timeout",
+                "20s",
+                "--deploy-timeout",
+                "3s",
+            ])
             .stdin(payload)
     }
 
@@ -140,20 +163,76 @@ impl Stack {
 fn invalid_configs() -> Vec<(&'static str, String, &'static str)> {
     let app = |v: Value| v.to_string();
     vec![
-        ("app-id-uppercase", app(json!({"id": "/Sami/API", "cmd": "x"})), "/Sami/API"),
-        ("app-id-leading-dash", app(json!({"id": "-rf", "cmd": "x"})), "-rf"),
-        ("app-id-control", app(json!({"id": "/sami/a\u{7}pi", "cmd": "x"})), "id"),
-        ("app-id-query", app(json!({"id": "/sami/api?force=true", "cmd": "x"})), "id"),
-        ("app-id-ends-restart", app(json!({"id": "/sami/restart", "cmd": "x"})), "restart"),
+        (
+            "app-id-uppercase",
+            app(json!({"id": "/Sami/API", "cmd": "x"})),
+            "/Sami/API",
+        ),
+        (
+            "app-id-leading-dash",
+            app(json!({"id": "-rf", "cmd": "x"})),
+            "-rf",
+        ),
+        (
+            "app-id-control",
+            app(json!({"id": "/sami/a\u{7}pi", "cmd": "x"})),
+            "id",
+        ),
+        (
+            "app-id-query",
+            app(json!({"id": "/sami/api?force=true", "cmd": "x"})),
+            "id",
+        ),
+        (
+            "app-id-ends-restart",
+            app(json!({"id": "/sami/restart", "cmd": "x"})),
+            "restart",
+        ),
         ("app-no-cmd", app(json!({"id": "/sami/nocmd"})), "cmd"),
-        ("app-instances-string", app(json!({"id": "/sami/n", "cmd": "x", "instances": "three"})), "instances"),
-        ("app-label-not-string", app(json!({"id": "/sami/l", "cmd": "x", "labels": {"a": 1}})), "label"),
-        ("job-name-injection", app(json!({"name": "r; rm -rf /", "command": "x", "schedule": "R/2026-01-01T00:00:00Z/PT1H"})), "name"),
-        ("job-bad-schedule", app(json!({"name": "r2", "command": "x", "schedule": "$(reboot)"})), "schedule"),
-        ("job-schedule-and-parents", app(json!({"name": "r3", "command": "x", "schedule": "R/2026-01-01T00:00:00Z/PT1H", "parents": ["report"]})), "parents"),
-        ("job-unknown-parent", app(json!({"name": "r4", "command": "x", "parents": ["nope"]})), "nope"),
-        ("job-no-schedule", app(json!({"name": "r5", "command": "x"})), "schedule"),
-        ("invalid-json-value", "{\"id\": \"/sami/api\", ".into(), "json"),
+        (
+            "app-instances-string",
+            app(json!({"id": "/sami/n", "cmd": "x", "instances": "three"})),
+            "instances",
+        ),
+        (
+            "app-label-not-string",
+            app(json!({"id": "/sami/l", "cmd": "x", "labels": {"a": 1}})),
+            "label",
+        ),
+        (
+            "job-name-injection",
+            app(
+                json!({"name": "r; rm -rf /", "command": "x", "schedule": "R/2026-01-01T00:00:00Z/PT1H"}),
+            ),
+            "name",
+        ),
+        (
+            "job-bad-schedule",
+            app(json!({"name": "r2", "command": "x", "schedule": "$(reboot)"})),
+            "schedule",
+        ),
+        (
+            "job-schedule-and-parents",
+            app(
+                json!({"name": "r3", "command": "x", "schedule": "R/2026-01-01T00:00:00Z/PT1H", "parents": ["report"]}),
+            ),
+            "parents",
+        ),
+        (
+            "job-unknown-parent",
+            app(json!({"name": "r4", "command": "x", "parents": ["nope"]})),
+            "nope",
+        ),
+        (
+            "job-no-schedule",
+            app(json!({"name": "r5", "command": "x"})),
+            "schedule",
+        ),
+        (
+            "invalid-json-value",
+            "{\"id\": \"/sami/api\", ".into(),
+            "json",
+        ),
         ("empty-value", String::new(), "empty"),
     ]
 }
@@ -162,7 +241,11 @@ pub fn bad_input(r: &Report) {
     let s = Stack::start();
     let key = format!("{PREFIX}marathon/api.json");
     let mut cases = decoder_cases(&key);
-    cases.push(("50MiB-prefix-bad-base64", huge_prefix(&key), vec!["base64".into()]));
+    cases.push((
+        "50MiB-prefix-bad-base64",
+        huge_prefix(&key),
+        vec!["base64".into()],
+    ));
     for (name, bytes, needles) in cases {
         r.case(&format!("bad-input/kv2jobs/{name}"), || {
             let before = s.snapshot();
@@ -178,7 +261,9 @@ pub fn bad_input(r: &Report) {
     });
     r.case("bad-input/kv2jobs/invalid-utf8-config-value", || {
         let before = s.snapshot();
-        let out = s.run(payload(&[kv(&key, b"{\"id\":\"/sami/\xff\"}", 5)])).run();
+        let out = s
+            .run(payload(&[kv(&key, b"{\"id\":\"/sami/\xff\"}", 5)]))
+            .run();
         refused(&out, 65, &[&key], &before, &s.snapshot())
     });
     // Each invalid config alone: 65, named by its key, nothing written anywhere.
@@ -196,11 +281,19 @@ pub fn bad_input(r: &Report) {
     r.case("bad-input/kv2jobs/app-id-dotdot-is-canonicalized", || {
         let k = format!("{PREFIX}bad/dotdot.json");
         let out = s
-            .run(payload(&[kv(&k, br#"{"id":"/sami/../../v2/leader","cmd":"x"}"#, 5)]))
+            .run(payload(&[kv(
+                &k,
+                br#"{"id":"/sami/../../v2/leader","cmd":"x"}"#,
+                5,
+            )]))
             .run();
         let doc = out.sane()?;
-        ensure!(matches!(out.code, Some(0) | Some(65)), "want 0 or 65
-{}", out.show());
+        ensure!(
+            matches!(out.code, Some(0) | Some(65)),
+            "want 0 or 65
+{}",
+            out.show()
+        );
         ensure!(
             !doc["actions"].to_string().contains("/.."),
             "an id with `..` reached an action
@@ -220,15 +313,22 @@ pub fn bad_input(r: &Report) {
         let before = s.snapshot();
         let out = s.run(payload(&[kv(&k, b"[1,2,3]", 5)])).run();
         out.expect(0, &[])?;
-        ensure!(before == s.snapshot(), "STATE CHANGED
-{}", out.show());
+        ensure!(
+            before == s.snapshot(),
+            "STATE CHANGED
+{}",
+            out.show()
+        );
         Ok(())
     });
     // Keys that must not be trusted as paths or options. (`jobs/main/../dev/x.json` is left to the
     // ignored test reliability_bugs::bug_kv2jobs_deploys_config_keys_with_dotdot until fixed.)
     let keys = [
         ("key-control", format!("{PREFIX}marathon/a\u{7}pi.json")),
-        ("key-newline", format!("{PREFIX}marathon/api.json\nshipwatch.managed-by")),
+        (
+            "key-newline",
+            format!("{PREFIX}marathon/api.json\nshipwatch.managed-by"),
+        ),
         ("key-leading-dash", "-jobs/main/api.json".to_string()),
     ];
     for (name, k) in keys {
@@ -259,7 +359,11 @@ pub fn bad_input(r: &Report) {
         let mut entries = desired_entries("1.4.1");
         entries.insert(
             0,
-            kv(&format!("{PREFIX}marathon/evil.json"), br#"{"id":"/Evil","cmd":"x"}"#, 9),
+            kv(
+                &format!("{PREFIX}marathon/evil.json"),
+                br#"{"id":"/Evil","cmd":"x"}"#,
+                9,
+            ),
         );
         let out = t.run(payload(&entries)).run();
         out.expect(65, &["marathon/evil.json"])?;
@@ -268,7 +372,12 @@ pub fn bad_input(r: &Report) {
         out.expect(0, &[])?;
         let w = t.writes();
         t.run(desired_payload("1.4.1")).run().expect(0, &[])?;
-        ensure!(t.writes() == w, "replay wrote again: {:?} -> {:?}", w, t.writes());
+        ensure!(
+            t.writes() == w,
+            "replay wrote again: {:?} -> {:?}",
+            w,
+            t.writes()
+        );
         t.converged("1.4.1")
     });
 }
@@ -290,7 +399,10 @@ fn fault_case(
             s.converged("1.4.1")?;
         }
         r.faults(inject(&s));
-        let out = s.run(desired_payload("1.4.2")).args(extra.iter().copied()).run();
+        let out = s
+            .run(desired_payload("1.4.2"))
+            .args(extra.iter().copied())
+            .run();
         out.sane()?;
         ensure!(
             out.code.is_some_and(|c| codes.contains(&c)),
@@ -301,7 +413,10 @@ fn fault_case(
         s.chronos.faults().clear();
         s.consul.faults().clear();
         s.marathon.finish_deployments();
-        let replay = s.run(desired_payload("1.4.2")).args(extra.iter().copied()).run();
+        let replay = s
+            .run(desired_payload("1.4.2"))
+            .args(extra.iter().copied())
+            .run();
         replay.expect(0, &[])?;
         s.converged("1.4.2")?;
         let w = s.writes();
@@ -356,9 +471,11 @@ pub fn faults(r: &Report) {
         "marathon-put-503-mid-run",
         false,
         |s| {
-            s.marathon
-                .faults()
-                .fail_next_on("/v2/apps/sami/api", 8, status(503, "Service Unavailable"));
+            s.marathon.faults().fail_next_on(
+                "/v2/apps/sami/api",
+                8,
+                status(503, "Service Unavailable"),
+            );
             8
         },
         &[75, 69],
@@ -390,7 +507,10 @@ pub fn faults(r: &Report) {
             s.marathon.faults().fail_next_on(
                 "/v2/apps/sami/web",
                 50,
-                status(409, r#"{"message":"App is locked by one or more deployments."}"#),
+                status(
+                    409,
+                    r#"{"message":"App is locked by one or more deployments."}"#,
+                ),
             );
             50
         },
@@ -424,9 +544,11 @@ pub fn faults(r: &Report) {
         "chronos-post-500-mid-run",
         true,
         |s| {
-            s.chronos
-                .faults()
-                .fail_next_on("/v1/scheduler/iso8601", 8, status(500, "java.lang.NullPointerException"));
+            s.chronos.faults().fail_next_on(
+                "/v1/scheduler/iso8601",
+                8,
+                status(500, "java.lang.NullPointerException"),
+            );
             8
         },
         &[75],

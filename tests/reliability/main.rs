@@ -49,7 +49,12 @@ fn main() {
         s.spawn(move || {
             jobs::bad_input(r);
             jobs::faults(r);
-            secrets::http_handler(r, "kv2jobs", &jobs::desired_payload("1.4.2"), &["--prefix", jobs::PREFIX]);
+            secrets::http_handler(
+                r,
+                "kv2jobs",
+                &jobs::desired_payload("1.4.2"),
+                &["--prefix", jobs::PREFIX],
+            );
         });
         s.spawn(move || {
             tasks::bad_input(r);

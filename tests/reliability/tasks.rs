@@ -103,7 +103,10 @@ impl Stack {
     /// Registered = desired, each exactly once.
     pub fn converged(&self) -> Check {
         let desired: Vec<String> = self.desired().into_iter().collect();
-        ensure!(!desired.is_empty(), "no running labelled task in the double");
+        ensure!(
+            !desired.is_empty(),
+            "no running labelled task in the double"
+        );
         let got = self.registered();
         ensure!(
             got == desired,
@@ -115,9 +118,11 @@ impl Stack {
 
 fn event(payload: &[u8]) -> Vec<u8> {
     use base64::Engine;
-    serde_json::to_vec(&json!([{"ID": "3f2a6d2c-0000-0000-0000-000000000001", "Name": "jobs-deployed",
+    serde_json::to_vec(
+        &json!([{"ID": "3f2a6d2c-0000-0000-0000-000000000001", "Name": "jobs-deployed",
         "Payload": base64::engine::general_purpose::STANDARD.encode(payload),
-        "NodeFilter": "", "ServiceFilter": "", "TagFilter": "", "Version": 1, "LTime": 7}]))
+        "NodeFilter": "", "ServiceFilter": "", "TagFilter": "", "Version": 1, "LTime": 7}]),
+    )
     .unwrap()
 }
 
@@ -286,7 +291,11 @@ pub fn faults(r: &Report) {
         let f2 = f.clone();
         // Marathon's client retries 502/503/504 and connection errors; a 500 is Marathon
         // saying it failed (not retried): no deregistration and a non-zero exit either way.
-        let codes: &[i32] = if *name == "500" { &[0, 1, 69, 75] } else { &[0] };
+        let codes: &[i32] = if *name == "500" {
+            &[0, 1, 69, 75]
+        } else {
+            &[0]
+        };
         fault_case(
             r,
             &format!("marathon-{name}-once"),
