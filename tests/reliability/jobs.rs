@@ -579,3 +579,44 @@ pub fn faults(r: &Report) {
         &["--fire-event", "shipwatch-deployed"],
     );
 }
+
+/// Five agents deliver the same payload at once (Consul re-delivery, several agents): all succeed,
+/// the state converges once, and a replay writes nothing. Then the same with `--lock`.
+pub fn concurrency(r: &Report) {
+    for lock in [false, true] {
+        let name = if lock {
+            "5-concurrent-runs-with-lock"
+        } else {
+            "5-concurrent-runs"
+        };
+        r.case(&format!("faults/kv2jobs/{name}"), || {
+            let s = Stack::start();
+            let outs: Vec<_> = std::thread::scope(|sc| {
+                let hs: Vec<_> = (0..5)
+                    .map(|_| {
+                        let mut inv = s.run(desired_payload("1.4.2"));
+                        if lock {
+                            inv = inv.args(["--lock", "shipwatch/locks/kv2jobs"]);
+                        }
+                        sc.spawn(move || inv.run())
+                    })
+                    .collect();
+                hs.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            r.faults(5);
+            for out in &outs {
+                out.expect(0, &[])?;
+            }
+            s.marathon.finish_deployments();
+            s.converged("1.4.2")?;
+            let w = s.writes();
+            s.run(desired_payload("1.4.2")).run().expect(0, &[])?;
+            ensure!(
+                s.writes() == w,
+                "replay after concurrent runs wrote: {w:?} -> {:?}",
+                s.writes()
+            );
+            Ok(())
+        });
+    }
+}

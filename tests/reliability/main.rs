@@ -49,6 +49,7 @@ fn main() {
         s.spawn(move || {
             jobs::bad_input(r);
             jobs::faults(r);
+            jobs::concurrency(r);
             secrets::http_handler(
                 r,
                 "kv2jobs",
@@ -59,6 +60,7 @@ fn main() {
         s.spawn(move || {
             tasks::bad_input(r);
             tasks::faults(r);
+            tasks::concurrency(r);
             secrets::http_handler(r, "tasks2consul", b"null", &[]);
         });
     });

@@ -149,6 +149,20 @@ pub fn bad_input(r: &Report) {
             refused(&out, 65, &needles, &before, &s.snapshot())
         });
     }
+    // tasks2consul takes any watch type (README "Syncs"): another type's payload is a full sync.
+    r.case(
+        "bad-input/tasks2consul/other-watch-types-mean-full-sync",
+        || {
+            let t = Stack::start();
+            for body in [
+                &br#"{"consul":[],"web":["v1","blue"]}"#[..],
+                br#"[{"ID":"n1","Node":"n1","Address":"10.0.0.1","Datacenter":"dc1"}]"#,
+            ] {
+                t.run(body.to_vec()).run().expect(0, &[])?;
+            }
+            t.converged()
+        },
+    );
     // A huge payload that decodes (a 37 MiB value is no reason to fail a full sync) is read in
     // full; the run must neither crash nor echo it.
     r.case("bad-input/tasks2consul/50MiB-payload-full-sync", || {
@@ -374,4 +388,29 @@ pub fn faults(r: &Report) {
         },
         &[0],
     );
+}
+
+/// Five agents run a full sync at once: every service is registered exactly once.
+pub fn concurrency(r: &Report) {
+    r.case("faults/tasks2consul/5-concurrent-syncs", || {
+        let s = Stack::start();
+        let outs: Vec<_> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..5)
+                .map(|_| {
+                    let inv = s.run(b"null".to_vec());
+                    sc.spawn(move || inv.run())
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        r.faults(5);
+        for out in &outs {
+            out.expect(0, &[])?;
+        }
+        s.converged()?;
+        let w = s.consul.write_count();
+        s.run(b"null".to_vec()).run().expect(0, &[])?;
+        ensure!(s.consul.write_count() == w, "replay wrote again");
+        Ok(())
+    });
 }
