@@ -163,6 +163,25 @@ pub fn bad_input(r: &Report) {
             t.converged()
         },
     );
+    // `--events`: a captured Marathon stream that is garbage, truncated or hostile never crashes
+    // the loop; undecodable frames trigger a resync (README "--events"), so Consul converges.
+    let streams: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "events-garbage-frames",
+            b"event: status_update_event\r\ndata: {not json\r\n\r\n\xff\xfe garbage\n\ndata: {\"eventType\":\"status_update_event\",\"taskId\":\"../../x\",\"appId\":\"-rf\",\"taskStatus\":\"TASK_RUNNING\"}\n\n".to_vec(),
+        ),
+        ("events-truncated-frame", b"event: status_update_event\r\ndata: {\"eventType\":\"status_upd".to_vec()),
+        ("events-50MiB-line", vec![b'x'; 50 << 20]),
+    ];
+    for (name, bytes) in streams {
+        r.case(&format!("bad-input/tasks2consul/{name}"), || {
+            let t = Stack::start();
+            let out = t.run(bytes).arg("--events").run();
+            out.expect(0, &[])?;
+            ensure!(out.stdout.len() < 64 * 1024, "stdout echoes the stream");
+            t.converged()
+        });
+    }
     // A huge payload that decodes (a 37 MiB value is no reason to fail a full sync) is read in
     // full; the run must neither crash nor echo it.
     r.case("bad-input/tasks2consul/50MiB-payload-full-sync", || {
