@@ -34,19 +34,23 @@ pub struct Report {
     faults: AtomicUsize,
     failures: Mutex<Vec<String>>,
     filter: Vec<String>,
+    skip: Vec<String>,
 }
 
 impl Report {
-    pub fn new(filter: Vec<String>) -> Report {
+    pub fn new(filter: Vec<String>, skip: Vec<String>) -> Report {
         Report {
             filter,
+            skip,
             ..Report::default()
         }
     }
 
-    /// Whether a case name is selected by the command-line filters (`cargo test -- NAME`).
+    /// Whether a case name is selected by the command-line filters (`cargo test -- NAME`,
+    /// `--skip NAME`).
     pub fn selected(&self, name: &str) -> bool {
-        self.filter.is_empty() || self.filter.iter().any(|f| name.contains(f.as_str()))
+        (self.filter.is_empty() || self.filter.iter().any(|f| name.contains(f.as_str())))
+            && !self.skip.iter().any(|f| name.contains(f.as_str()))
     }
 
     /// Runs one case: counts it, records its failure (a returned error or a panic of the test code

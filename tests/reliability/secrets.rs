@@ -30,6 +30,8 @@ pub const CONSUL_TOKEN: &str = "s3cr3t-CTOK-a1b2";
 pub const CONSUL_FILE_TOKEN: &str = "s3cr3t-CFILE-c3d4";
 pub const HOOK_PASS: &str = "s3cr3t-HOOK-e5f6";
 pub const GIT_PASS: &str = "s3cr3t-GIT-0a0b";
+/// A Slack-style webhook: the secret is the URL path itself.
+pub const HOOK_PATH: &str = "s3cr3t-HOOKPATH-9z8y";
 
 /// Every secret value as configured.
 pub fn plain_secrets() -> Vec<String> {
@@ -41,6 +43,7 @@ pub fn plain_secrets() -> Vec<String> {
         CONSUL_FILE_TOKEN,
         HOOK_PASS,
         GIT_PASS,
+        HOOK_PATH,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -141,10 +144,12 @@ pub fn setups() -> Vec<Setup> {
             _tmp: tmp,
         });
     }
-    // 2: basic auth from env, Consul token from a file; 500/502 echo.
+    // 2: basic auth from env, Consul token from a file, a webhook whose path is the secret (env);
+    // 500/502/503/404 echo.
     {
         let m = Echo::start(&[500, 502]);
         let c = Echo::start(&[500, 502, 503]);
+        let h = Echo::start(&[404]);
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("consul.token");
         std::fs::write(&file, format!("{CONSUL_FILE_TOKEN}\n")).unwrap();
@@ -159,9 +164,13 @@ pub fn setups() -> Vec<Setup> {
                 ("CHRONOS_PASSWORD".into(), MARATHON_PASS.into()),
                 ("CONSUL_HTTP_ADDR".into(), c.url()),
                 ("CONSUL_HTTP_TOKEN_FILE".into(), file.display().to_string()),
+                (
+                    "SHIPWATCH_NOTIFY".into(),
+                    format!("{}/services/T000/B000/{HOOK_PATH}", h.url()),
+                ),
             ],
             args: vec![],
-            _servers: vec![m, c],
+            _servers: vec![m, c, h],
             _tmp: tmp,
         });
     }
