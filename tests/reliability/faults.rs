@@ -120,6 +120,43 @@ pub fn tag2git(r: &Report) {
         },
     );
 
+    r.case(
+        "faults/tag2git/push-rejected-then-replay-from-the-same-workdir",
+        || {
+            // The workdir keeps the commit that could not be pushed; the replay must neither push it
+            // twice nor lose it.
+            let repo = Repo::new();
+            repo.install_rejecting_hook();
+            repo.reject_all(true);
+            let wd = repo.workdir();
+            let body = api_payload("1.5.3", 34);
+            let out = repo
+                .tag2git_in(&wd, body.clone())
+                .args(["--push-attempts", "2"])
+                .run();
+            r.faults(2);
+            let doc = out.expect(75, &[])?;
+            ensure!(
+                doc["actions"].to_string().contains("\"failed\""),
+                "a commit that was not pushed must be reported failed\n{}",
+                out.show()
+            );
+            repo.reject_all(false);
+            let before = repo.commit_count();
+            repo.tag2git_in(&wd, body.clone()).run().expect(0, &[])?;
+            ensure!(repo.commit_count() == before + 1, "want one commit");
+            repo.tag2git_in(&wd, body).run().expect(0, &[])?;
+            ensure!(repo.commit_count() == before + 1, "replay duplicated");
+            converged(
+                &repo,
+                API_FILE,
+                "registry.local:5000/sami/api:1.5.3",
+                API_KEY,
+                34,
+            )
+        },
+    );
+
     r.case("faults/tag2git/remote-disappears-then-returns", || {
         let repo = Repo::new();
         let moved = repo.tmp.path().join("moved-away.git");

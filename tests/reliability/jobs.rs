@@ -620,3 +620,94 @@ pub fn concurrency(r: &Report) {
         });
     }
 }
+
+/// Payloads that must never delete anything, even with `--prune` (README "Ownership and prune"):
+/// nothing to read, everything rejected, or git2consul caught mid-sync.
+pub fn prune_guards(r: &Report) {
+    let mut all_rejected = desired_entries("1.4.2");
+    for e in all_rejected.iter_mut().take(3) {
+        e["Value"] = Value::String(b64(b"{\"id\": \"/sami/api\", "));
+    }
+    let mut mid_sync = desired_entries("1.4.3");
+    // git2consul wrote api.json after the .ref it is about to replace: not a consistent snapshot.
+    mid_sync[0]["ModifyIndex"] = json!(99);
+    let only_web = payload(&[
+        kv(
+            &format!("{PREFIX}marathon/web.json"),
+            web().to_string().as_bytes(),
+            11,
+        ),
+        kv(
+            "jobs/main.ref",
+            b"fedcba9876543210fedcba9876543210fedcba98",
+            13,
+        ),
+    ]);
+    let cases: Vec<(&str, Vec<u8>, &[i32])> = vec![
+        ("null-payload", b"null".to_vec(), &[0]),
+        ("empty-array", b"[]".to_vec(), &[0]),
+        ("only-folder-keys", payload(&[kv(PREFIX, b"", 3)]), &[0]),
+        (
+            "only-ref-key",
+            payload(&desired_entries("1.4.2")[3..]),
+            &[0],
+        ),
+        ("every-config-rejected", payload(&all_rejected), &[65]),
+        ("git2consul-mid-sync", payload(&mid_sync), &[0]),
+        (
+            "single-key-watch",
+            serde_json::to_vec(&desired_entries("1.4.2")[1]).unwrap(),
+            &[0],
+        ),
+    ];
+    for (name, body, codes) in cases {
+        r.case(&format!("bad-input/kv2jobs/prune-guard-{name}"), || {
+            let s = Stack::start();
+            s.run(desired_payload("1.4.2")).run().expect(0, &[])?;
+            s.marathon.finish_deployments();
+            let before = s.snapshot();
+            let out = s.run(body.clone()).arg("--prune").run();
+            out.sane()?;
+            ensure!(
+                out.code.is_some_and(|c| codes.contains(&c)),
+                "want exit {codes:?}\n{}",
+                out.show()
+            );
+            ensure!(
+                before == s.snapshot(),
+                "STATE CHANGED (something deleted or written):\nbefore: {before}\nafter:  {}\n{}",
+                s.snapshot(),
+                out.show()
+            );
+            s.converged("1.4.2")
+        });
+    }
+    // Positive control: a consistent payload without api.json and the job prunes exactly those.
+    r.case(
+        "bad-input/kv2jobs/prune-guard-control-prunes-removed-configs",
+        || {
+            let s = Stack::start();
+            s.run(desired_payload("1.4.2")).run().expect(0, &[])?;
+            s.marathon.finish_deployments();
+            let out = s.run(only_web.clone()).arg("--prune").run();
+            out.expect(0, &[])?;
+            let ids: Vec<Value> = s.marathon.apps().iter().map(|a| a["id"].clone()).collect();
+            ensure!(
+                ids == [json!("/sami/web")],
+                "after prune: {ids:?}\n{}",
+                out.show()
+            );
+            ensure!(
+                s.chronos.jobs().is_empty(),
+                "the job was not pruned\n{}",
+                out.show()
+            );
+            Ok(())
+        },
+    );
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}

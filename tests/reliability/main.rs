@@ -64,6 +64,7 @@ fn main() {
         });
         s.spawn(move || {
             jobs::bad_input(r);
+            jobs::prune_guards(r);
             jobs::faults(r);
             jobs::concurrency(r);
             secrets::http_handler(
