@@ -246,3 +246,53 @@ pub fn tag2git(r: &Report) {
         Ok(())
     });
 }
+
+/// Usage errors of every handler: exit 64, no panic, stdin drained (the agent still writes the
+/// payload), stderr says what is wrong. An unreadable `--input` is reported in the JSON summary.
+pub fn usage(r: &Report) {
+    let home = tempfile::tempdir().unwrap();
+    let base = |h: &'static str| {
+        crate::harness::Invocation::new(h, home.path())
+            .env("MARATHON_URL", "http://127.0.0.1:9")
+            .env(
+                "TAG2GIT_REPO",
+                home.path().join("none.git").display().to_string(),
+            )
+            .stdin(vec![b' '; 1 << 20])
+    };
+    for h in ["tag2git", "kv2jobs", "tasks2consul"] {
+        let flag_cases: [(&str, &[&str], &str); 4] = [
+            ("unknown-flag", &["--bogus-flag"], "--bogus-flag"),
+            ("bad-timeout", &["--timeout", "banana"], "banana"),
+            ("bad-output", &["--output", "yaml"], "yaml"),
+            (
+                "flag-injection-in-value",
+                &["--timeout", "--upload-pack=x"],
+                "--upload-pack",
+            ),
+        ];
+        for (name, args, needle) in flag_cases {
+            r.case(&format!("bad-input/{h}/usage-{name}"), || {
+                let out = base(h).args(args.iter().copied()).run();
+                ensure!(
+                    out.code == Some(64) && !out.hung,
+                    "want exit 64\n{}",
+                    out.show()
+                );
+                ensure!(!out.stderr.contains("panicked"), "PANIC\n{}", out.show());
+                ensure!(out.drained, "stdin not drained\n{}", out.show());
+                ensure!(
+                    out.stderr.contains(needle),
+                    "stderr does not name {needle:?}\n{}",
+                    out.show()
+                );
+                Ok(())
+            });
+        }
+        r.case(&format!("bad-input/{h}/usage-input-file-missing"), || {
+            let out = base(h).args(["--input", "/nonexistent/payload.json"]).run();
+            out.expect(64, &["/nonexistent/payload.json"])?;
+            Ok(())
+        });
+    }
+}

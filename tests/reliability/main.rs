@@ -57,7 +57,10 @@ fn main() {
     std::thread::scope(|s| {
         let r = &report;
         s.spawn(move || badinput::tag2git(r));
-        s.spawn(move || fuzz::all(r));
+        s.spawn(move || {
+            fuzz::all(r);
+            badinput::usage(r);
+        });
         s.spawn(move || {
             faults::tag2git(r);
             secrets::tag2git(r);
