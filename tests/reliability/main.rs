@@ -3,7 +3,16 @@
 //! (`harness = false`) so that it can count what it did and print, at the end,
 //! `reliability: N cases tried, M faults injected, F failures`, exiting non-zero on any failure.
 //!
-//! `cargo test -p e2e --test reliability -- FILTER` runs only the cases whose name contains FILTER.
+//! Sections (run in parallel threads, cases within a section in order): `bad-input/<handler>/…`
+//! (badinput.rs, jobs.rs, tasks.rs), `faults/<handler>/…` (faults.rs, jobs.rs, tasks.rs),
+//! `secrets/<handler>/…` (secrets.rs), `fuzz/…` and `corpus/…` (fuzz.rs, tests/corpus/).
+//! "Faults injected" counts what a case arms: each queued fault, refusal or latency setting on a
+//! double, each push a git hook is set to reject, a vanished remote, each concurrent racer, and
+//! each all-remotes-failing secrets run. Known bugs are not part of the suite: they are ignored
+//! failing tests in reliability/bugs.rs (`--test reliability_bugs -- --ignored`).
+//!
+//! `cargo test -p e2e --test reliability -- FILTER` runs only the cases whose name contains FILTER
+//! (`--skip FILTER` leaves them out); `FUZZ_CASES=N` sets the cases per fuzz property (256).
 //! Needs the handler binaries built (`cargo test --workspace` builds them, or SHIPWATCH_BIN_DIR).
 
 mod badinput;
