@@ -92,9 +92,12 @@ impl Marathon {
         Ok(apps)
     }
 
-    /// `GET /v2/apps/{id}`; `None` for 404.
+    /// `GET /v2/apps/{id}?embed=app.tasks` (Marathon embeds tasks, counts and deployments on
+    /// this endpoint anyway, AppsResource.show); `None` for 404.
     pub fn get_app(&self, app_id: &str) -> Result<Option<Value>, MarathonError> {
-        let resp = self.http.get(&format!("/v2/apps/{}", id_path(app_id)))?;
+        let resp = self
+            .http
+            .get(&format!("/v2/apps/{}?embed=app.tasks", id_path(app_id)))?;
         if resp.status == 404 {
             return Ok(None);
         }
