@@ -58,6 +58,9 @@ struct Args {
     noop: bool,
 }
 
+/// A case is built only when selected (the 10,000-app payloads take a moment).
+type MakeCase<'a> = Box<dyn Fn() -> cases::Case + 'a>;
+
 fn main() {
     // The floor must be as cheap as a Rust process can be: no argument parsing beyond this.
     if std::env::args().nth(1).as_deref() == Some("--noop") {
@@ -81,7 +84,7 @@ fn main() {
         Err(e) => eprintln!("warning: {e}: peak RSS is not measured (apt-get install time)"),
     }
     let repo = Rc::new(std::cell::RefCell::new(None));
-    let all: Vec<(&str, Box<dyn Fn() -> cases::Case>)> = vec![
+    let all: Vec<(&str, MakeCase)> = vec![
         ("one-key", Box::new(|| cases::one_key(&tools))),
         ("keyprefix-1k", Box::new(|| cases::keyprefix(&tools, 1_000))),
         (
