@@ -544,10 +544,7 @@ pub fn tag2git(tools: &Tools, shared: &SharedRepo, images: usize) -> Case {
         Contestant {
             label: "baseline".into(),
             kind: Kind::Baseline,
-            prepare: Err(
-                "no baseline: there is no common operator script that edits job files in Git"
-                    .into(),
-            ),
+            prepare: Err("no baseline (no common operator script edits job files in Git)".into()),
         },
     ];
     contestants.extend(floor(tools, &floor_stdin));
