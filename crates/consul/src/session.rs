@@ -8,7 +8,8 @@ use serde_json::json;
 use crate::{encode_path, Consul, ConsulError};
 
 impl Consul {
-    /// Creates a session with a TTL (Consul accepts 10s to 86400s) and no health checks, so that
+    /// Creates a session with a TTL (Consul accepts 10s to 86400s and answers an error for
+    /// anything else) and no health checks, so that
     /// only the TTL (not this node's serfHealth) decides when a crashed holder's lock is freed.
     pub fn session_create(
         &self,
@@ -18,9 +19,9 @@ impl Consul {
     ) -> Result<String, ConsulError> {
         let body = json!({
             "Name": name,
-            "TTL": format!("{}s", ttl.as_secs().max(10)),
+            "TTL": go_duration(ttl),
             "Behavior": "release",
-            "LockDelay": format!("{}s", lock_delay.as_secs()),
+            "LockDelay": go_duration(lock_delay),
             "Checks": [],
             "NodeChecks": [],
         });
@@ -63,5 +64,14 @@ impl Consul {
             return Err(ConsulError::from_response("session destroy", &resp));
         }
         Ok(())
+    }
+}
+
+/// A duration as Go's time.ParseDuration reads it (`15s`, `1500ms`).
+fn go_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
     }
 }

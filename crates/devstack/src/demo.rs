@@ -69,6 +69,7 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
         bin_dir: opts.bin_dir,
         config_dir: opts.config_dir,
         env: vec![("RUST_LOG".into(), "warn".into())],
+        extra_args: Vec::new(),
     })?;
     println!(
         "devstack: Consul {}  Marathon {}  Chronos {}",

@@ -110,11 +110,29 @@ pub struct PipelineOptions {
     pub config_dir: PathBuf,
     /// Extra environment for the handlers (the simulated agent's environment).
     pub env: Vec<(String, String)>,
+    /// Extra flags appended to a handler's `args`, by handler name.
+    pub extra_args: Vec<(String, Vec<String>)>,
+}
+
+impl PipelineOptions {
+    /// Defaults for tests: quick deployments, binaries next to the running test executable,
+    /// the repository's consul-config/.
+    pub fn for_tests() -> Result<PipelineOptions, PipelineError> {
+        Ok(PipelineOptions {
+            stack: StackOptions::default(),
+            bin_dir: crate::bins::handler_dir().map_err(|e| fail("find handler binaries", e))?,
+            config_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../consul-config"),
+            env: vec![("RUST_LOG".into(), "info".into())],
+            extra_args: Vec::new(),
+        })
+    }
 }
 
 /// A running pipeline. Dropping it stops the runner and the doubles and removes the temp dir.
 pub struct Pipeline {
     pub runner: Runner,
+    specs: Vec<WatchSpec>,
+    runner_options: RunnerOptions,
     pub stack: Stack,
     pub bare: PathBuf,
     pub work: PathBuf,
@@ -235,7 +253,14 @@ impl Pipeline {
             .map_err(|e| fail("git2consul first sync", e))?;
 
         let workdir = dir.path().join("tag2git-work");
-        let watches = load_watches(&opts.config_dir, &bare, &workdir)?;
+        let mut watches = load_watches(&opts.config_dir, &bare, &workdir)?;
+        for (handler, spec) in &mut watches {
+            for (h, extra) in &opts.extra_args {
+                if h == handler {
+                    spec.args.extend(extra.iter().cloned());
+                }
+            }
+        }
         let watch_index = watches
             .iter()
             .enumerate()
@@ -254,24 +279,36 @@ impl Pipeline {
         env.extend(opts.env.clone());
         env.push(("GIT_COMMITTER_NAME".into(), "tag2git".into()));
         env.push(("GIT_COMMITTER_EMAIL".into(), "tag2git@example.com".into()));
-        let runner = Runner::start(
-            watches.into_iter().map(|(_, s)| s).collect(),
-            RunnerOptions {
-                consul_url: stack.consul.url(),
-                env,
-                path: vec![opts.bin_dir.clone()],
-                ..RunnerOptions::default()
-            },
-        )
-        .map_err(|e| fail("start the watch runner", e))?;
+        let specs: Vec<WatchSpec> = watches.into_iter().map(|(_, s)| s).collect();
+        let runner_options = RunnerOptions {
+            consul_url: stack.consul.url(),
+            env,
+            path: vec![opts.bin_dir.clone()],
+            retry_base: Duration::from_millis(200),
+            ..RunnerOptions::default()
+        };
+        let runner = Runner::start(specs.clone(), runner_options.clone())
+            .map_err(|e| fail("start the watch runner", e))?;
         Ok(Pipeline {
             runner,
+            specs,
+            runner_options,
             stack,
             bare,
             work,
             watch_index,
             _dir: dir,
         })
+    }
+
+    /// What `consul reload` or an agent restart does: every watch plan is stopped and started
+    /// again, and each fires at once with the current data. Earlier invocations are forgotten.
+    pub fn restart_agent(&mut self) -> Result<(), PipelineError> {
+        let fresh = Runner::start(self.specs.clone(), self.runner_options.clone())
+            .map_err(|e| fail("restart the watch runner", e))?;
+        let old = std::mem::replace(&mut self.runner, fresh);
+        old.stop();
+        Ok(())
     }
 
     /// The runner's index of `handler`'s watch.
@@ -317,8 +354,12 @@ impl Pipeline {
             &self.work,
             &["pull", "--quiet", "--ff-only", "origin", BRANCH],
         )?;
-        std::fs::write(self.work.join(path), body).map_err(|e| fail("human commit", e))?;
-        git(&self.work, &["commit", "--quiet", "-am", message])?;
+        let p = self.work.join(path);
+        std::fs::create_dir_all(p.parent().unwrap_or(&self.work))
+            .map_err(|e| fail("human commit", e))?;
+        std::fs::write(&p, body).map_err(|e| fail("human commit", e))?;
+        git(&self.work, &["add", "-A"])?;
+        git(&self.work, &["commit", "--quiet", "-m", message])?;
         git(&self.work, &["push", "--quiet", "origin", BRANCH])?;
         Ok(())
     }

@@ -43,6 +43,11 @@ pub struct CommonArgs {
     /// may take up to twice the TTL to reap it; minimum 10s).
     #[arg(long, value_name = "DUR", default_value = "15s", value_parser = parse_duration)]
     pub lock_ttl: Duration,
+
+    /// Post a JSON summary (Slack-compatible `text`) to this webhook after a run that changed or
+    /// failed something (repeatable).
+    #[arg(long = "notify", value_name = "URL")]
+    pub notify: Vec<String>,
 }
 
 /// Parses Go-style durations as operators write them for Consul: `300ms`, `10s`, `5m`, `1h`,

@@ -13,6 +13,7 @@ mod deadline;
 mod exit;
 pub mod http;
 mod input;
+pub mod notify;
 pub mod redact;
 mod retry;
 mod summary;
@@ -81,7 +82,7 @@ where
             logic(&ctx).map_err(|e| (e.to_string(), e.exit()))
         }
     };
-    let summary = match outcome {
+    let mut summary = match outcome {
         Ok(s) => s,
         Err((msg, exit)) => {
             log::error!("{msg}");
@@ -91,6 +92,17 @@ where
             s
         }
     };
+    if !common.notify.is_empty() && !common.dry_run && notify::worth_notifying(&summary) {
+        // Failures to notify are reported but do not change the outcome of the run.
+        for e in notify::notify(
+            &common.notify,
+            &summary,
+            Deadline::after(std::time::Duration::from_secs(30)),
+        ) {
+            log::warn!("{e}");
+            summary.error(e);
+        }
+    }
     finish(&summary, common.output)
 }
 

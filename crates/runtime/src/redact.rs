@@ -111,7 +111,8 @@ fn percent_decode(s: &str) -> String {
 /// Scrubs known secret values from free text (remote error bodies, git's stderr).
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
-    secrets: Vec<String>,
+    /// (secret, replacement), longest first so a whole URL is replaced before its parts.
+    secrets: Vec<(String, String)>,
 }
 
 impl Redactor {
@@ -119,21 +120,65 @@ impl Redactor {
         Redactor::default()
     }
 
+    /// A redactor for the credentials in `url`: the whole URL (shown redacted), its userinfo and
+    /// the password (or a lone token) raw and percent-decoded. A URL without credentials gives a
+    /// redactor that changes nothing. (`https://<token>@host/repo.git` is a common way to hand a
+    /// push token to a headless job.)
+    pub fn for_url(url: &str) -> Redactor {
+        let mut r = Redactor::default();
+        let (_, creds) = split_userinfo(url);
+        if let Some((user, password)) = creds {
+            r.add_with(url, &redact_url(url));
+            let scheme_end = url.find("://").map(|i| i + 3).unwrap_or(0);
+            if let Some(at) = url[scheme_end..].find('@') {
+                r.add_with(&url[scheme_end..scheme_end + at], "***");
+                if let Some((_, raw_pass)) = url[scheme_end..scheme_end + at].split_once(':') {
+                    r.add_with(raw_pass, "***");
+                }
+            }
+            if password.expose().is_empty() {
+                // A lone userinfo is usually a token.
+                r.add_with(&user, "***");
+            } else {
+                r.add_with(password.expose(), "***");
+            }
+        }
+        r
+    }
+
     /// Adds a secret; values shorter than 4 characters are ignored (they would mask ordinary
     /// words and protect nothing).
     pub fn add(&mut self, secret: &str) {
-        if secret.len() >= 4 && !self.secrets.iter().any(|s| s == secret) {
-            self.secrets.push(secret.to_string());
-            self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        if secret.len() >= 4 {
+            self.add_with(secret, "***");
         }
     }
 
+    /// Adds a secret with its replacement.
+    pub fn add_with(&mut self, secret: &str, replacement: &str) {
+        if secret.is_empty() || self.secrets.iter().any(|(s, _)| s == secret) {
+            return;
+        }
+        self.secrets
+            .push((secret.to_string(), replacement.to_string()));
+        self.secrets
+            .sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+    }
+
+    /// `text` with every known secret replaced.
     pub fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();
-        for s in &self.secrets {
-            out = out.replace(s.as_str(), "***");
+        for (secret, replacement) in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), replacement);
+            }
         }
         out
+    }
+
+    /// Same as [`Redactor::scrub`].
+    pub fn redact(&self, text: &str) -> String {
+        self.scrub(text)
     }
 }
 
@@ -169,5 +214,30 @@ mod tests {
         r.add("hunter22");
         r.add("ab");
         assert_eq!(r.scrub("token hunter22 ab"), "token *** ab");
+    }
+
+    #[test]
+    fn url_redactor_scrubs_every_form() {
+        let url = "https://bot:s3cr%40t@git.example/r.git";
+        let r = Redactor::for_url(url);
+        let text =
+            format!("fatal: unable to access '{url}': auth for bot:s3cr%40t / s3cr@t failed");
+        let out = r.redact(&text);
+        assert!(!out.contains("s3cr"), "{out}");
+        assert!(out.contains("https://***@git.example/r.git"), "{out}");
+        assert_eq!(
+            Redactor::for_url("/srv/x").redact("a /srv/x b"),
+            "a /srv/x b"
+        );
+        let t = Redactor::for_url("https://tok3n@git.example/r.git");
+        assert_eq!(t.redact("token tok3n"), "token ***");
+        assert_eq!(
+            redact_url("https://git.example/a@b"),
+            "https://git.example/a@b"
+        );
+        assert_eq!(
+            redact_url("git@github.com:o/r.git"),
+            "git@github.com:o/r.git"
+        );
     }
 }

@@ -1,0 +1,245 @@
+//! From Consul KV pairs to validated image updates.
+//!
+//! Every entry is validated before anything touches Git: one invalid entry rejects the whole payload
+//! (exit 65) so a run never half-applies a release.
+
+use std::collections::HashMap;
+
+use gitops::imageref::{parse_bare_version, ImageRef};
+use watch::KvPair;
+
+/// One image update requested through Consul.
+#[derive(Debug, Clone)]
+pub struct Update {
+    /// Consul key.
+    pub key: String,
+    /// The key's ModifyIndex (the replay identity, with the key).
+    pub modify_index: u64,
+    /// The new reference: repository plus tag and/or digest.
+    pub image: ImageRef,
+}
+
+/// An entry that is valid but will not be applied, with the reason.
+#[derive(Debug, Clone)]
+pub struct Ignored {
+    /// Consul key.
+    pub key: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Validated updates (at most one per repository) and the entries set aside.
+#[derive(Debug, Default)]
+pub struct Entries {
+    /// Updates to apply, in payload order.
+    pub updates: Vec<Update>,
+    /// Folder keys, empty values, superseded entries.
+    pub ignored: Vec<Ignored>,
+}
+
+/// Checks shared by keys and values: nothing that could be taken for an option or a path escape.
+pub fn check_text(what: &str, s: &str) -> Result<(), String> {
+    if s.chars().any(char::is_control) {
+        return Err(format!("{what} contains control characters"));
+    }
+    if s.starts_with('-') {
+        return Err(format!("{what} starts with '-'"));
+    }
+    if s.split('/').any(|part| part == "..") || s.contains("..") {
+        return Err(format!("{what} contains '..'"));
+    }
+    Ok(())
+}
+
+/// Validates the payload's pairs. `Err` lists every problem (each naming the key).
+pub fn from_pairs(pairs: &[KvPair], key_prefix: &str) -> Result<Entries, Vec<String>> {
+    let mut entries = Entries::default();
+    let mut errors = Vec::new();
+    for pair in pairs {
+        if pair.is_folder() {
+            log::debug!("ignoring folder key {:?}", pair.key);
+            continue;
+        }
+        match update_from_pair(pair, key_prefix) {
+            Ok(Some(update)) => entries.updates.push(update),
+            Ok(None) => entries.ignored.push(Ignored {
+                key: pair.key.clone(),
+                reason: "empty value".into(),
+            }),
+            Err(e) => errors.push(format!("key {:?}: {e}", pair.key)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    supersede_duplicates(&mut entries);
+    Ok(entries)
+}
+
+fn update_from_pair(pair: &KvPair, key_prefix: &str) -> Result<Option<Update>, String> {
+    check_text("key", &pair.key)?;
+    let value = pair
+        .value_str()
+        .map_err(|_| "value is not UTF-8".to_string())?;
+    // `echo 1.4.2 | consul kv put key -` stores the newline too.
+    let value = value.trim_matches(|c: char| c == ' ' || c == '\n' || c == '\r' || c == '\t');
+    if value.is_empty() {
+        return Ok(None);
+    }
+    check_text("value", value)?;
+    let image = match parse_bare_version(value).map_err(|e| e.to_string())? {
+        Some(bare) => {
+            let name = pair.key.strip_prefix(key_prefix).ok_or_else(|| {
+                format!("value {value:?} is a bare tag but the key is not under --key-prefix {key_prefix:?}, so it names no repository")
+            })?;
+            // `--key-prefix images` (no slash) still means the repository after `images/`.
+            let name = name.trim_start_matches('/');
+            let repo = ImageRef::parse_name(name).map_err(|e| {
+                format!("the key after {key_prefix:?} must name an image repository: {e}")
+            })?;
+            repo.with_version(bare.tag.as_deref(), bare.digest.as_deref())
+        }
+        None => {
+            let image = ImageRef::parse(value).map_err(|e| e.to_string())?;
+            if image.tag().is_none() && image.digest().is_none() {
+                return Err(format!("value {value:?} has neither a tag nor a digest"));
+            }
+            let key_repo = pair
+                .key
+                .strip_prefix(key_prefix)
+                .and_then(|n| ImageRef::parse_name(n.trim_start_matches('/')).ok());
+            if let Some(key_repo) = key_repo.filter(|k| k.repository() != image.repository()) {
+                // The value decides; the key is only the audit trail. Say so, it is likely a CI slip.
+                log::warn!(
+                    "key {:?} names {} but its value names {}; updating {}",
+                    pair.key,
+                    key_repo.repository(),
+                    image.repository(),
+                    image.repository()
+                );
+            }
+            image
+        }
+    };
+    Ok(Some(Update {
+        key: pair.key.clone(),
+        modify_index: pair.modify_index,
+        image,
+    }))
+}
+
+/// Two keys naming the same repository: the most recently written (highest ModifyIndex) wins.
+fn supersede_duplicates(entries: &mut Entries) {
+    let mut best: HashMap<String, usize> = HashMap::new();
+    for (i, u) in entries.updates.iter().enumerate() {
+        let repo = u.image.repository();
+        match best.get(&repo) {
+            Some(&j) if entries.updates[j].modify_index >= u.modify_index => {}
+            _ => {
+                best.insert(repo, i);
+            }
+        }
+    }
+    let mut kept = Vec::new();
+    for (i, u) in std::mem::take(&mut entries.updates).into_iter().enumerate() {
+        let winner = best[&u.image.repository()];
+        if winner == i {
+            kept.push(u);
+        } else {
+            entries.ignored.push(Ignored {
+                key: u.key.clone(),
+                reason: format!("superseded by a newer key for {}", u.image.repository()),
+            });
+        }
+    }
+    entries.updates = kept;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(key: &str, value: Option<&str>, idx: u64) -> KvPair {
+        KvPair {
+            key: key.into(),
+            create_index: idx,
+            modify_index: idx,
+            lock_index: 0,
+            flags: 0,
+            value: value.map(|v| v.as_bytes().to_vec()),
+            session: String::new(),
+        }
+    }
+
+    #[test]
+    fn bare_tags_use_the_key() {
+        let e = from_pairs(
+            &[pair(
+                "images/registry.local:5000/sami/api",
+                Some("1.4.2\n"),
+                7,
+            )],
+            "images/",
+        )
+        .unwrap();
+        let u = &e.updates[0];
+        assert_eq!(u.image.repository(), "registry.local:5000/sami/api");
+        assert_eq!(u.image.tag(), Some("1.4.2"));
+        assert_eq!(u.modify_index, 7);
+    }
+
+    #[test]
+    fn prefix_without_slash() {
+        let e = from_pairs(&[pair("images/sami/api", Some("2.0"), 1)], "images").unwrap();
+        assert_eq!(e.updates[0].image.repository(), "docker.io/sami/api");
+    }
+
+    #[test]
+    fn full_references_and_folders() {
+        let e = from_pairs(
+            &[
+                pair("images/", None, 1),
+                pair("ci/api", Some("python:3.12"), 2),
+                pair("images/empty", Some(""), 3),
+            ],
+            "images/",
+        )
+        .unwrap();
+        assert_eq!(e.updates.len(), 1);
+        assert_eq!(e.updates[0].image.repository(), "docker.io/library/python");
+        assert_eq!(e.ignored.len(), 1);
+    }
+
+    #[test]
+    fn rejects_bad_entries_naming_the_key() {
+        for (key, value) in [
+            ("images/sami/api", "-rf"),
+            ("images/sami/api", "1..2"),
+            ("images/sami/api", "bad\u{1}"),
+            ("images/../etc", "1.0"),
+            ("-images/x", "1.0"),
+            ("images/Sami/API", "1.0"),
+            ("other/sami/api", "1.0"),
+            ("images/sami/api", "sami/api"),
+            ("images/sami/api", "sami/api@sha256:00"),
+        ] {
+            let err = from_pairs(&[pair(key, Some(value), 1)], "images/").unwrap_err();
+            assert!(err[0].contains(key), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn newest_key_wins_per_repository() {
+        let e = from_pairs(
+            &[
+                pair("images/python", Some("3.11"), 9),
+                pair("images/docker.io/library/python", Some("3.12"), 12),
+            ],
+            "images/",
+        )
+        .unwrap();
+        assert_eq!(e.updates.len(), 1);
+        assert_eq!(e.updates[0].image.tag(), Some("3.12"));
+        assert_eq!(e.ignored[0].key, "images/python");
+    }
+}
