@@ -85,8 +85,7 @@ fn handler(dir: &Path, name: &str, flag: &str) -> Result<PathBuf, String> {
     let path = dir.join(name);
     if !path.is_file() {
         return Err(format!(
-            "{name} not built in {} (cargo build --release --workspace)",
-            dir.display()
+            "{name} is not built (cargo build --release --workspace, or --bin-dir)"
         ));
     }
     let help = proc::run(
@@ -98,8 +97,7 @@ fn handler(dir: &Path, name: &str, flag: &str) -> Result<PathBuf, String> {
         Ok(path)
     } else {
         Err(format!(
-            "{name} in {} has no {flag} flag: the handler is not merged into this build yet",
-            dir.display()
+            "{name} has no {flag} flag (a stub: the handler is not merged into this build yet)"
         ))
     }
 }
