@@ -170,5 +170,10 @@ fn machine() -> String {
     if let Ok(mut f) = std::fs::File::open("/proc/sys/kernel/osrelease") {
         let _ = f.read_to_string(&mut kernel);
     }
-    format!("{cpus} cores, {model}, Linux {}", kernel.trim())
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!("{cpus} cores, {model}, Linux {}; {date}", kernel.trim())
 }
