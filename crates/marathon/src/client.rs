@@ -50,6 +50,18 @@ impl Marathon {
         embed_tasks: bool,
         label: Option<&str>,
     ) -> Result<Vec<Value>, MarathonError> {
+        self.list_apps_map(embed_tasks, label, |app| app)
+    }
+
+    /// Like [`Marathon::list_apps`], handing each app to `f` as soon as it is decoded, so that a
+    /// caller reducing 10,000 apps (to ids, or to their normalized form) never holds the whole
+    /// decoded list.
+    pub fn list_apps_map<T>(
+        &self,
+        embed_tasks: bool,
+        label: Option<&str>,
+        f: impl FnMut(Value) -> T,
+    ) -> Result<Vec<T>, MarathonError> {
         let mut query = Vec::new();
         if embed_tasks {
             query.push("embed=apps.tasks".to_string());
@@ -66,11 +78,18 @@ impl Marathon {
         if !resp.is_success() {
             return Err(MarathonError::from_response("*", &resp));
         }
-        let mut v: Value = resp.json()?;
-        Ok(match v.get_mut("apps").map(Value::take) {
-            Some(Value::Array(apps)) => apps,
-            _ => Vec::new(),
-        })
+        let mut de = serde_json::Deserializer::from_slice(&resp.body);
+        let apps = serde::de::DeserializeSeed::deserialize(AppsSeed(f), &mut de)
+            .and_then(|apps| de.end().map(|_| apps))
+            .map_err(|e| {
+                MarathonError::Http(runtime::http::HttpError::Decode {
+                    service: resp.service,
+                    method: resp.method.clone(),
+                    url: resp.url.clone(),
+                    reason: e.to_string(),
+                })
+            })?;
+        Ok(apps)
     }
 
     /// `GET /v2/apps/{id}`; `None` for 404.
@@ -122,6 +141,64 @@ impl Marathon {
         }
         let v: Value = resp.json()?;
         Ok(v.as_array().cloned().unwrap_or_default())
+    }
+}
+
+/// Decodes `{"apps": [...], ...}` element by element (other members are skipped).
+struct AppsSeed<F>(F);
+
+impl<'de, T, F: FnMut(Value) -> T> serde::de::DeserializeSeed<'de> for AppsSeed<F> {
+    type Value = Vec<T>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T, F: FnMut(Value) -> T> serde::de::Visitor<'de> for AppsSeed<F> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(r#"an object {"apps": [...]}"#)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Vec<T>, A::Error> {
+        let mut f = self.0;
+        let mut out = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "apps" {
+                out = map.next_value_seed(EachApp(&mut f))?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+struct EachApp<'f, F>(&'f mut F);
+
+impl<'de, T, F: FnMut(Value) -> T> serde::de::DeserializeSeed<'de> for EachApp<'_, F> {
+    type Value = Vec<T>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, T, F: FnMut(Value) -> T> serde::de::Visitor<'de> for EachApp<'_, F> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of apps")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(app) = seq.next_element::<Value>()? {
+            out.push((self.0)(app));
+        }
+        Ok(out)
     }
 }
 

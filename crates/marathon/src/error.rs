@@ -69,6 +69,11 @@ impl MarathonError {
             .unwrap_or_default()
             .to_string();
         match resp.status {
+            // TooManyRunningDeploymentsException (--max_running_deployments, default 100) is a
+            // 403 too: "Max number (100) of running deployments is achieved. Wait for existing
+            // deployments to complete or cancel one..." (MarathonExceptionMapper). Not an auth
+            // problem: kept as the server's answer, see `is_too_many_deployments`.
+            403 if message.contains("running deployments") => MarathonError::Http(resp.error()),
             401 | 403 => MarathonError::Unauthorized {
                 status: resp.status,
             },
@@ -98,6 +103,15 @@ impl MarathonError {
             },
             _ => MarathonError::Http(resp.error()),
         }
+    }
+}
+
+impl MarathonError {
+    /// True for Marathon's "Max number (N) of running deployments is achieved" (403): waiting for
+    /// a deployment to finish and trying again is the remedy.
+    pub fn is_too_many_deployments(&self) -> bool {
+        matches!(self, MarathonError::Http(HttpError::Status { status: 403, body, .. })
+            if body.contains("running deployments"))
     }
 }
 

@@ -45,8 +45,15 @@ pub struct CommonArgs {
     pub lock_ttl: Duration,
 
     /// Post a JSON summary (Slack-compatible `text`) to this webhook after a run that changed or
-    /// failed something (repeatable).
-    #[arg(long = "notify", value_name = "URL")]
+    /// failed something (repeatable). Webhook URLs are secrets: prefer SHIPWATCH_NOTIFY
+    /// (comma-separated) over the flag, which shows in `ps`.
+    #[arg(
+        long = "notify",
+        value_name = "URL",
+        env = "SHIPWATCH_NOTIFY",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     pub notify: Vec<String>,
 }
 

@@ -1,14 +1,24 @@
 //! tasks2consul: registers running Marathon tasks as Consul services and deregisters dead ones.
-//! (Foundation stub: decodes the payload and reports what it received.)
+//! See README.md for flags, the service ID format, ownership and the exit codes.
 
-use clap::Parser;
-use runtime::{Action, CommonArgs, ConsulArgs, MarathonArgs, Status};
+use std::io::BufRead;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use runtime::{CommonArgs, ConsulArgs, Exit, MarathonArgs, Summary, ToExit};
+use tasks2consul::{events, scope, AgentAddr, Clients, Config, Mode, SyncError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ModeArg {
+    Catalog,
+    Agent,
+}
 
 #[derive(Debug, Parser)]
 #[command(
     name = "tasks2consul",
     version,
-    about = "Register running Marathon tasks as Consul services"
+    about = "Register running Marathon tasks as Consul services, deregister dead ones"
 )]
 struct Args {
     #[command(flatten)]
@@ -17,23 +27,177 @@ struct Args {
     marathon: MarathonArgs,
     #[command(flatten)]
     consul: ConsulArgs,
+
+    /// catalog: /v1/catalog/register on an external node per Mesos host (no agent needed
+    /// there); agent: the Consul agent on the task's host (see --agent-port/--agent-url).
+    #[arg(long, value_enum, default_value_t = ModeArg::Catalog)]
+    mode: ModeArg,
+
+    /// App label that opts an app in; its value names the service ("true" or empty: derived
+    /// from the app id, /sami/api -> sami-api).
+    #[arg(long, default_value = "consul", value_name = "LABEL")]
+    label: String,
+
+    /// Catalog mode: external node name = PREFIX + Mesos host.
+    #[arg(long, default_value = "marathon-", value_name = "PREFIX")]
+    node_prefix: String,
+
+    /// Catalog mode: mark the external nodes `external-probe=true` so that consul-esm pings
+    /// them (a host that stops answering fails all its services). Default: false.
+    #[arg(long)]
+    external_probe: bool,
+
+    /// Agent mode: port of the Consul agent on each Mesos host (URL http(s)://<host>:PORT,
+    /// the scheme of --consul).
+    #[arg(long, default_value_t = 8500, value_name = "PORT")]
+    agent_port: u16,
+
+    /// Agent mode: agent URL template, `{host}` = the task's host, e.g. https://{host}:8501.
+    /// Overrides --agent-port.
+    #[arg(long, value_name = "TEMPLATE")]
+    agent_url: Option<String>,
+
+    /// Read Marathon's event stream (SSE or NDJSON) from stdin / --input and apply it as it
+    /// arrives, with full resyncs at start, every --resync-interval and on stream gaps.
+    #[arg(long)]
+    events: bool,
+
+    /// --events: time between full resyncs.
+    #[arg(long, default_value = "5m", value_name = "DUR", value_parser = runtime::parse_duration)]
+    resync_interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error("invalid payload: {0}")]
+    Decode(#[from] watch::DecodeError),
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+impl ToExit for Error {
+    fn exit(&self) -> Exit {
+        match self {
+            Error::Decode(e) => e.exit(),
+            Error::Config(_) => Exit::Usage,
+            Error::Sync(e) => e.exit(),
+        }
+    }
+}
+
+fn clients(args: &Args) -> Result<Clients, Error> {
+    let mode = match args.mode {
+        ModeArg::Catalog => Mode::Catalog,
+        ModeArg::Agent => Mode::Agent,
+    };
+    if args.label.is_empty() || args.label.chars().any(|c| c.is_control() || c == '&') {
+        return Err(Error::Config(format!("invalid --label {:?}", args.label)));
+    }
+    if args.node_prefix.chars().any(char::is_control) {
+        return Err(Error::Config("invalid --node-prefix".into()));
+    }
+    let agent = match mode {
+        Mode::Catalog => None,
+        Mode::Agent => Some(AgentAddr {
+            template: match &args.agent_url {
+                Some(t) if t.starts_with("http://") || t.starts_with("https://") => t.clone(),
+                Some(t) => {
+                    return Err(Error::Config(format!(
+                        "--agent-url {t:?} must start with http:// or https://"
+                    )))
+                }
+                None => {
+                    let consul = runtime::config::consul_url(args.consul.consul_addr.as_deref())
+                        .map_err(|e| Error::Config(e.to_string()))?;
+                    let scheme = if consul.starts_with("https://") {
+                        "https"
+                    } else {
+                        "http"
+                    };
+                    format!("{scheme}://{{host}}:{}", args.agent_port)
+                }
+            },
+        }),
+    };
+    Ok(Clients {
+        marathon: args.marathon.clone(),
+        consul: args.consul.clone(),
+        cfg: Config {
+            label: args.label.clone(),
+            mode,
+            node_prefix: args.node_prefix.clone(),
+            external_probe: args.external_probe,
+        },
+        agent,
+        timeout: args.common.timeout,
+    })
 }
 
 fn main() {
     let args: Args = runtime::parse_args();
-    runtime::run("tasks2consul", &args.common, |ctx| {
+    if args.events {
+        run_events(&args);
+    }
+    // `--lock KEY`: when several agents run the same watch, one acts, the others exit 0.
+    consul::lock::run_locked("tasks2consul", &args.common, &args.consul, |ctx| {
         let payload = watch::detect(&ctx.payload)?;
+        let clients = clients(&args)?;
+        let (scope, complaints) = scope::scope_of(&payload);
         let mut summary = ctx.summary();
-        for kv in payload.kv_pairs() {
-            summary.push(Action::new(
-                "received",
-                kv.key.clone(),
-                Status::Skipped,
-                format!("ModifyIndex {}", kv.modify_index),
-            ));
+        for c in complaints {
+            log::warn!("{c}");
+            summary.error(c);
         }
-        Ok::<_, watch::DecodeError>(summary)
+        if let scope::Scope::Apps(apps) = &scope {
+            log::info!("sync limited to {} app(s) named by the event", apps.len());
+        }
+        let result = clients
+            .with_syncer_until(ctx.deadline, &mut |s| {
+                s.run(&scope, ctx.dry_run, &mut summary)
+            })
+            .map_err(Error::Config)?;
+        result?;
+        Ok::<_, Error>(summary)
     })
+}
+
+/// `--events`: stdin (or --input) is a stream, read as it arrives rather than to EOF first.
+fn run_events(args: &Args) -> ! {
+    runtime::init_logging();
+    if args.common.lock.is_some() {
+        log::warn!("--lock is not supported with --events (run one event consumer); ignored");
+    }
+    let consul_index = watch::consul_index_from_env();
+    let mut summary = Summary::new("tasks2consul", args.common.dry_run, consul_index);
+    let clients = match clients(args) {
+        Ok(c) => c,
+        Err(e) => {
+            summary.error(e.to_string());
+            summary.raise_exit(e.exit());
+            runtime::finish(&summary, args.common.output);
+        }
+    };
+    let input: Box<dyn BufRead + Send> = match args.common.input.as_deref() {
+        Some(p) if p != std::path::Path::new("-") => match std::fs::File::open(p) {
+            Ok(f) => Box::new(std::io::BufReader::new(f)),
+            Err(e) => {
+                summary.error(format!("cannot read --input {}: {e}", p.display()));
+                summary.raise_exit(Exit::Usage);
+                runtime::finish(&summary, args.common.output);
+            }
+        },
+        _ => Box::new(std::io::BufReader::new(std::io::stdin())),
+    };
+    let opts = events::Options {
+        resync_interval: args.resync_interval.max(Duration::from_secs(1)),
+        dry_run: args.common.dry_run,
+        max_actions: 10_000,
+    };
+    let cfg = clients.cfg.clone();
+    let summary = events::run(input, &clients, &cfg, &opts, summary);
+    runtime::finish(&summary, args.common.output)
 }
 
 #[cfg(test)]

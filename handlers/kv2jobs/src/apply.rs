@@ -1,0 +1,353 @@
+//! Carrying out the plan: Marathon writes (a few in parallel), 409-locked waits, Chronos writes in
+//! order, and `--wait` following the deployments that were started.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use marathon::normalize::apps_equal;
+use marathon::{Chronos, Marathon, MarathonError};
+use runtime::{Backoff, Deadline, Status};
+use serde_json::Value;
+
+use crate::plan::{Item, Op};
+
+/// Settings for applying.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    pub force: bool,
+    pub deploy_timeout: Duration,
+    /// Marathon writes in flight at once.
+    pub parallel: usize,
+}
+
+/// The outcome of one item.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: Status,
+    pub detail: String,
+    /// The Marathon deployment this write started.
+    pub deployment: Option<String>,
+    pub version: Option<String>,
+}
+
+impl Outcome {
+    fn new(status: Status, detail: String) -> Outcome {
+        Outcome {
+            status,
+            detail,
+            deployment: None,
+            version: None,
+        }
+    }
+}
+
+/// Polls `/v2/deployments` until none of `ids` is running, or `until`.
+pub fn wait_deployments(
+    m: &Marathon,
+    ids: &BTreeSet<String>,
+    until: Instant,
+) -> Result<BTreeSet<String>, MarathonError> {
+    let backoff = Backoff {
+        attempts: u32::MAX,
+        base: Duration::from_millis(50),
+        max: Duration::from_secs(2),
+    };
+    let mut attempt = 1;
+    loop {
+        let running: BTreeSet<String> = m
+            .deployments()?
+            .iter()
+            .filter_map(|d| d.get("id").and_then(Value::as_str))
+            .filter(|id| ids.contains(*id))
+            .map(str::to_string)
+            .collect();
+        if running.is_empty() {
+            return Ok(running);
+        }
+        let wait = backoff.delay(attempt.min(10));
+        let now = Instant::now();
+        if now >= until {
+            return Ok(running);
+        }
+        std::thread::sleep(wait.min(until - now));
+        attempt += 1;
+    }
+}
+
+/// PUT with the 409 policy: `--force` overrides; otherwise wait for the deployments that hold
+/// the app (up to the deploy timeout), re-check whether a concurrent run already applied the
+/// same definition, and try again.
+fn put_app(
+    m: &Marathon,
+    body: &Value,
+    id: &str,
+    opts: &ApplyOptions,
+    deadline: Deadline,
+) -> Outcome {
+    let until = Instant::now() + deadline.cap(opts.deploy_timeout);
+    loop {
+        match m.put_app(body, opts.force) {
+            Ok(r) => {
+                return Outcome {
+                    status: Status::Applied,
+                    detail: match &r.deployment_id {
+                        Some(d) => format!("deployment {d}"),
+                        None => "applied".into(),
+                    },
+                    deployment: r.deployment_id,
+                    version: r.version,
+                }
+            }
+            Err(MarathonError::Locked { deployments, .. }) => {
+                let ids: BTreeSet<String> = deployments.into_iter().collect();
+                log::info!("{id} is locked by deployment(s) {ids:?}; waiting (or use --force)");
+                match wait_deployments(m, &ids, until) {
+                    Ok(still) if !still.is_empty() => {
+                        return Outcome::new(
+                            Status::Failed,
+                            format!(
+                                "locked by deployment(s) {} for longer than --deploy-timeout; replay later or use --force",
+                                still.into_iter().collect::<Vec<_>>().join(", ")
+                            ),
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Outcome::new(Status::Failed, e.to_string()),
+                }
+                // A concurrent kv2jobs run may have written the same definition meanwhile.
+                if let Ok(Some(live)) = m.get_app(id) {
+                    if apps_equal(body, &live) {
+                        return Outcome::new(
+                            Status::Unchanged,
+                            "already applied (by a concurrent run) while waiting for its deployment"
+                                .into(),
+                        );
+                    }
+                }
+                if Instant::now() >= until {
+                    return Outcome::new(Status::Failed, "still locked at --deploy-timeout".into());
+                }
+            }
+            Err(e) if e.is_too_many_deployments() => {
+                // Marathon's --max_running_deployments: wait for one of them to end, try again.
+                log::info!("{id}: Marathon's running-deployments limit is reached; waiting");
+                let running: BTreeSet<String> = match m.deployments() {
+                    Ok(ds) => ds
+                        .iter()
+                        .filter_map(|d| d.get("id").and_then(Value::as_str).map(str::to_string))
+                        .collect(),
+                    Err(e) => return Outcome::new(Status::Failed, e.to_string()),
+                };
+                if let Err(e) = wait_any_gone(m, &running, until) {
+                    return Outcome::new(Status::Failed, e.to_string());
+                }
+                if Instant::now() >= until {
+                    return Outcome::new(
+                        Status::Failed,
+                        "Marathon's running-deployments limit still reached at --deploy-timeout"
+                            .into(),
+                    );
+                }
+            }
+            Err(e) => return Outcome::new(Status::Failed, e.to_string()),
+        }
+    }
+}
+
+/// Waits until at least one of `ids` has ended (or none was running), or `until`.
+fn wait_any_gone(
+    m: &Marathon,
+    ids: &BTreeSet<String>,
+    until: Instant,
+) -> Result<(), MarathonError> {
+    let mut attempt = 1;
+    let backoff = Backoff {
+        attempts: u32::MAX,
+        base: Duration::from_millis(50),
+        max: Duration::from_secs(2),
+    };
+    if ids.is_empty() {
+        // The limit was hit by deployments that ended since: pause briefly, not a hot loop.
+        let now = Instant::now();
+        std::thread::sleep(backoff.delay(2).min(until.saturating_duration_since(now)));
+        return Ok(());
+    }
+    loop {
+        let running = m
+            .deployments()?
+            .iter()
+            .filter_map(|d| d.get("id").and_then(Value::as_str))
+            .filter(|id| ids.contains(*id))
+            .count();
+        let now = Instant::now();
+        if running < ids.len() || now >= until {
+            return Ok(());
+        }
+        std::thread::sleep(backoff.delay(attempt.min(10)).min(until - now));
+        attempt += 1;
+    }
+}
+
+fn delete_app(m: &Marathon, id: &str) -> Outcome {
+    match m.delete_app(id) {
+        Ok(r) => Outcome {
+            status: Status::Applied,
+            detail: r
+                .deployment_id
+                .as_ref()
+                .map(|d| format!("deployment {d}"))
+                .unwrap_or_else(|| "deleted".into()),
+            deployment: r.deployment_id,
+            version: r.version,
+        },
+        Err(MarathonError::NotFound { .. }) => {
+            Outcome::new(Status::Unchanged, "already deleted".into())
+        }
+        Err(e) => Outcome::new(Status::Failed, e.to_string()),
+    }
+}
+
+fn apply_marathon_item(
+    m: &Marathon,
+    item: &Item,
+    opts: &ApplyOptions,
+    deadline: Deadline,
+) -> Outcome {
+    match &item.op {
+        Op::PutApp(body) => put_app(m, body, &item.target, opts, deadline),
+        Op::DeleteApp => delete_app(m, &item.target),
+        _ => Outcome::new(Status::Skipped, String::new()),
+    }
+}
+
+/// Applies the Marathon items (`indices` into `items`) with a small worker pool; outcomes come
+/// back by index so the summary keeps the plan's order.
+pub fn apply_marathon(
+    m: &Marathon,
+    items: &[Item],
+    indices: &[usize],
+    opts: &ApplyOptions,
+    deadline: Deadline,
+) -> BTreeMap<usize, Outcome> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(BTreeMap::new());
+    let workers = opts.parallel.clamp(1, 16).min(indices.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&i) = indices.get(k) else {
+                    break;
+                };
+                let out = if deadline.expired() {
+                    Outcome::new(
+                        Status::Failed,
+                        "not attempted: the handler's --timeout was reached".into(),
+                    )
+                } else {
+                    apply_marathon_item(m, &items[i], opts, deadline)
+                };
+                results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(i, out);
+            });
+        }
+    });
+    results.into_inner().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Applies one Chronos item.
+pub fn apply_chronos_item(c: &Chronos, item: &Item) -> Outcome {
+    match &item.op {
+        Op::PutJob(body) => match c.put_job(body) {
+            Ok(()) => Outcome::new(Status::Applied, format!("posted to {}", c.prefix())),
+            Err(e) => Outcome::new(Status::Failed, e.to_string()),
+        },
+        Op::DeleteJob => match c.delete_job(&item.target) {
+            Ok(true) => Outcome::new(Status::Applied, "deleted".into()),
+            Ok(false) => Outcome::new(Status::Unchanged, "already deleted".into()),
+            Err(e) => Outcome::new(Status::Failed, e.to_string()),
+        },
+        _ => Outcome::new(Status::Skipped, String::new()),
+    }
+}
+
+/// `--wait`: follows the deployments started by this run; each that is still running at the
+/// deploy timeout, or that ended with the app not at the version this run wrote (cancelled or
+/// superseded), turns its action into a failure.
+pub fn follow(
+    m: &Marathon,
+    items: &[Item],
+    outcomes: &mut BTreeMap<usize, Outcome>,
+    timeout: Duration,
+    deadline: Deadline,
+) {
+    let started: BTreeSet<String> = outcomes
+        .values()
+        .filter(|o| o.status == Status::Applied)
+        .filter_map(|o| o.deployment.clone())
+        .collect();
+    if started.is_empty() {
+        return;
+    }
+    let t0 = Instant::now();
+    let until = t0 + deadline.cap(timeout);
+    let running = match wait_deployments(m, &started, until) {
+        Ok(r) => r,
+        Err(e) => {
+            for o in outcomes.values_mut().filter(|o| o.deployment.is_some()) {
+                o.status = Status::Failed;
+                o.detail = format!("{}; could not follow the deployment: {e}", o.detail);
+            }
+            return;
+        }
+    };
+    let live: Option<BTreeMap<String, Value>> = m.list_apps(false, None).ok().map(|apps| {
+        apps.into_iter()
+            .filter_map(|a| Some((a.get("id")?.as_str()?.to_string(), a)))
+            .collect()
+    });
+    for (i, o) in outcomes.iter_mut() {
+        let Some(dep) = o.deployment.clone() else {
+            continue;
+        };
+        if running.contains(&dep) {
+            o.status = Status::Failed;
+            o.detail = format!(
+                "deployment {dep} still running after {}s (--deploy-timeout)",
+                t0.elapsed().as_secs()
+            );
+            continue;
+        }
+        let item = &items[*i];
+        let Some(live) = &live else {
+            o.detail = format!("deployment {dep} finished");
+            continue;
+        };
+        let app = live.get(&item.target);
+        match (&item.op, app) {
+            (Op::DeleteApp, None) => o.detail = format!("deployment {dep} finished; app removed"),
+            (Op::DeleteApp, Some(_)) => {
+                o.status = Status::Failed;
+                o.detail = format!("deployment {dep} ended but the app still exists");
+            }
+            (_, None) => {
+                o.status = Status::Failed;
+                o.detail = format!("deployment {dep} ended but the app is gone");
+            }
+            (_, Some(a)) => {
+                let now = a.get("version").and_then(Value::as_str);
+                match (&o.version, now) {
+                    (Some(ours), Some(now)) if ours != now => {
+                        o.status = Status::Failed;
+                        o.detail = format!(
+                            "deployment {dep} was cancelled or superseded (app now at version {now})"
+                        );
+                    }
+                    _ => o.detail = format!("deployment {dep} finished"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,455 @@
+//! From a keyprefix payload to the desired state: classify every key, parse and check the job
+//! configs, add the ownership mark, and decide whether git2consul is still mid-sync.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use marathon::app::{absolute_id, flatten_group, validate_app};
+use marathon::job::{validate_job, JobKind};
+use serde_json::{Map, Value};
+use watch::KvPair;
+
+/// Marathon label: which tool manages the app.
+pub const LABEL_MANAGED_BY: &str = "shipwatch.managed-by";
+/// Marathon label: the KV key the app's config came from.
+pub const LABEL_SOURCE_KEY: &str = "shipwatch.source-key";
+/// The value of the managed-by mark.
+pub const MANAGER: &str = "kv2jobs";
+/// Chronos has no labels: the mark is two environment variables of the job (stored and returned
+/// by Chronos like any other field, and harmless to the task).
+pub const ENV_MANAGED_BY: &str = "SHIPWATCH_MANAGED_BY";
+pub const ENV_SOURCE_KEY: &str = "SHIPWATCH_SOURCE_KEY";
+
+/// A Marathon app to deploy.
+#[derive(Debug, Clone)]
+pub struct DesiredApp {
+    pub id: String,
+    pub key: String,
+    /// The definition to PUT: absolute id, ownership labels added.
+    pub body: Value,
+}
+
+/// A Chronos job to deploy.
+#[derive(Debug, Clone)]
+pub struct DesiredJob {
+    pub name: String,
+    pub key: String,
+    pub kind: JobKind,
+    /// The job to POST, ownership mark added.
+    pub body: Value,
+}
+
+/// What the payload asks for.
+#[derive(Debug, Default)]
+pub struct Desired {
+    pub apps: Vec<DesiredApp>,
+    pub jobs: Vec<DesiredJob>,
+    /// Keys reported as skipped (folders, `.ref`, non-job files): (key, why).
+    pub skipped: Vec<(String, String)>,
+    /// Configs rejected: (key, reason). Their apps/jobs are neither written nor pruned.
+    pub rejected: Vec<(String, String)>,
+    /// Set when git2consul is mid-sync: why nothing is done this run.
+    pub gate: Option<String>,
+    /// The payload was a single key (a `key` watch), not a whole prefix.
+    pub single_key: bool,
+}
+
+impl Desired {
+    /// Keys whose config was rejected (their apps/jobs must not be pruned).
+    pub fn rejected_keys(&self) -> BTreeSet<&str> {
+        self.rejected.iter().map(|(k, _)| k.as_str()).collect()
+    }
+
+    /// No job config at all (null payload, empty prefix, only folders/README/.ref).
+    pub fn is_empty(&self) -> bool {
+        self.apps.is_empty() && self.jobs.is_empty() && self.rejected.is_empty()
+    }
+}
+
+/// The mid-sync check (issue: consistent snapshots). git2consul writes every file, then
+/// `<repo>/<branch>.ref` last; a config under `<repo>/<branch>/` that is newer than the `.ref`
+/// means a sync is under way. Only branches that overlap `prefix` count (a watch on `jobs/` with
+/// `--prefix jobs/main/` is not held up by a sync of `jobs/dev`).
+pub fn sync_in_progress(pairs: &[KvPair], prefix: &str) -> Option<String> {
+    for r in pairs
+        .iter()
+        .filter(|p| p.key.ends_with(".ref") && !p.is_folder())
+    {
+        let branch = format!("{}/", &r.key[..r.key.len() - 4]);
+        if !(branch.starts_with(prefix) || prefix.starts_with(&branch)) {
+            continue;
+        }
+        if let Some(newer) = pairs
+            .iter()
+            .filter(|p| p.key.starts_with(&branch) && p.modify_index > r.modify_index)
+            .max_by_key(|p| p.modify_index)
+        {
+            return Some(format!(
+                "git2consul sync in progress: {} (ModifyIndex {}) is newer than {} (ModifyIndex {}); \
+                 nothing done, the run after the .ref write acts",
+                newer.key, newer.modify_index, r.key, r.modify_index
+            ));
+        }
+    }
+    None
+}
+
+/// What a config document is.
+enum Doc {
+    Job,
+    Group,
+    App,
+    Other(&'static str),
+}
+
+fn doc_kind(v: &Value) -> Doc {
+    let Some(o) = v.as_object() else {
+        return Doc::Other("not a JSON object");
+    };
+    let has = |k: &str| o.get(k).is_some_and(|v| !v.is_null());
+    if has("schedule") || has("parents") {
+        Doc::Job
+    } else if has("apps") || has("groups") {
+        Doc::Group
+    } else if has("id") {
+        Doc::App
+    } else if has("name") && has("command") {
+        // Looks like a Chronos job that forgot its schedule: say so rather than skip it.
+        Doc::Job
+    } else {
+        Doc::Other("no \"id\", \"apps\", \"groups\", \"schedule\" or \"parents\"")
+    }
+}
+
+fn mark_app(app: &mut Value, key: &str) {
+    if let Some(o) = app.as_object_mut() {
+        let labels = o
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !labels.is_object() {
+            *labels = Value::Object(Map::new());
+        }
+        if let Some(l) = labels.as_object_mut() {
+            l.insert(LABEL_MANAGED_BY.into(), MANAGER.into());
+            l.insert(LABEL_SOURCE_KEY.into(), key.into());
+        }
+    }
+}
+
+fn mark_job(job: &mut Value, key: &str) {
+    if let Some(o) = job.as_object_mut() {
+        let envs = o
+            .entry("environmentVariables")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if !envs.is_array() {
+            *envs = Value::Array(Vec::new());
+        }
+        if let Some(a) = envs.as_array_mut() {
+            a.retain(|e| {
+                !matches!(
+                    e.get("name").and_then(Value::as_str),
+                    Some(ENV_MANAGED_BY | ENV_SOURCE_KEY)
+                )
+            });
+            a.push(serde_json::json!({"name": ENV_MANAGED_BY, "value": MANAGER}));
+            a.push(serde_json::json!({"name": ENV_SOURCE_KEY, "value": key}));
+        }
+    }
+}
+
+/// The key a live app/job came from, when kv2jobs manages it.
+pub fn app_owner(app: &Value) -> Option<&str> {
+    let labels = app.get("labels")?;
+    if labels.get(LABEL_MANAGED_BY)?.as_str()? != MANAGER {
+        return None;
+    }
+    labels.get(LABEL_SOURCE_KEY)?.as_str()
+}
+
+/// The key a live Chronos job came from, when kv2jobs manages it.
+pub fn job_owner(job: &Value) -> Option<&str> {
+    let envs = job.get("environmentVariables")?.as_array()?;
+    let get = |n: &str| {
+        envs.iter()
+            .find(|e| e.get("name").and_then(Value::as_str) == Some(n))
+            .and_then(|e| e.get("value"))
+            .and_then(Value::as_str)
+    };
+    if get(ENV_MANAGED_BY)? != MANAGER {
+        return None;
+    }
+    get(ENV_SOURCE_KEY)
+}
+
+fn check_key(key: &str) -> Result<(), String> {
+    if key.chars().any(char::is_control) {
+        return Err("the key holds control characters".into());
+    }
+    Ok(())
+}
+
+/// Classifies every pair under `prefix` (all pairs when empty).
+pub fn classify(pairs: &[KvPair], prefix: &str, single_key: bool) -> Desired {
+    let mut d = Desired {
+        single_key,
+        gate: sync_in_progress(pairs, prefix),
+        ..Desired::default()
+    };
+    for p in pairs.iter().filter(|p| p.key.starts_with(prefix)) {
+        if p.is_folder() {
+            d.skipped.push((p.key.clone(), "folder key".into()));
+            continue;
+        }
+        if p.key.ends_with(".ref") {
+            d.skipped.push((
+                p.key.clone(),
+                "git2consul .ref marker (sync check only)".into(),
+            ));
+            continue;
+        }
+        if !p.key.ends_with(".json") {
+            d.skipped
+                .push((p.key.clone(), "not a job config (not a .json file)".into()));
+            continue;
+        }
+        if let Err(e) = check_key(&p.key) {
+            d.rejected.push((p.key.clone(), e));
+            continue;
+        }
+        let text = match p.value_str() {
+            Ok(t) => t,
+            Err(e) => {
+                d.rejected
+                    .push((p.key.clone(), format!("value is not UTF-8: {e}")));
+                continue;
+            }
+        };
+        let doc: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                let why = if text.trim().is_empty() {
+                    "empty value, not a JSON document".to_string()
+                } else {
+                    format!("invalid JSON: {e}")
+                };
+                d.rejected.push((p.key.clone(), why));
+                continue;
+            }
+        };
+        match doc_kind(&doc) {
+            Doc::Other(why) => d
+                .skipped
+                .push((p.key.clone(), format!("not a job config ({why})"))),
+            Doc::Job => match validate_job(&doc) {
+                Ok(kind) => {
+                    let mut body = doc;
+                    mark_job(&mut body, &p.key);
+                    let name = body["name"].as_str().unwrap_or_default().to_string();
+                    d.jobs.push(DesiredJob {
+                        name,
+                        key: p.key.clone(),
+                        kind,
+                        body,
+                    });
+                }
+                Err(e) => d.rejected.push((p.key.clone(), e)),
+            },
+            Doc::Group => match flatten_group(&doc).and_then(|apps| {
+                apps.into_iter()
+                    .map(|a| validate_app(&a).map(|_| a))
+                    .collect::<Result<Vec<_>, _>>()
+            }) {
+                Ok(apps) => {
+                    for mut body in apps {
+                        mark_app(&mut body, &p.key);
+                        let id = body["id"].as_str().unwrap_or_default().to_string();
+                        d.apps.push(DesiredApp {
+                            id,
+                            key: p.key.clone(),
+                            body,
+                        });
+                    }
+                }
+                Err(e) => d.rejected.push((p.key.clone(), e)),
+            },
+            Doc::App => {
+                let mut body = doc;
+                if let Some(Value::String(id)) = body.get("id") {
+                    let abs = absolute_id(id, "/");
+                    body["id"] = Value::String(abs);
+                }
+                match validate_app(&body) {
+                    Ok(()) => {
+                        mark_app(&mut body, &p.key);
+                        let id = body["id"].as_str().unwrap_or_default().to_string();
+                        d.apps.push(DesiredApp {
+                            id,
+                            key: p.key.clone(),
+                            body,
+                        });
+                    }
+                    Err(e) => d.rejected.push((p.key.clone(), e)),
+                }
+            }
+        }
+    }
+    reject_duplicates(&mut d);
+    d
+}
+
+/// An app id (or job name) defined twice is ambiguous: every config defining it is rejected.
+fn reject_duplicates(d: &mut Desired) {
+    let mut app_keys: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for a in &d.apps {
+        app_keys.entry(&a.id).or_default().push(&a.key);
+    }
+    let mut job_keys: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for j in &d.jobs {
+        job_keys.entry(&j.name).or_default().push(&j.key);
+    }
+    let mut bad: BTreeMap<String, String> = BTreeMap::new();
+    for (what, map) in [("app id", &app_keys), ("job name", &job_keys)] {
+        for (id, keys) in map.iter().filter(|(_, ks)| ks.len() > 1) {
+            let mut uniq: Vec<&str> = keys.clone();
+            uniq.sort();
+            uniq.dedup();
+            for k in &uniq {
+                bad.entry(k.to_string()).or_insert_with(|| {
+                    format!(
+                        "{what} {id} is defined more than once (in {})",
+                        uniq.join(", ")
+                    )
+                });
+            }
+        }
+    }
+    if bad.is_empty() {
+        return;
+    }
+    d.apps.retain(|a| !bad.contains_key(&a.key));
+    d.jobs.retain(|j| !bad.contains_key(&j.key));
+    d.rejected.extend(bad);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(crate) fn kv(key: &str, index: u64, value: Option<&str>) -> KvPair {
+        KvPair {
+            key: key.into(),
+            create_index: index,
+            modify_index: index,
+            lock_index: 0,
+            flags: 0,
+            value: value.map(|v| v.as_bytes().to_vec()),
+            session: String::new(),
+        }
+    }
+
+    #[test]
+    fn classifies_every_kind_of_key() {
+        let pairs = vec![
+            kv("jobs/master/", 1, None),
+            kv("jobs/master.ref", 9, Some("abc123")),
+            kv("jobs/master/README.md", 2, Some("# hi")),
+            kv("jobs/master/api.json", 3, Some(r#"{"id":"api","cmd":"x"}"#)),
+            kv(
+                "jobs/master/grp.json",
+                3,
+                Some(r#"{"id":"/g","apps":[{"id":"a","cmd":"x"}]}"#),
+            ),
+            kv(
+                "jobs/master/cron.json",
+                3,
+                Some(r#"{"name":"c","command":"x","schedule":"R//PT1H"}"#),
+            ),
+            kv("jobs/master/package.json", 3, Some(r#"{"version":"1"}"#)),
+            kv("jobs/master/bad.json", 3, Some("{nope")),
+            kv(
+                "jobs/master/badid.json",
+                3,
+                Some(r#"{"id":"Bad_Id","cmd":"x"}"#),
+            ),
+            kv(
+                "jobs/master/nocmd.json",
+                3,
+                Some(r#"{"name":"n","command":"","schedule":"R//PT1H"}"#),
+            ),
+        ];
+        let d = classify(&pairs, "", false);
+        assert!(d.gate.is_none());
+        let ids: Vec<&str> = d.apps.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, vec!["/api", "/g/a"]);
+        assert_eq!(d.jobs.len(), 1);
+        assert_eq!(d.skipped.len(), 4, "{:?}", d.skipped);
+        let rejected: Vec<&str> = d.rejected.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            rejected,
+            vec![
+                "jobs/master/bad.json",
+                "jobs/master/badid.json",
+                "jobs/master/nocmd.json"
+            ]
+        );
+        assert_eq!(app_owner(&d.apps[0].body), Some("jobs/master/api.json"));
+        assert_eq!(job_owner(&d.jobs[0].body), Some("jobs/master/cron.json"));
+    }
+
+    #[test]
+    fn duplicates_reject_every_config_that_defines_them() {
+        let pairs = vec![
+            kv("r/b/a.json", 3, Some(r#"{"id":"/x","cmd":"x"}"#)),
+            kv("r/b/b.json", 3, Some(r#"{"id":"x","cmd":"y"}"#)),
+            kv("r/b/c.json", 3, Some(r#"{"id":"/y","cmd":"y"}"#)),
+        ];
+        let d = classify(&pairs, "", false);
+        assert_eq!(d.apps.len(), 1);
+        assert_eq!(d.rejected.len(), 2);
+        assert!(
+            d.rejected[0].1.contains("more than once"),
+            "{:?}",
+            d.rejected
+        );
+    }
+
+    #[test]
+    fn mid_sync_is_detected_from_the_ref() {
+        let pairs = vec![
+            kv("jobs/master.ref", 10, Some("abc")),
+            kv("jobs/master/a.json", 12, Some("{}")),
+            kv("jobs/other/a.json", 15, Some("{}")),
+        ];
+        let why = sync_in_progress(&pairs, "").unwrap();
+        assert!(why.contains("jobs/master/a.json"), "{why}");
+        assert!(sync_in_progress(&pairs, "jobs/master/").is_some());
+        assert!(
+            sync_in_progress(&pairs, "jobs/other/").is_none(),
+            "another branch's sync"
+        );
+        let done = vec![
+            kv("jobs/master.ref", 13, Some("abc")),
+            kv("jobs/master/a.json", 12, Some("{}")),
+        ];
+        assert!(sync_in_progress(&done, "").is_none());
+        assert!(sync_in_progress(&[kv("jobs/master/a.json", 12, Some("{}"))], "").is_none());
+    }
+
+    #[test]
+    fn prefix_limits_what_is_read_and_marks_replace_user_values() {
+        let pairs = vec![
+            kv(
+                "a/x.json",
+                1,
+                Some(r#"{"id":"x","cmd":"x","labels":{"shipwatch.managed-by":"me"}}"#),
+            ),
+            kv("b/y.json", 1, Some(r#"{"id":"y","cmd":"y"}"#)),
+        ];
+        let d = classify(&pairs, "a/", false);
+        assert_eq!(d.apps.len(), 1);
+        assert_eq!(
+            d.apps[0].body["labels"],
+            json!({"shipwatch.managed-by":"kv2jobs","shipwatch.source-key":"a/x.json"})
+        );
+    }
+}

@@ -1,0 +1,284 @@
+//! kv2jobs: deploys the job configs that git2consul mirrors into Consul KV to Marathon (apps and
+//! groups) and Chronos (jobs), writing only what differs.
+//!
+//! For: the `kv2jobs` binary and its tests: classify a keyprefix payload ([`config`]), plan
+//! desired vs live ([`plan`]), apply with Marathon's realities ([`apply`]), report ([`report`]).
+//! Not for: the HTTP protocols themselves (the `marathon` and `consul` crates) or the CLI
+//! conventions (`runtime`).
+
+pub mod apply;
+pub mod config;
+pub mod plan;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use marathon::{Chronos, ChronosError, Marathon, MarathonError};
+use runtime::http::ConfigError;
+use runtime::{Action, Context, Exit, Status, Summary, ToExit};
+
+use crate::apply::{ApplyOptions, Outcome};
+use crate::plan::{Op, Plan, PlanOptions};
+
+/// What can stop a run before any action (each maps to an exit code).
+#[derive(Debug, thiserror::Error)]
+pub enum Kv2jobsError {
+    #[error("invalid payload: {0}")]
+    Decode(#[from] watch::DecodeError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("reading the live apps: {0}")]
+    Marathon(#[from] MarathonError),
+    #[error("reading the live jobs: {0}")]
+    Chronos(#[from] ChronosError),
+}
+
+impl ToExit for Kv2jobsError {
+    fn exit(&self) -> Exit {
+        match self {
+            Kv2jobsError::Decode(e) => e.exit(),
+            Kv2jobsError::Config(e) => e.exit(),
+            Kv2jobsError::Marathon(e) => e.exit(),
+            Kv2jobsError::Chronos(e) => e.exit(),
+        }
+    }
+}
+
+/// The handler's own flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub prefix: String,
+    pub prune: bool,
+    pub allow_empty: bool,
+    pub force: bool,
+    pub wait: bool,
+    pub deploy_timeout: Duration,
+    pub fire_event: Option<String>,
+    pub parallel: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            prefix: String::new(),
+            prune: false,
+            allow_empty: false,
+            force: false,
+            wait: false,
+            deploy_timeout: Duration::from_secs(120),
+            fire_event: None,
+            parallel: 4,
+        }
+    }
+}
+
+/// The remotes a run talks to.
+pub struct Remotes<'a> {
+    /// `Err` holds why no Marathon client could be made (no URL, bad URL): only an error when
+    /// the payload needs Marathon (app configs or --prune), so a payload without apps can be
+    /// checked with --dry-run and no Marathon.
+    pub marathon: Result<&'a Marathon, String>,
+    pub chronos: Option<&'a Chronos>,
+    /// Built only when an event is to be fired.
+    pub consul: Option<&'a dyn Fn() -> Result<consul::Consul, ConfigError>>,
+}
+
+fn config_action(key: &str, status: Status, detail: String) -> Action {
+    Action::new("config", key, status, detail)
+}
+
+/// One whole run over a payload: decode, classify, read live state (one request per remote),
+/// plan, apply (unless dry run), follow, fire the event (runtime posts `--notify`).
+pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summary, Kv2jobsError> {
+    let pairs = watch::decode_kv(&ctx.payload)?;
+    let single_key = ctx
+        .payload
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'{');
+    let mut desired = config::classify(&pairs, &opts.prefix, single_key);
+    drop(pairs);
+    let mut summary = ctx.summary();
+    if let Some(why) = &desired.gate {
+        log::info!("{why}");
+        summary.push(config_action(&opts.prefix, Status::Skipped, why.clone()));
+        return Ok(summary);
+    }
+    for (key, why) in &desired.skipped {
+        summary.push(config_action(key, Status::Skipped, why.clone()));
+    }
+    for (key, why) in &desired.rejected {
+        summary.push(config_action(
+            key,
+            Status::Skipped,
+            format!("rejected: {why}"),
+        ));
+        summary.error(format!("{key}: {why}"));
+        summary.raise_exit(Exit::DataErr);
+    }
+    let popts = PlanOptions {
+        prefix: opts.prefix.clone(),
+        prune: opts.prune,
+        allow_empty: opts.allow_empty,
+    };
+    let mut plan = Plan::default();
+    // One remote being unreachable does not hold up the other: its configs are reported as not
+    // deployed (exit 69 or 75) and a replay completes them.
+    if !desired.apps.is_empty() || opts.prune {
+        let m = remotes
+            .marathon
+            .as_ref()
+            .map_err(|e| ConfigError::Invalid(e.clone()))?;
+        // Reduced to the normalized form as it is decoded: 10,000 full apps are never held.
+        match m.list_apps_map(false, None, |app| marathon::normalize::canonical_app(&app)) {
+            Ok(live) => plan::plan_apps(&mut desired, &live, &popts, &mut plan),
+            Err(e) if e.exit() == Exit::Usage => return Err(e.into()),
+            Err(e) => {
+                summary.error(format!(
+                    "reading the live apps: {e}; {} app config(s) not deployed, nothing pruned",
+                    desired.apps.len()
+                ));
+                summary.raise_exit(e.exit().worst(Exit::TempFail));
+            }
+        }
+    }
+    if !desired.jobs.is_empty() || (opts.prune && remotes.chronos.is_some()) {
+        match remotes.chronos.map(Chronos::list_jobs).transpose() {
+            Ok(live) => plan::plan_jobs(&desired, live.as_deref(), &popts, &mut plan),
+            Err(e) if e.exit() == Exit::Usage => return Err(e.into()),
+            Err(e) => {
+                summary.error(format!(
+                    "reading the live jobs: {e}; {} job config(s) not deployed, nothing pruned",
+                    desired.jobs.len()
+                ));
+                summary.raise_exit(e.exit().worst(Exit::TempFail));
+            }
+        }
+    }
+    for (key, why) in &plan.rejected {
+        summary.push(config_action(
+            key,
+            Status::Skipped,
+            format!("rejected: {why}"),
+        ));
+        summary.error(format!("{key}: {why}"));
+        summary.raise_exit(Exit::DataErr);
+    }
+    log::info!(
+        "{} config(s), {} write(s) planned",
+        desired.apps.len() + desired.jobs.len(),
+        plan.writes()
+    );
+    let outcomes = if ctx.dry_run {
+        BTreeMap::new()
+    } else {
+        execute(ctx, opts, remotes, &plan)
+    };
+    for (i, item) in plan.items.iter().enumerate() {
+        let (status, detail) = match outcomes.get(&i) {
+            Some(o) => (o.status, join_detail(&item.detail, &o.detail)),
+            None if item.is_write() => (Status::Planned, item.detail.clone()),
+            None if item.unchanged => (Status::Unchanged, item.detail.clone()),
+            None => (Status::Skipped, item.detail.clone()),
+        };
+        summary.push(Action::new(item.kind, &item.target, status, detail));
+    }
+    if !ctx.dry_run {
+        tell(opts, remotes, &mut summary);
+    }
+    Ok(summary)
+}
+
+fn join_detail(plan: &str, outcome: &str) -> String {
+    match (plan.split_once('\n'), outcome.is_empty()) {
+        (_, true) => plan.to_string(),
+        (Some((first, rest)), false) => format!("{first}; {outcome}\n{rest}"),
+        (None, false) => format!("{plan}; {outcome}"),
+    }
+}
+
+/// Applies the plan: Marathon puts, Chronos puts (parents first), then deletes (Marathon, then
+/// Chronos children first); `--wait` follows the Marathon deployments.
+fn execute(
+    ctx: &Context,
+    opts: &Options,
+    remotes: &Remotes<'_>,
+    plan: &Plan,
+) -> BTreeMap<usize, Outcome> {
+    let aopts = ApplyOptions {
+        force: opts.force,
+        deploy_timeout: opts.deploy_timeout,
+        parallel: opts.parallel,
+    };
+    let select = |f: fn(&Op) -> bool| -> Vec<usize> {
+        plan.items
+            .iter()
+            .enumerate()
+            .filter(|(_, it)| f(&it.op))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let mut out = BTreeMap::new();
+    // Marathon items exist only when Marathon was read.
+    let marathon = remotes.marathon.as_ref().ok().copied();
+    if let Some(m) = marathon {
+        let puts = select(|op| matches!(op, Op::PutApp(_)));
+        out.extend(apply::apply_marathon(
+            m,
+            &plan.items,
+            &puts,
+            &aopts,
+            ctx.deadline,
+        ));
+    }
+    if let Some(c) = remotes.chronos {
+        for i in select(|op| matches!(op, Op::PutJob(_))) {
+            out.insert(i, apply::apply_chronos_item(c, &plan.items[i]));
+        }
+    }
+    if let Some(m) = marathon {
+        let deletes = select(|op| matches!(op, Op::DeleteApp));
+        out.extend(apply::apply_marathon(
+            m,
+            &plan.items,
+            &deletes,
+            &aopts,
+            ctx.deadline,
+        ));
+    }
+    if let Some(c) = remotes.chronos {
+        for i in select(|op| matches!(op, Op::DeleteJob)) {
+            out.insert(i, apply::apply_chronos_item(c, &plan.items[i]));
+        }
+    }
+    if let (true, Some(m)) = (opts.wait, marathon) {
+        apply::follow(m, &plan.items, &mut out, opts.deploy_timeout, ctx.deadline);
+    }
+    out
+}
+
+/// `--fire-event`. Its failure is listed in `errors` but does not change the
+/// exit code (the deployment itself is done; a replay would not resend them).
+fn tell(opts: &Options, remotes: &Remotes<'_>, summary: &mut Summary) {
+    let Some(name) = &opts.fire_event else {
+        return;
+    };
+    // "After a successful run": nothing failed and no remote was unreachable (rejected configs,
+    // exit 65, do not stop the event for what was deployed).
+    if !matches!(summary.exit(), Exit::Success | Exit::DataErr) {
+        log::info!("not firing {name}: the run did not succeed");
+        return;
+    }
+    let Some(payload) = report::event_payload(summary, name.len()) else {
+        return;
+    };
+    let Some(make) = remotes.consul else {
+        return;
+    };
+    match make().map(|c| c.event_fire(name, &payload)) {
+        Ok(Ok(id)) => log::info!("fired Consul event {name} ({id})"),
+        Ok(Err(e)) => summary.error(format!("--fire-event {name}: {e}")),
+        Err(e) => summary.error(format!("--fire-event {name}: {e}")),
+    }
+}

@@ -1,0 +1,482 @@
+//! `--events`: apply Marathon's event stream as it arrives, with full resyncs.
+//!
+//! Marathon's stream is a cache-invalidation hint, not a log: its docs say ordering is not
+//! guaranteed, clients miss events across reconnects and leader changes (reference §2.1, §4.4,
+//! go-marathon#336). So:
+//! - a full sync runs at start, every `--resync-interval`, when the stream shows a gap (a new
+//!   `event_stream_attached`, i.e. a reconnection, or an undecodable frame), and its result
+//!   replaces everything the events taught;
+//! - between syncs, events update an in-memory copy of the selected apps and of the owned
+//!   registrations, and only the affected app is re-planned (no Consul reads per event);
+//! - a task seen in a terminal state is never registered again by a late `TASK_RUNNING`
+//!   (reordering) until a full sync says otherwise.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io::BufRead;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use runtime::{Exit, Summary};
+use serde_json::{json, Value};
+use watch::{EventStream, StreamEvent};
+
+use crate::plan::{self, Change, Config, Mode, Owned};
+use crate::scope::Scope;
+use crate::sync::{get_app_with_tasks, SyncError, Syncer};
+
+/// Mesos task states after which a task never runs again (Marathon docs call FINISHED, FAILED,
+/// KILLED, LOST terminal; newer Mesos adds the others). TASK_KILLING deregisters early so that
+/// traffic drains before the kill, as marathon-consul does.
+pub fn is_terminal(state: &str) -> bool {
+    matches!(
+        state,
+        "TASK_FINISHED"
+            | "TASK_FAILED"
+            | "TASK_KILLED"
+            | "TASK_KILLING"
+            | "TASK_LOST"
+            | "TASK_ERROR"
+            | "TASK_DROPPED"
+            | "TASK_UNREACHABLE"
+            | "TASK_GONE"
+            | "TASK_GONE_BY_OPERATOR"
+            | "TASK_UNKNOWN"
+    )
+}
+
+/// What the loop needs from the outside world for each unit of work (a sync or one event): a
+/// fresh syncer whose clients are bounded by their own `--timeout` deadline.
+pub trait SyncerFactory {
+    fn with_syncer<T>(&self, f: &mut dyn FnMut(&Syncer<'_>) -> T) -> Result<T, String>;
+}
+
+/// In-memory view between full syncs.
+#[derive(Default)]
+pub struct State {
+    apps: HashMap<String, Value>,
+    owned: HashMap<String, Owned>,
+    tombstones: HashSet<String>,
+    /// Apps read from Marathon without the label: their events are ignored until the next
+    /// full sync or a change of their definition (most apps of a cluster may be unlabelled).
+    unselected: HashSet<String>,
+}
+
+impl State {
+    /// Records the effect of the changes that were written (failed ones stay as they were: the
+    /// next sync repairs them).
+    fn record(&mut self, changes: &[Change], done: &[Option<bool>], cfg: &Config) {
+        for (c, d) in changes.iter().zip(done) {
+            if *d != Some(true) {
+                continue;
+            }
+            match c {
+                Change::Register { reg, node, .. } => {
+                    self.owned.insert(
+                        reg.id.clone(),
+                        Owned {
+                            reg: reg.clone(),
+                            node: node.clone(),
+                            node_address: reg.host.clone(),
+                            external: cfg.mode == Mode::Catalog,
+                            check_ids: reg.checks.iter().map(|c| c.id.clone()).collect(),
+                            node_probe: Some(
+                                if cfg.external_probe { "true" } else { "false" }.to_string(),
+                            ),
+                        },
+                    );
+                }
+                Change::Deregister { owned, .. } => {
+                    self.owned.remove(&owned.reg.id);
+                }
+            }
+        }
+    }
+}
+
+/// Options of the loop.
+pub struct Options {
+    pub resync_interval: Duration,
+    pub dry_run: bool,
+    /// Most actions kept for the final summary (a live stream runs for weeks).
+    pub max_actions: usize,
+}
+
+/// Runs the loop over `input` until EOF. Returns the summary of everything done.
+pub fn run<R: BufRead + Send + 'static>(
+    input: R,
+    factory: &impl SyncerFactory,
+    cfg: &Config,
+    opts: &Options,
+    mut summary: Summary,
+) -> Summary {
+    let (tx, rx) = mpsc::sync_channel::<Result<StreamEvent, String>>(1024);
+    std::thread::spawn(move || {
+        for item in EventStream::new(input) {
+            if tx.send(item.map_err(|e| e.to_string())).is_err() {
+                break;
+            }
+        }
+    });
+    let mut state = State::default();
+    if let Err(e) = full_sync(factory, cfg, opts, &mut state, &mut summary) {
+        // Nothing could be read at start: stop (exit 69/75), a restart retries.
+        summary.error(e);
+        return summary;
+    }
+    let mut next_sync = Instant::now() + opts.resync_interval;
+    let mut attached_seen = false;
+    let mut events = 0u64;
+    loop {
+        let wait = next_sync.saturating_duration_since(Instant::now());
+        let item = match rx.recv_timeout(wait) {
+            Ok(item) => item,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                resync(factory, cfg, opts, &mut state, &mut summary, "interval");
+                next_sync = Instant::now() + opts.resync_interval;
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        events += 1;
+        let ev = match item {
+            Ok(ev) => ev,
+            Err(e) => {
+                log::warn!("{e}; resyncing");
+                resync(factory, cfg, opts, &mut state, &mut summary, "bad frame");
+                next_sync = Instant::now() + opts.resync_interval;
+                continue;
+            }
+        };
+        if ev.event_type == "event_stream_attached" {
+            if attached_seen {
+                resync(
+                    factory,
+                    cfg,
+                    opts,
+                    &mut state,
+                    &mut summary,
+                    "stream reattached",
+                );
+                next_sync = Instant::now() + opts.resync_interval;
+            }
+            attached_seen = true;
+            continue;
+        }
+        if let Err(e) = on_event(&ev, factory, cfg, opts, &mut state, &mut summary) {
+            log::error!(
+                "event at line {}: {e}; resyncing at the next interval",
+                ev.line
+            );
+            summary.error(format!("event at line {}: {e}", ev.line));
+            summary.raise_exit(Exit::TempFail);
+        }
+        trim(&mut summary, opts.max_actions);
+    }
+    log::info!("event stream ended after {events} event(s)");
+    summary
+}
+
+fn trim(summary: &mut Summary, max: usize) {
+    if summary.actions.len() > max {
+        let drop = summary.actions.len() - max;
+        summary.actions.drain(..drop);
+    }
+}
+
+fn resync(
+    factory: &impl SyncerFactory,
+    cfg: &Config,
+    opts: &Options,
+    state: &mut State,
+    summary: &mut Summary,
+    why: &str,
+) {
+    log::info!("full resync ({why})");
+    if let Err(e) = full_sync(factory, cfg, opts, state, summary) {
+        log::error!("resync ({why}) failed: {e}");
+        summary.error(format!("resync ({why}) failed: {e}"));
+        summary.raise_exit(Exit::TempFail);
+    }
+}
+
+/// One full sync; replaces the in-memory state with what it read and wrote.
+fn full_sync(
+    factory: &impl SyncerFactory,
+    cfg: &Config,
+    opts: &Options,
+    state: &mut State,
+    summary: &mut Summary,
+) -> Result<(), String> {
+    let result = factory.with_syncer(&mut |s: &Syncer<'_>| -> Result<(), SyncError> {
+        let apps = s.read_apps(&Scope::All)?;
+        let (owned, nodes) = s.read_owned_nodes()?;
+        let p = plan::plan(&apps, &owned, None, cfg);
+        for e in &p.errors {
+            summary.error(e.to_string());
+            summary.raise_exit(Exit::DataErr);
+        }
+        state.apps = apps
+            .into_iter()
+            .filter_map(|a| {
+                let id = a.get("id").and_then(Value::as_str)?.to_string();
+                Some((id, a))
+            })
+            .collect();
+        state.owned = owned.into_iter().map(|o| (o.reg.id.clone(), o)).collect();
+        state.tombstones.clear();
+        state.unselected.clear();
+        let done = s.apply_each(&p.changes, opts.dry_run, summary);
+        state.record(&p.changes, &done, cfg);
+        if !nodes.is_empty() {
+            s.remove_empty_nodes(&nodes, &p.changes, &done, opts.dry_run, summary);
+        }
+        Ok(())
+    });
+    // The clients could not be built (no Marathon URL, bad CA file…): a usage error.
+    let result = result.inspect_err(|_| summary.raise_exit(Exit::Usage))?;
+    result.map_err(|e| {
+        summary.raise_exit(runtime::ToExit::exit(&e));
+        e.to_string()
+    })
+}
+
+/// Re-plans one app from the in-memory state and applies.
+fn replan_app(
+    s: &Syncer<'_>,
+    app_id: &str,
+    cfg: &Config,
+    opts: &Options,
+    state: &mut State,
+    summary: &mut Summary,
+) {
+    let scope: BTreeSet<String> = [app_id.to_string()].into();
+    let apps: Vec<Value> = state.apps.get(app_id).cloned().into_iter().collect();
+    // Only this app's registrations are compared (cloning all of them per event would cost
+    // O(registrations)).
+    let owned: Vec<Owned> = state
+        .owned
+        .values()
+        .filter(|o| o.reg.app_id() == app_id)
+        .cloned()
+        .collect();
+    let p = plan::plan(&apps, &owned, Some(&scope), cfg);
+    for e in &p.errors {
+        summary.error(e.to_string());
+    }
+    let done = s.apply_each(&p.changes, opts.dry_run, summary);
+    state.record(&p.changes, &done, cfg);
+}
+
+fn str_of<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+    v.get(k).and_then(Value::as_str)
+}
+
+fn on_event(
+    ev: &StreamEvent,
+    factory: &impl SyncerFactory,
+    cfg: &Config,
+    opts: &Options,
+    state: &mut State,
+    summary: &mut Summary,
+) -> Result<(), String> {
+    let d = &ev.data;
+    match ev.event_type.as_str() {
+        "status_update_event" => {
+            let (Some(app_id), Some(task_id), Some(status)) = (
+                str_of(d, "appId"),
+                str_of(d, "taskId"),
+                str_of(d, "taskStatus"),
+            ) else {
+                return Err("status_update_event without appId, taskId or taskStatus".into());
+            };
+            if is_terminal(status) {
+                state.tombstones.insert(task_id.to_string());
+                set_task(state, app_id, task_id, status, d);
+                // Deregistration needs no app definition: every owned service of the task.
+                let changes: Vec<Change> = state
+                    .owned
+                    .values()
+                    .filter(|o| o.reg.task_id() == task_id)
+                    .filter(|o| match cfg.mode {
+                        Mode::Catalog => o.external,
+                        Mode::Agent => !o.external,
+                    })
+                    .map(|o| Change::Deregister {
+                        owned: o.clone(),
+                        reason: format!("task is {status}"),
+                    })
+                    .collect();
+                if changes.is_empty() {
+                    return Ok(());
+                }
+                return factory.with_syncer(&mut |s: &Syncer<'_>| {
+                    let done = s.apply_each(&changes, opts.dry_run, summary);
+                    state.record(&changes, &done, cfg);
+                });
+            }
+            if state.unselected.contains(app_id) && !state.apps.contains_key(app_id) {
+                return Ok(());
+            }
+            if state.tombstones.contains(task_id) {
+                log::info!("ignoring {status} of {task_id}: already seen terminal (reordered)");
+                return Ok(());
+            }
+            let cached_version = state
+                .apps
+                .get(app_id)
+                .and_then(|a| str_of(a, "version"))
+                .map(str::to_string);
+            let known_task = task_known(state, app_id, task_id);
+            factory.with_syncer(&mut |s: &Syncer<'_>| -> Result<(), String> {
+                // An app we do not know (new, or changed since the sync) is read from Marathon;
+                // otherwise the event itself updates the copy.
+                let fresh = cached_version.is_none()
+                    || (status == "TASK_RUNNING"
+                        && !known_task
+                        && str_of(d, "version")
+                            .is_some_and(|v| Some(v) != cached_version.as_deref()));
+                if fresh {
+                    refresh_app(s, app_id, state)?;
+                } else {
+                    set_task(state, app_id, task_id, status, d);
+                }
+                replan_app(s, app_id, cfg, opts, state, summary);
+                Ok(())
+            })?
+        }
+        "health_status_changed_event" => {
+            let Some(app_id) = str_of(d, "appId") else {
+                return Err("health_status_changed_event without appId".into());
+            };
+            if state.unselected.contains(app_id) && !state.apps.contains_key(app_id) {
+                return Ok(());
+            }
+            let id = str_of(d, "taskId").or_else(|| str_of(d, "instanceId"));
+            let alive = d.get("alive").and_then(Value::as_bool).unwrap_or(false);
+            let matched = match id {
+                Some(id) => set_health(state, app_id, id, alive),
+                None => false,
+            };
+            factory.with_syncer(&mut |s: &Syncer<'_>| -> Result<(), String> {
+                if !matched {
+                    refresh_app(s, app_id, state)?;
+                }
+                replan_app(s, app_id, cfg, opts, state, summary);
+                Ok(())
+            })?
+        }
+        "app_terminated_event" => {
+            let Some(app_id) = str_of(d, "appId") else {
+                return Ok(());
+            };
+            state.apps.remove(app_id);
+            factory
+                .with_syncer(&mut |s: &Syncer<'_>| replan_app(s, app_id, cfg, opts, state, summary))
+        }
+        "api_post_event" => {
+            // A changed definition may rename the service or change tags.
+            let Some(app_id) = d
+                .get("appDefinition")
+                .and_then(|a| str_of(a, "id"))
+                .map(str::to_string)
+            else {
+                return Ok(());
+            };
+            state.unselected.remove(&app_id);
+            factory.with_syncer(&mut |s: &Syncer<'_>| -> Result<(), String> {
+                refresh_app(s, &app_id, state)?;
+                replan_app(s, &app_id, cfg, opts, state, summary);
+                Ok(())
+            })?
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Reads one app from Marathon into the state (removed when gone or no longer labelled).
+fn refresh_app(s: &Syncer<'_>, app_id: &str, state: &mut State) -> Result<(), String> {
+    match get_app_with_tasks(s.marathon, app_id).map_err(|e| e.to_string())? {
+        Some(app) if plan::app_selected(&app, s.cfg) => {
+            // Tasks Marathon still lists but we saw die keep their terminal state.
+            let mut app = app;
+            if let Some(tasks) = app.get_mut("tasks").and_then(Value::as_array_mut) {
+                for t in tasks.iter_mut() {
+                    let dead = t
+                        .get("id")
+                        .and_then(Value::as_str)
+                        .is_some_and(|id| state.tombstones.contains(id));
+                    if dead {
+                        t["state"] = json!("TASK_KILLED");
+                    }
+                }
+            }
+            state.apps.insert(app_id.to_string(), app);
+        }
+        _ => {
+            state.apps.remove(app_id);
+            state.unselected.insert(app_id.to_string());
+        }
+    }
+    Ok(())
+}
+
+fn task_known(state: &State, app_id: &str, task_id: &str) -> bool {
+    state
+        .apps
+        .get(app_id)
+        .and_then(|a| a.get("tasks"))
+        .and_then(Value::as_array)
+        .is_some_and(|ts| ts.iter().any(|t| str_of(t, "id") == Some(task_id)))
+}
+
+/// Upserts a task from a `status_update_event` into the cached app.
+fn set_task(state: &mut State, app_id: &str, task_id: &str, status: &str, d: &Value) {
+    let Some(app) = state.apps.get_mut(app_id) else {
+        return;
+    };
+    if !app.get("tasks").is_some_and(Value::is_array) {
+        app["tasks"] = json!([]);
+    }
+    let Some(tasks) = app.get_mut("tasks").and_then(Value::as_array_mut) else {
+        return;
+    };
+    let pos = tasks.iter().position(|t| str_of(t, "id") == Some(task_id));
+    let task = match pos {
+        Some(i) => &mut tasks[i],
+        None => {
+            tasks.push(json!({ "id": task_id, "appId": app_id, "healthCheckResults": [] }));
+            let last = tasks.len() - 1;
+            &mut tasks[last]
+        }
+    };
+    task["state"] = json!(status);
+    for key in ["host", "ports", "ipAddresses", "version", "slaveId"] {
+        if let Some(v) = d.get(key) {
+            task[key] = v.clone();
+        }
+    }
+}
+
+/// Marks the task's health. Marathon 1.4+ sends `instanceId` (`app.instance-<uuid>`) where the
+/// task id is `app.instance-<uuid>._app.1` (allegro/marathon-consul#296): match both.
+fn set_health(state: &mut State, app_id: &str, id: &str, alive: bool) -> bool {
+    let Some(tasks) = state
+        .apps
+        .get_mut(app_id)
+        .and_then(|a| a.get_mut("tasks"))
+        .and_then(Value::as_array_mut)
+    else {
+        return false;
+    };
+    let mut matched = false;
+    for t in tasks.iter_mut() {
+        let tid = str_of(t, "id").unwrap_or_default();
+        let hit = tid == id
+            || (tid.len() > id.len() && tid.starts_with(id) && tid[id.len()..].starts_with('.'));
+        if hit {
+            t["healthCheckResults"] = json!([{ "alive": alive }]);
+            matched = true;
+        }
+    }
+    matched
+}

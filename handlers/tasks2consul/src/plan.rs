@@ -1,0 +1,915 @@
+//! The sync plan: which registrations Marathon's apps and tasks call for (desired), which
+//! registrations tasks2consul owns in Consul (read from their meta), and the difference between
+//! the two as register/deregister changes. Pure functions over JSON, no I/O.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::{json, Map, Value};
+
+/// Service meta keys. `external-source` follows Consul's convention for registrations that come
+/// from another system (consul-k8s writes `external-source=kubernetes`).
+pub const META_APP_ID: &str = "marathon-app-id";
+pub const META_TASK_ID: &str = "marathon-task-id";
+pub const META_APP_VERSION: &str = "marathon-app-version";
+pub const META_PORT_INDEX: &str = "marathon-port-index";
+pub const META_SOURCE: &str = "external-source";
+pub const SOURCE: &str = "marathon";
+
+/// The check that mirrors Marathon's health in catalog mode: `<service id>:marathon-health`.
+pub const MIRROR_CHECK_SUFFIX: &str = ":marathon-health";
+
+/// Where registrations go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `/v1/catalog/register` on an external node per Mesos host (no agent needed there).
+    Catalog,
+    /// `/v1/agent/service/register` on the Consul agent of the task's host.
+    Agent,
+}
+
+/// What selects and names registrations.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The app label that opts an app in and names its service (default `consul`).
+    pub label: String,
+    pub mode: Mode,
+    /// Catalog mode: the external node of host `h` is `<node_prefix><h>`. Never the host's own
+    /// node name, or that host's agent would remove the registrations by anti-entropy
+    /// (hashicorp/consul#7513).
+    pub node_prefix: String,
+    /// Catalog mode: node meta `external-probe` (consul-esm pings such nodes and fails all their
+    /// services when the ping fails). Off by default: Marathon is the source of task health, and
+    /// where ICMP is filtered a probing consul-esm would fail every service.
+    pub external_probe: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            label: "consul".into(),
+            mode: Mode::Catalog,
+            node_prefix: "marathon-".into(),
+            external_probe: false,
+        }
+    }
+}
+
+impl Config {
+    pub fn node_for_host(&self, host: &str) -> String {
+        format!("{}{}", self.node_prefix, host)
+    }
+}
+
+/// Health as Marathon reports it for a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Passing,
+    Critical,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Passing => "passing",
+            Health::Critical => "critical",
+        }
+    }
+}
+
+/// A Consul check translated from a Marathon health check (agent mode; Consul runs it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckDef {
+    pub id: String,
+    pub name: String,
+    /// `("HTTP", url)` or `("TCP", host:port)`.
+    pub kind: &'static str,
+    pub target: String,
+    pub interval: String,
+    pub timeout: String,
+}
+
+/// One service registration, as tasks2consul writes it and as it reads its own back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// `marathon:<task id>:<port>` (see [`service_id`]).
+    pub id: String,
+    pub name: String,
+    /// Sorted, so that label order in Marathon never causes a write.
+    pub tags: Vec<String>,
+    pub address: String,
+    pub port: u16,
+    pub meta: BTreeMap<String, String>,
+    /// The Mesos host that runs the task (external node address / agent host).
+    pub host: String,
+    /// Catalog mode: the mirror check's status.
+    pub health: Health,
+    /// Agent mode: checks Consul runs.
+    pub checks: Vec<CheckDef>,
+}
+
+impl Registration {
+    pub fn app_id(&self) -> &str {
+        self.meta.get(META_APP_ID).map(String::as_str).unwrap_or("")
+    }
+
+    pub fn task_id(&self) -> &str {
+        self.meta
+            .get(META_TASK_ID)
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    pub fn mirror_check_id(&self) -> String {
+        format!("{}{}", self.id, MIRROR_CHECK_SUFFIX)
+    }
+
+    /// The `Service` object of a catalog registration / the body of an agent registration.
+    fn service_fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("ID".into(), json!(self.id));
+        m.insert("Tags".into(), json!(self.tags));
+        m.insert("Address".into(), json!(self.address));
+        m.insert("Port".into(), json!(self.port));
+        m.insert("Meta".into(), json!(self.meta));
+        m
+    }
+
+    /// `PUT /v1/catalog/register` body: the external node (node meta `external-node` and
+    /// `external-probe` as consul-esm expects them, hashicorp/consul-esm README), the service and
+    /// a check whose status mirrors Marathon's.
+    pub fn catalog_body(&self, node: &str, external_probe: bool) -> Value {
+        let mut service = self.service_fields();
+        service.insert("Service".into(), json!(self.name));
+        let output = match self.health {
+            Health::Passing => "Marathon reports the task running and healthy",
+            Health::Critical => "Marathon reports a failing health check for the task",
+        };
+        json!({
+            "Node": node,
+            "Address": self.host,
+            "NodeMeta": {
+                "external-node": "true",
+                "external-probe": if external_probe { "true" } else { "false" },
+                META_SOURCE: SOURCE,
+            },
+            "Service": Value::Object(service),
+            "Check": {
+                "Node": node,
+                "CheckID": self.mirror_check_id(),
+                "Name": "Marathon task health",
+                "Status": self.health.as_str(),
+                "ServiceID": self.id,
+                "Output": output,
+            },
+        })
+    }
+
+    /// `PUT /v1/agent/service/register` body with the translated checks, initially passing
+    /// because only tasks Marathon already reports healthy are registered (allegro/
+    /// marathon-consul#122 registered them critical and caused a routing gap).
+    pub fn agent_body(&self) -> Value {
+        let mut body = self.service_fields();
+        body.insert("Name".into(), json!(self.name));
+        let checks: Vec<Value> = self
+            .checks
+            .iter()
+            .map(|c| {
+                json!({
+                    "CheckID": c.id,
+                    "Name": c.name,
+                    c.kind: c.target,
+                    "Interval": c.interval,
+                    "Timeout": c.timeout,
+                    "Status": "passing",
+                })
+            })
+            .collect();
+        body.insert("Checks".into(), Value::Array(checks));
+        Value::Object(body)
+    }
+
+    /// One line for plans and logs.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {}:{} task {} app {}{}",
+            self.name,
+            self.address,
+            self.port,
+            self.task_id(),
+            self.app_id(),
+            if self.health == Health::Critical {
+                " (critical)"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// A registration found in Consul that tasks2consul owns (by its meta), and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owned {
+    pub reg: Registration,
+    pub node: String,
+    pub node_address: String,
+    /// True when the node is one of tasks2consul's external nodes (catalog mode).
+    pub external: bool,
+    /// Agent mode: the IDs of the service's checks (compared with the desired ones).
+    pub check_ids: BTreeSet<String>,
+    /// Catalog mode: the node's `external-probe` meta (rewritten when `--external-probe` changes).
+    pub node_probe: Option<String>,
+}
+
+/// The deterministic service ID: `marathon:<task id>:<port>`. Marathon task ids are unique for
+/// the life of a cluster and use `[A-Za-z0-9._-]`, so the ID never collides and re-registering
+/// the same task port always hits the same service (registrator's hostname-based IDs duplicated
+/// services when its hostname changed, gliderlabs/registrator#181).
+pub fn service_id(task_id: &str, port: u16) -> String {
+    format!("marathon:{task_id}:{port}")
+}
+
+/// `/sami/api` → `sami-api`.
+pub fn default_name(app_id: &str) -> String {
+    app_id
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// Why an app could not be planned (its registrations are left as they are).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("app {app_id}: {reason}")]
+pub struct AppError {
+    pub app_id: String,
+    pub reason: String,
+}
+
+/// Whether a desired registration may be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Running and (if the app has health checks) alive in every result.
+    Ready,
+    /// Running but failing a health check, or not yet checked: registered only if it already
+    /// is (then its check turns critical), never newly registered.
+    Unhealthy,
+}
+
+/// The desired registrations of one app, and the state of each of its tasks (for reasons).
+#[derive(Debug, Clone, Default)]
+pub struct AppDesired {
+    pub regs: Vec<(Registration, Gate)>,
+    pub task_states: HashMap<String, String>,
+}
+
+fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn label_map(v: Option<&Value>) -> Vec<(String, String)> {
+    match v {
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Consul accepts any service name, but DNS and consul-template need something sane: no
+/// control characters, no whitespace, no `/`, at most 128 characters.
+fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("is empty");
+    }
+    if name.len() > 128 {
+        return Err("is longer than 128 characters");
+    }
+    if name
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '/')
+    {
+        return Err("contains whitespace, control characters or /");
+    }
+    Ok(())
+}
+
+/// A Mesos host as it may appear in a node name, an address and an agent URL: a DNS name, an
+/// IPv4 address or a bracketed IPv6 address. Anything else (`/`, `@`, spaces…) could redirect an
+/// agent-mode request elsewhere, so such tasks are not registered.
+pub fn valid_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && !host.starts_with('-')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'))
+}
+
+/// The port specs of an app, in task port order: `container.portMappings` (1.5+),
+/// `container.docker.portMappings` (1.4), else `portDefinitions`.
+fn port_specs(app: &Value) -> Vec<Value> {
+    let container = app.get("container");
+    for mappings in [
+        container.and_then(|c| c.get("portMappings")),
+        container
+            .and_then(|c| c.get("docker"))
+            .and_then(|d| d.get("portMappings")),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Some(a) = mappings.as_array().filter(|a| !a.is_empty()) {
+            return a.clone();
+        }
+    }
+    app.get("portDefinitions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// True for a task Marathon reports running. Tasks of Marathon 0.x carry no `state` but a
+/// `startedAt` once running.
+fn task_state(task: &Value) -> String {
+    match str_of(task, "state") {
+        Some(s) => s.to_string(),
+        None if task.get("startedAt").is_some_and(|s| !s.is_null()) => "TASK_RUNNING".into(),
+        None => "TASK_STAGING".into(),
+    }
+}
+
+fn app_health_checks(app: &Value) -> Vec<Value> {
+    app.get("healthChecks")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Marathon's verdict: no health checks = healthy; otherwise every result alive (and at least
+/// one result: a task in its grace period has none yet).
+fn task_health(app_has_checks: bool, task: &Value) -> Health {
+    if !app_has_checks {
+        return Health::Passing;
+    }
+    match task.get("healthCheckResults").and_then(Value::as_array) {
+        Some(results)
+            if !results.is_empty()
+                && results
+                    .iter()
+                    .all(|r| r.get("alive").and_then(Value::as_bool) == Some(true)) =>
+        {
+            Health::Passing
+        }
+        _ => Health::Critical,
+    }
+}
+
+/// Marathon HTTP/TCP health checks → Consul checks on the task's host and port (agent mode),
+/// as marathon-consul translates them (reference §4.1). COMMAND checks run inside the
+/// container and have no Consul equivalent; they are left to Marathon.
+fn translate_checks(
+    app: &Value,
+    sid: &str,
+    port_index: usize,
+    host: &str,
+    ports: &[u16],
+) -> Vec<CheckDef> {
+    let mut out = Vec::new();
+    for (k, hc) in app_health_checks(app).iter().enumerate() {
+        let protocol = str_of(hc, "protocol").unwrap_or("HTTP");
+        // A fixed `port` applies to the first service; `portIndex` (default 0) to its port.
+        let (applies, port) = match hc.get("port").and_then(Value::as_u64) {
+            Some(p) => (port_index == 0, p as u16),
+            None => {
+                let idx = hc.get("portIndex").and_then(Value::as_u64).unwrap_or(0) as usize;
+                (idx == port_index, ports.get(idx).copied().unwrap_or(0))
+            }
+        };
+        if !applies || port == 0 {
+            continue;
+        }
+        let (kind, target) = match protocol {
+            "HTTP" | "MESOS_HTTP" | "HTTPS" | "MESOS_HTTPS" => {
+                let scheme = if protocol.ends_with("HTTPS") {
+                    "https"
+                } else {
+                    "http"
+                };
+                let path = str_of(hc, "path").unwrap_or("/");
+                let path = if path.starts_with('/') {
+                    path.to_string()
+                } else {
+                    format!("/{path}")
+                };
+                ("HTTP", format!("{scheme}://{host}:{port}{path}"))
+            }
+            "TCP" | "MESOS_TCP" => ("TCP", format!("{host}:{port}")),
+            _ => continue,
+        };
+        let secs = |key: &str, default: u64| {
+            format!(
+                "{}s",
+                hc.get(key).and_then(Value::as_u64).unwrap_or(default)
+            )
+        };
+        out.push(CheckDef {
+            id: format!("{sid}:hc{k}"),
+            name: format!("Marathon health check {k} ({protocol})"),
+            kind,
+            target,
+            interval: secs("intervalSeconds", 60),
+            timeout: secs("timeoutSeconds", 20),
+        });
+    }
+    out
+}
+
+/// Is the app opted in, and under which name?
+pub fn app_selected(app: &Value, cfg: &Config) -> bool {
+    app.get("labels")
+        .and_then(|l| l.get(&cfg.label))
+        .is_some_and(|v| v.is_string())
+}
+
+/// The registrations one app calls for: every port of every running task.
+pub fn desired_for_app(app: &Value, cfg: &Config) -> Result<AppDesired, AppError> {
+    let app_id = str_of(app, "id").unwrap_or_default().to_string();
+    let err = |reason: String| AppError {
+        app_id: app_id.clone(),
+        reason,
+    };
+    if app_id.is_empty() {
+        return Err(err("has no id".into()));
+    }
+    let labels = label_map(app.get("labels"));
+    let base = match labels.iter().find(|(k, _)| *k == cfg.label) {
+        Some((_, v)) if !v.is_empty() && v != "true" => v.clone(),
+        _ => default_name(&app_id),
+    };
+    check_name(&base).map_err(|why| err(format!("service name {base:?} {why}")))?;
+    let app_tags: Vec<String> = labels
+        .iter()
+        .filter(|(_, v)| v == "tag")
+        .map(|(k, _)| k.clone())
+        .collect();
+    let specs = port_specs(app);
+    let has_checks = !app_health_checks(app).is_empty();
+    let mut out = AppDesired::default();
+    let tasks = app
+        .get("tasks")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for task in &tasks {
+        let Some(task_id) = str_of(task, "id") else {
+            continue;
+        };
+        let state = task_state(task);
+        out.task_states.insert(task_id.to_string(), state.clone());
+        if state != "TASK_RUNNING" {
+            continue;
+        }
+        let host = str_of(task, "host").unwrap_or_default().to_string();
+        if !valid_host(&host) {
+            log::warn!("app {app_id}: task {task_id} has an invalid host {host:?}; not registered");
+            continue;
+        }
+        let host_ports: Vec<u16> = task
+            .get("ports")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_u64)
+                    .map(|p| p as u16)
+                    .collect()
+            })
+            .unwrap_or_default();
+        // Without host ports (USER/container networks) the task is reached on its own IP and
+        // the container ports.
+        let (address, ports) = if !host_ports.is_empty() {
+            (host.clone(), host_ports)
+        } else {
+            let ip = task
+                .get("ipAddresses")
+                .and_then(|a| a.get(0))
+                .and_then(|a| str_of(a, "ipAddress"));
+            let cports: Vec<u16> = specs
+                .iter()
+                .filter_map(|s| s.get("containerPort").and_then(Value::as_u64))
+                .filter(|p| *p > 0)
+                .map(|p| p as u16)
+                .collect();
+            match ip {
+                Some(ip) if !cports.is_empty() => (ip.to_string(), cports),
+                _ => continue,
+            }
+        };
+        let health = task_health(has_checks, task);
+        let gate = if health == Health::Passing {
+            Gate::Ready
+        } else {
+            Gate::Unhealthy
+        };
+        let version = str_of(task, "version")
+            .or_else(|| str_of(app, "version"))
+            .unwrap_or_default();
+        let several = ports.len() > 1;
+        for (i, port) in ports.iter().copied().enumerate() {
+            let spec = specs.get(i).cloned().unwrap_or(Value::Null);
+            let port_labels = label_map(spec.get("labels"));
+            let port_name = str_of(&spec, "name").filter(|n| !n.is_empty());
+            let name = match port_labels.iter().find(|(k, _)| *k == cfg.label) {
+                Some((_, v)) if !v.is_empty() && v != "true" => v.clone(),
+                _ if several => format!(
+                    "{base}-{}",
+                    port_name
+                        .map(str::to_string)
+                        .unwrap_or_else(|| i.to_string())
+                ),
+                _ => base.clone(),
+            };
+            check_name(&name)
+                .map_err(|why| err(format!("port {i}: service name {name:?} {why}")))?;
+            let mut tags: Vec<String> = app_tags
+                .iter()
+                .cloned()
+                .chain(
+                    port_labels
+                        .iter()
+                        .filter(|(_, v)| v == "tag")
+                        .map(|(k, _)| k.clone()),
+                )
+                .collect();
+            tags.sort();
+            tags.dedup();
+            let sid = service_id(task_id, port);
+            let mut meta = BTreeMap::new();
+            meta.insert(META_APP_ID.to_string(), app_id.clone());
+            meta.insert(META_TASK_ID.to_string(), task_id.to_string());
+            meta.insert(META_APP_VERSION.to_string(), version.to_string());
+            meta.insert(META_PORT_INDEX.to_string(), i.to_string());
+            meta.insert(META_SOURCE.to_string(), SOURCE.to_string());
+            let checks = if cfg.mode == Mode::Agent {
+                translate_checks(app, &sid, i, &address, &ports)
+            } else {
+                Vec::new()
+            };
+            out.regs.push((
+                Registration {
+                    id: sid,
+                    name,
+                    tags,
+                    address: address.clone(),
+                    port,
+                    meta,
+                    host: host.clone(),
+                    health,
+                    checks,
+                },
+                gate,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn meta_of(v: Option<&Value>) -> BTreeMap<String, String> {
+    match v {
+        Some(Value::Object(m)) => m
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+/// True for tasks2consul's external nodes (catalog mode) and other external nodes: node meta
+/// `external-node=true` or `external-source=marathon`.
+pub fn is_external_node(node: &Value) -> bool {
+    let meta = meta_of(node.get("Meta"));
+    meta.get("external-node").map(String::as_str) == Some("true")
+        || meta.get(META_SOURCE).map(String::as_str) == Some(SOURCE)
+}
+
+/// True for the external nodes tasks2consul creates (node meta `external-source=marathon`).
+pub fn is_our_node(node: &Value) -> bool {
+    meta_of(node.get("Meta"))
+        .get(META_SOURCE)
+        .map(String::as_str)
+        == Some(SOURCE)
+}
+
+/// True when a service's meta says tasks2consul wrote it.
+pub fn is_owned_service(service: &Value) -> bool {
+    let meta = meta_of(service.get("Meta"));
+    meta.get(META_SOURCE).map(String::as_str) == Some(SOURCE)
+        && meta.contains_key(META_TASK_ID)
+        && meta.contains_key(META_APP_ID)
+}
+
+/// Reads one `/v1/health/service/<name>` entry (`{Node, Service, Checks}`). `None` unless tasks2consul owns it: Service
+/// meta `external-source=marathon` with a task and app id. Everything else is foreign and never
+/// touched.
+pub fn owned_from_health_entry(entry: &Value) -> Option<Owned> {
+    let service = entry.get("Service")?;
+    if !is_owned_service(service) {
+        return None;
+    }
+    let meta = meta_of(service.get("Meta"));
+    let node = entry.get("Node")?;
+    let node_name = str_of(node, "Node")?.to_string();
+    let node_address = str_of(node, "Address").unwrap_or_default().to_string();
+    let external = is_external_node(node);
+    let id = str_of(service, "ID")?.to_string();
+    let mut tags: Vec<String> = service
+        .get("Tags")
+        .and_then(Value::as_array)
+        .map(|t| {
+            t.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    tags.sort();
+    tags.dedup();
+    let checks: Vec<&Value> = entry
+        .get("Checks")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter(|c| str_of(c, "ServiceID") == Some(id.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mirror = format!("{id}{MIRROR_CHECK_SUFFIX}");
+    let health = match checks
+        .iter()
+        .find(|c| str_of(c, "CheckID") == Some(mirror.as_str()))
+    {
+        Some(c) if str_of(c, "Status") == Some("passing") => Health::Passing,
+        Some(_) => Health::Critical,
+        // No mirror check: not what we write, so the comparison forces a rewrite.
+        None => Health::Critical,
+    };
+    let check_ids = checks
+        .iter()
+        .filter_map(|c| str_of(c, "CheckID").map(str::to_string))
+        .collect();
+    let address = str_of(service, "Address")
+        .filter(|a| !a.is_empty())
+        .unwrap_or(&node_address)
+        .to_string();
+    Some(Owned {
+        reg: Registration {
+            id,
+            name: str_of(service, "Service").unwrap_or_default().to_string(),
+            tags,
+            address,
+            port: service.get("Port").and_then(Value::as_u64).unwrap_or(0) as u16,
+            meta,
+            host: node_address.clone(),
+            health,
+            checks: Vec::new(),
+        },
+        node: node_name,
+        node_address,
+        external,
+        check_ids,
+        node_probe: node
+            .get("Meta")
+            .and_then(|m| m.get("external-probe"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
+/// One change to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Register {
+        reg: Registration,
+        /// Where it goes: the external node (catalog mode) or the agent host (agent mode).
+        node: String,
+        reason: String,
+    },
+    Deregister {
+        owned: Owned,
+        reason: String,
+    },
+}
+
+impl Change {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::Register { .. } => "register",
+            Change::Deregister { .. } => "deregister",
+        }
+    }
+
+    pub fn target(&self) -> &str {
+        match self {
+            Change::Register { reg, .. } => &reg.id,
+            Change::Deregister { owned, .. } => &owned.reg.id,
+        }
+    }
+
+    pub fn detail(&self) -> String {
+        match self {
+            Change::Register { reg, node, reason } => {
+                format!("{} on {node}: {reason}", reg.describe())
+            }
+            Change::Deregister { owned, reason } => {
+                format!("{} on {}: {reason}", owned.reg.describe(), owned.node)
+            }
+        }
+    }
+}
+
+/// The result of planning: the changes, the count of registrations already right, and apps that
+/// could not be planned (their registrations are left alone).
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    pub unchanged: usize,
+    /// Ready-to-register tasks that are not healthy yet (not registered).
+    pub waiting: usize,
+    pub errors: Vec<AppError>,
+}
+
+/// What to compare: fields tasks2consul writes. Catalog mode also compares the mirrored status;
+/// agent mode compares the set of check IDs (Consul owns the status).
+fn same(desired: &Registration, owned: &Owned, cfg: &Config) -> Result<(), String> {
+    let d = desired;
+    let o = &owned.reg;
+    let mut diffs = Vec::new();
+    if d.name != o.name {
+        diffs.push(format!("name {} -> {}", o.name, d.name));
+    }
+    if d.tags != o.tags {
+        diffs.push(format!("tags {:?} -> {:?}", o.tags, d.tags));
+    }
+    if d.address != o.address || d.port != o.port {
+        diffs.push(format!(
+            "address {}:{} -> {}:{}",
+            o.address, o.port, d.address, d.port
+        ));
+    }
+    if d.meta != o.meta {
+        diffs.push("meta".to_string());
+    }
+    match cfg.mode {
+        Mode::Catalog => {
+            let probe = if cfg.external_probe { "true" } else { "false" };
+            if owned.node_probe.as_deref() != Some(probe) {
+                diffs.push(format!("node meta external-probe -> {probe}"));
+            }
+            if d.health != o.health {
+                diffs.push(format!(
+                    "health {} -> {}",
+                    o.health.as_str(),
+                    d.health.as_str()
+                ));
+            }
+            if owned.node_address != d.host {
+                diffs.push(format!("host {} -> {}", owned.node_address, d.host));
+            }
+        }
+        Mode::Agent => {
+            let want: BTreeSet<String> = d.checks.iter().map(|c| c.id.clone()).collect();
+            if want != owned.check_ids {
+                diffs.push("checks".to_string());
+            }
+        }
+    }
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(diffs.join(", "))
+    }
+}
+
+/// Compares what `apps` call for with `owned`, limited to `scope` (app ids) when given.
+///
+/// - `apps`: the selected apps with their tasks (as `/v2/apps?embed=apps.tasks` returns them).
+///   Apps in `scope` but absent from `apps` are gone (deleted, or no longer labelled).
+/// - `owned`: every registration tasks2consul owns (any app; out-of-scope ones are ignored).
+///
+/// Registrations of the other mode (agent ones in catalog mode and vice versa) are not touched.
+pub fn plan(
+    apps: &[Value],
+    owned: &[Owned],
+    scope: Option<&BTreeSet<String>>,
+    cfg: &Config,
+) -> Plan {
+    let in_scope = |app_id: &str| match scope {
+        None => true,
+        Some(s) => s.contains(app_id),
+    };
+    let mut out = Plan::default();
+    // App id → (desired by service id, task states); apps that failed to plan are recorded so
+    // their registrations are kept.
+    let mut desired: BTreeMap<String, (Registration, Gate)> = BTreeMap::new();
+    let mut task_states: HashMap<String, String> = HashMap::new();
+    let mut planned_apps: BTreeSet<String> = BTreeSet::new();
+    let mut failed_apps: BTreeSet<String> = BTreeSet::new();
+    for app in apps {
+        let app_id = str_of(app, "id").unwrap_or_default();
+        if !in_scope(app_id) || !app_selected(app, cfg) {
+            continue;
+        }
+        match desired_for_app(app, cfg) {
+            Ok(d) => {
+                planned_apps.insert(app_id.to_string());
+                task_states.extend(d.task_states);
+                for (reg, gate) in d.regs {
+                    desired.insert(reg.id.clone(), (reg, gate));
+                }
+            }
+            Err(e) => {
+                failed_apps.insert(app_id.to_string());
+                out.errors.push(e);
+            }
+        }
+    }
+    // Owned registrations of this mode, in scope.
+    let mine = owned.iter().filter(|o| match cfg.mode {
+        Mode::Catalog => o.external,
+        Mode::Agent => !o.external,
+    });
+    let mut owned_by_id: BTreeMap<&str, Vec<&Owned>> = BTreeMap::new();
+    for o in mine {
+        let app_id = o.reg.app_id();
+        if !in_scope(app_id) || failed_apps.contains(app_id) {
+            continue;
+        }
+        owned_by_id.entry(o.reg.id.as_str()).or_default().push(o);
+    }
+    for (id, (reg, gate)) in &desired {
+        let node = match cfg.mode {
+            Mode::Catalog => cfg.node_for_host(&reg.host),
+            Mode::Agent => reg.host.clone(),
+        };
+        let mut existing = owned_by_id.remove(id.as_str()).unwrap_or_default();
+        // The copy at the right place, if any; every other copy is removed. Catalog mode: the
+        // host's external node (another node means the host or --node-prefix changed). Agent
+        // mode: an agent's node address is often an IP where Marathon names the host, so any
+        // one copy is kept, preferring the one whose node address is the task's host.
+        let (here, elsewhere): (Vec<&Owned>, Vec<&Owned>) = match cfg.mode {
+            Mode::Catalog => existing.into_iter().partition(|o| o.node == node),
+            Mode::Agent => {
+                existing.sort_by_key(|o| o.node_address != reg.host);
+                let rest = existing.split_off(existing.len().min(1));
+                (existing, rest)
+            }
+        };
+        for o in elsewhere {
+            out.changes.push(Change::Deregister {
+                owned: o.clone(),
+                reason: format!("task moved to {node}"),
+            });
+        }
+        match (here.first(), gate) {
+            (None, Gate::Unhealthy) => out.waiting += 1,
+            (None, Gate::Ready) => out.changes.push(Change::Register {
+                reg: reg.clone(),
+                node,
+                reason: "new running task".into(),
+            }),
+            (Some(o), _) => match same(reg, o, cfg) {
+                Ok(()) => out.unchanged += 1,
+                Err(diff) => out.changes.push(Change::Register {
+                    reg: reg.clone(),
+                    node,
+                    reason: format!("changed: {diff}"),
+                }),
+            },
+        }
+        for dup in here.iter().skip(1) {
+            out.changes.push(Change::Deregister {
+                owned: (*dup).clone(),
+                reason: "duplicate".into(),
+            });
+        }
+    }
+    for (_, copies) in owned_by_id {
+        for o in copies {
+            let app_id = o.reg.app_id();
+            let reason = if !planned_apps.contains(app_id) {
+                format!("app {app_id} is gone or no longer has the label")
+            } else {
+                match task_states.get(o.reg.task_id()) {
+                    None => "task is gone".to_string(),
+                    Some(s) if s == "TASK_RUNNING" => "port no longer exposed".to_string(),
+                    Some(s) => format!("task is {s}"),
+                }
+            };
+            out.changes.push(Change::Deregister {
+                owned: o.clone(),
+                reason,
+            });
+        }
+    }
+    out
+}

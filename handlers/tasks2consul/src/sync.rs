@@ -1,0 +1,559 @@
+//! Reading Marathon and Consul, and writing the plan's changes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use consul::{Consul, ConsulError};
+use marathon::{Marathon, MarathonError};
+use runtime::http::{Auth, HttpClient, HttpConfig, HttpError};
+use runtime::{Action, Exit, Status, Summary, ToExit};
+use serde_json::{json, Value};
+
+use crate::plan::{self, Change, Config, Mode, Owned, Plan, META_SOURCE, SOURCE};
+use crate::scope::Scope;
+
+/// The outcome of one write: `Ok(Some(note))` when it succeeded in a way worth mentioning.
+type WriteResult = Result<Option<String>, ConsulError>;
+
+/// What stops a sync before anything is written (Marathon or Consul unreadable).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("reading Marathon: {0}")]
+    Marathon(#[from] MarathonError),
+    #[error("reading Consul: {0}")]
+    Consul(#[from] ConsulError),
+}
+
+impl ToExit for SyncError {
+    fn exit(&self) -> Exit {
+        match self {
+            SyncError::Marathon(e) => e.exit(),
+            SyncError::Consul(e) => e.exit(),
+        }
+    }
+}
+
+/// How to reach the Consul agent of a Mesos host (agent mode): a URL template where `{host}` is
+/// replaced by the task's host (or the node address of an existing registration), e.g.
+/// `http://{host}:8500` (the default, from `--agent-port`) or `https://{host}:8501`.
+#[derive(Debug, Clone)]
+pub struct AgentAddr {
+    pub template: String,
+}
+
+impl AgentAddr {
+    pub fn url(&self, host: &str) -> String {
+        self.template.replace("{host}", host)
+    }
+}
+
+/// Consul agents by URL, created on first use with the same token and CA as `--consul`.
+pub struct AgentPool {
+    addr: AgentAddr,
+    cfg: HttpConfig,
+    deadline: runtime::Deadline,
+    agents: Mutex<HashMap<String, std::sync::Arc<Consul>>>,
+}
+
+impl AgentPool {
+    pub fn new(addr: AgentAddr, deadline: runtime::Deadline) -> Result<AgentPool, String> {
+        let mut cfg = HttpConfig::new("consul agent");
+        cfg.retry_statuses = vec![429, 500, 502, 503, 504];
+        // A dead host's agent must not hold the whole sync for long: fewer tries.
+        cfg.backoff.attempts = 2;
+        cfg.connect_timeout = std::time::Duration::from_secs(3);
+        cfg.auth = match runtime::config::consul_token().map_err(|e| e.to_string())? {
+            Some(t) => Auth::ConsulToken(t),
+            None => Auth::None,
+        };
+        cfg.ca_file = std::env::var_os("CONSUL_CACERT")
+            .filter(|v| !v.is_empty())
+            .map(Into::into);
+        Ok(AgentPool {
+            addr,
+            cfg,
+            deadline,
+            agents: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn agent(&self, host: &str) -> Result<std::sync::Arc<Consul>, ConsulError> {
+        if !plan::valid_host(host) {
+            return Err(ConsulError::Unexpected {
+                what: "agent address".into(),
+                reason: format!("invalid host {host:?}"),
+            });
+        }
+        let url = self.addr.url(host);
+        let mut agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = agents.get(&url) {
+            return Ok(a.clone());
+        }
+        let client = HttpClient::new(std::slice::from_ref(&url), self.cfg.clone())
+            .map_err(|e| ConsulError::Unexpected {
+                what: format!("agent of host {host}"),
+                reason: e.to_string(),
+            })?
+            .with_deadline(self.deadline);
+        let a = std::sync::Arc::new(Consul::new(client));
+        agents.insert(url, a.clone());
+        Ok(a)
+    }
+}
+
+/// One sync's inputs.
+pub struct Syncer<'a> {
+    pub marathon: &'a Marathon,
+    pub consul: &'a Consul,
+    pub cfg: &'a Config,
+    /// Agent mode only.
+    pub agents: Option<&'a AgentPool>,
+}
+
+/// Counters of one sync, for logs and the benchmark.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub apps: usize,
+    pub owned: usize,
+    pub unchanged: usize,
+    pub waiting: usize,
+    pub applied: usize,
+    pub failed: usize,
+}
+
+impl Syncer<'_> {
+    /// The selected apps with their tasks. Full sync: one bulk read
+    /// (`/v2/apps?embed=apps.tasks&label=<label>`). Scoped: one read per named app
+    /// (`/v2/apps/<id>?embed=app.tasks`); a 404 means the app is gone.
+    pub fn read_apps(&self, scope: &Scope) -> Result<Vec<Value>, SyncError> {
+        match scope {
+            Scope::All => Ok(self.marathon.list_apps(true, Some(&self.cfg.label))?),
+            Scope::Apps(ids) => {
+                let mut apps = Vec::new();
+                for id in ids {
+                    if let Some(app) = get_app_with_tasks(self.marathon, id)? {
+                        apps.push(app);
+                    }
+                }
+                Ok(apps)
+            }
+        }
+    }
+
+    /// Every registration tasks2consul owns, in few reads whatever the number of services: the
+    /// nodes of this mode (catalog mode: `GET /v1/catalog/nodes?node-meta=external-source:marathon`,
+    /// agent mode: every node without that mark), each node's services with their meta
+    /// (`GET /v1/catalog/node/<node>`), then, if any is owned, every check in one read
+    /// (`GET /v1/health/state/any`) for the mirrored health and the check IDs. Only services
+    /// whose meta says tasks2consul wrote them are kept.
+    pub fn read_owned(&self) -> Result<Vec<Owned>, SyncError> {
+        Ok(self.read_owned_nodes()?.0)
+    }
+
+    /// [`Syncer::read_owned`], plus (catalog mode) the number of services, owned or not, on
+    /// each of tasks2consul's external nodes.
+    pub fn read_owned_nodes(&self) -> Result<(Vec<Owned>, BTreeMap<String, usize>), SyncError> {
+        let mut node_counts = BTreeMap::new();
+        let filter = match self.cfg.mode {
+            Mode::Catalog => Some((META_SOURCE, SOURCE)),
+            Mode::Agent => None,
+        };
+        let mut entries = Vec::new();
+        for node in self.consul.catalog_nodes(filter)? {
+            let external = plan::is_external_node(&node);
+            if external != (self.cfg.mode == Mode::Catalog) {
+                continue;
+            }
+            let Some(name) = node.get("Node").and_then(Value::as_str) else {
+                continue;
+            };
+            let Some(detail) = self.consul.catalog_node(name)? else {
+                continue;
+            };
+            let node_obj = detail.get("Node").cloned().unwrap_or(node.clone());
+            let services_here = detail
+                .get("Services")
+                .and_then(Value::as_object)
+                .map_or(0, |m| m.len());
+            if self.cfg.mode == Mode::Catalog && plan::is_our_node(&node_obj) {
+                node_counts.insert(name.to_string(), services_here);
+            }
+            if let Some(Value::Object(services)) = detail.get("Services") {
+                for svc in services.values() {
+                    if plan::is_owned_service(svc) {
+                        entries.push(json!({"Node": node_obj, "Service": svc, "Checks": []}));
+                    }
+                }
+            }
+        }
+        if !entries.is_empty() {
+            let mut checks: HashMap<(String, String), Vec<Value>> = HashMap::new();
+            for c in self.consul.health_state("any")? {
+                let key = (
+                    c.get("Node")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                    c.get("ServiceID")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+                if !key.1.is_empty() {
+                    checks.entry(key).or_default().push(c);
+                }
+            }
+            for e in entries.iter_mut() {
+                let key = (
+                    e["Node"]["Node"].as_str().unwrap_or_default().to_string(),
+                    e["Service"]["ID"].as_str().unwrap_or_default().to_string(),
+                );
+                if let Some(cs) = checks.remove(&key) {
+                    e["Checks"] = Value::Array(cs);
+                }
+            }
+        }
+        let owned = entries
+            .iter()
+            .filter_map(plan::owned_from_health_entry)
+            .collect();
+        Ok((owned, node_counts))
+    }
+
+    /// Reads both sides and plans.
+    pub fn plan(&self, scope: &Scope) -> Result<(Plan, Stats), SyncError> {
+        let (p, stats, _) = self.plan_with_nodes(scope)?;
+        Ok((p, stats))
+    }
+
+    fn plan_with_nodes(
+        &self,
+        scope: &Scope,
+    ) -> Result<(Plan, Stats, BTreeMap<String, usize>), SyncError> {
+        let apps = self.read_apps(scope)?;
+        let (owned, nodes) = self.read_owned_nodes()?;
+        let p = plan::plan(&apps, &owned, scope.apps(), self.cfg);
+        let stats = Stats {
+            apps: apps.len(),
+            owned: owned.len(),
+            unchanged: p.unchanged,
+            waiting: p.waiting,
+            ..Stats::default()
+        };
+        Ok((p, stats, nodes))
+    }
+
+    /// Plans and applies (or, dry run, lists) the changes into `summary`.
+    pub fn run(
+        &self,
+        scope: &Scope,
+        dry_run: bool,
+        summary: &mut Summary,
+    ) -> Result<Stats, SyncError> {
+        let (p, mut stats, nodes) = self.plan_with_nodes(scope)?;
+        log::info!(
+            "{} app(s), {} owned registration(s): {} change(s), {} unchanged, {} waiting for health",
+            stats.apps,
+            stats.owned,
+            p.changes.len(),
+            p.unchanged,
+            p.waiting
+        );
+        for e in &p.errors {
+            log::error!("{e}");
+            summary.error(e.to_string());
+            summary.raise_exit(Exit::DataErr);
+        }
+        let done = self.apply_each(&p.changes, dry_run, summary);
+        stats.applied = done.iter().filter(|d| **d == Some(true)).count();
+        stats.failed = done.iter().filter(|d| **d == Some(false)).count();
+        if !nodes.is_empty() {
+            self.remove_empty_nodes(&nodes, &p.changes, &done, dry_run, summary);
+        }
+        Ok(stats)
+    }
+
+    /// Writes `changes` one by one; a failed one never stops the others (mesos-consul#59),
+    /// except when Consul itself is unreachable: then the rest is skipped and the run exits 69
+    /// (a replay completes it). Returns (applied, failed).
+    pub fn apply(
+        &self,
+        changes: &[Change],
+        dry_run: bool,
+        summary: &mut Summary,
+    ) -> (usize, usize) {
+        let done = self.apply_each(changes, dry_run, summary);
+        let applied = done.iter().filter(|d| **d == Some(true)).count();
+        let failed = done.iter().filter(|d| **d == Some(false)).count();
+        (applied, failed)
+    }
+
+    /// Like [`Syncer::apply`], telling for each change whether it was written (`Some(true)`),
+    /// failed (`Some(false)`) or not attempted (`None`: dry run, or Consul unreachable).
+    pub fn apply_each(
+        &self,
+        changes: &[Change],
+        dry_run: bool,
+        summary: &mut Summary,
+    ) -> Vec<Option<bool>> {
+        if dry_run {
+            for c in changes {
+                summary.push(Action::new(
+                    c.kind(),
+                    c.target(),
+                    Status::Planned,
+                    c.detail(),
+                ));
+            }
+            return vec![None; changes.len()];
+        }
+        let results = self.write_all(changes);
+        let mut done = Vec::with_capacity(changes.len());
+        let mut unreachable: Option<String> = None;
+        for (change, result) in changes.iter().zip(results) {
+            let (kind, target, detail) = (change.kind(), change.target(), change.detail());
+            match result {
+                None => {
+                    summary.push(Action::new(
+                        kind,
+                        target,
+                        Status::Skipped,
+                        format!("{detail} (not attempted: Consul unreachable)"),
+                    ));
+                    done.push(None);
+                }
+                Some(Ok(note)) => {
+                    done.push(Some(true));
+                    let detail = match note {
+                        Some(n) => format!("{detail} ({n})"),
+                        None => detail,
+                    };
+                    log::info!("{kind} {target}: {detail}");
+                    summary.push(Action::new(kind, target, Status::Applied, detail));
+                }
+                Some(Err(e)) => {
+                    done.push(Some(false));
+                    log::error!("{kind} {target}: {e}");
+                    if self.stops_the_run(change, &e) && unreachable.is_none() {
+                        unreachable = Some(e.to_string());
+                        summary.raise_exit(Exit::Unavailable);
+                    }
+                    summary.push(Action::new(
+                        kind,
+                        target,
+                        Status::Failed,
+                        format!("{detail}: {e}"),
+                    ));
+                }
+            }
+        }
+        if let Some(why) = unreachable {
+            summary.error(format!(
+                "Consul unreachable, remaining changes not attempted: {why}"
+            ));
+        }
+        done
+    }
+
+    /// Writes `changes` with up to `WORKERS` requests in flight (Consul commits every catalog
+    /// write through Raft, so a first sync of thousands of tasks one request at a time would
+    /// take minutes). `None` for a change not attempted because Consul became unreachable.
+    fn write_all(&self, changes: &[Change]) -> Vec<Option<WriteResult>> {
+        const WORKERS: usize = 8;
+        let next = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let slots: Vec<Mutex<Option<WriteResult>>> =
+            changes.iter().map(|_| Mutex::new(None)).collect();
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= changes.len() || stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let result = self.write(&changes[i]);
+            if let Err(e) = &result {
+                if self.stops_the_run(&changes[i], e) {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+            *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        };
+        let workers = WORKERS.min(changes.len());
+        if workers <= 1 {
+            work();
+        } else {
+            std::thread::scope(|scope| {
+                for _ in 0..workers {
+                    scope.spawn(work);
+                }
+            });
+        }
+        slots
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .collect()
+    }
+
+    /// Consul itself (not one host's agent) cannot be reached: the remaining changes would only
+    /// time out one by one.
+    fn stops_the_run(&self, change: &Change, e: &ConsulError) -> bool {
+        matches!(e, ConsulError::Http(h) if h.is_unavailable())
+            && self.write_goes_to_main_consul(change)
+    }
+
+    /// Catalog mode: removes tasks2consul's external nodes (node meta `external-source=marathon`)
+    /// left without any service after `changes`, so that a dead or drained host's node does not
+    /// linger (and, with consul-esm, is not probed forever).
+    pub fn remove_empty_nodes(
+        &self,
+        nodes: &BTreeMap<String, usize>,
+        changes: &[Change],
+        done: &[Option<bool>],
+        dry_run: bool,
+        summary: &mut Summary,
+    ) {
+        let mut left = nodes.clone();
+        for (c, d) in changes.iter().zip(done) {
+            let counts = *d == Some(true) || (dry_run && d.is_none());
+            match c {
+                Change::Register { node, .. } => {
+                    // A failed registration may still have created the node: keep it.
+                    *left.entry(node.clone()).or_default() += 1;
+                }
+                Change::Deregister { owned, .. } if counts => {
+                    if let Some(n) = left.get_mut(&owned.node) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+                Change::Deregister { owned, .. } => {
+                    *left.entry(owned.node.clone()).or_default() += 1;
+                }
+            }
+        }
+        for (node, n) in left {
+            if n > 0 || !nodes.contains_key(&node) {
+                continue;
+            }
+            let target = format!("node:{node}");
+            let detail = format!("external node {node} has no services left");
+            if dry_run {
+                summary.push(Action::new("deregister", target, Status::Planned, detail));
+                continue;
+            }
+            match self.consul.catalog_deregister_node(&node) {
+                Ok(()) => summary.push(Action::new("deregister", target, Status::Applied, detail)),
+                Err(e) => summary.push(Action::new(
+                    "deregister",
+                    target,
+                    Status::Failed,
+                    format!("{detail}: {e}"),
+                )),
+            }
+        }
+    }
+
+    fn write_goes_to_main_consul(&self, change: &Change) -> bool {
+        // In agent mode each write goes to the host's own agent: one dead host is a failure
+        // of its changes only.
+        self.cfg.mode == Mode::Catalog
+            || matches!(change, Change::Deregister { owned, .. } if owned.external)
+    }
+
+    /// One write. `Ok(Some(note))` when it succeeded in a way worth mentioning.
+    fn write(&self, change: &Change) -> WriteResult {
+        match (self.cfg.mode, change) {
+            (Mode::Catalog, Change::Register { reg, node, .. }) => {
+                self.consul
+                    .catalog_register(&reg.id, &reg.catalog_body(node, self.cfg.external_probe))?;
+                Ok(None)
+            }
+            (_, Change::Deregister { owned, .. }) if owned.external => {
+                self.consul
+                    .catalog_deregister_service(&owned.node, &owned.reg.id)?;
+                Ok(None)
+            }
+            (Mode::Agent, Change::Register { reg, .. }) => {
+                let agent = self.agent(&reg.host)?;
+                agent.agent_service_register(&reg.agent_body(), true)?;
+                Ok(None)
+            }
+            (_, Change::Deregister { owned, .. }) => self.agent_deregister(owned),
+        }
+    }
+
+    fn agent(&self, host: &str) -> Result<std::sync::Arc<Consul>, ConsulError> {
+        match self.agents {
+            Some(pool) => pool.agent(host),
+            None => Err(ConsulError::Unexpected {
+                what: "agent mode".into(),
+                reason: "no agent address configured".into(),
+            }),
+        }
+    }
+
+    /// Agent registrations are removed through their agent (the catalog copy would come back
+    /// by anti-entropy, gliderlabs/registrator#277). When the host's agent is unreachable (dead
+    /// host), the catalog copy is removed through `--consul` instead, so nothing routes to it;
+    /// should that agent come back with the service, the next sync removes it there.
+    fn agent_deregister(&self, owned: &Owned) -> Result<Option<String>, ConsulError> {
+        let via_agent = self
+            .agent(&owned.node_address)
+            .and_then(|a| a.agent_service_deregister(&owned.reg.id));
+        match via_agent {
+            Ok(true) => Ok(None),
+            Ok(false) => Ok(Some("the agent no longer had it".into())),
+            Err(ConsulError::Http(h)) if is_unreachable(&h) => {
+                log::warn!(
+                    "agent of {} unreachable ({h}); removing {} from the catalog instead",
+                    owned.node_address,
+                    owned.reg.id
+                );
+                self.consul
+                    .catalog_deregister_service(&owned.node, &owned.reg.id)?;
+                Ok(Some(format!(
+                    "agent on {} unreachable, removed from the catalog",
+                    owned.node_address
+                )))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn is_unreachable(h: &HttpError) -> bool {
+    h.is_unavailable()
+}
+
+/// `GET /v2/apps/<id>?embed=app.tasks`; `None` on 404.
+pub fn get_app_with_tasks(m: &Marathon, app_id: &str) -> Result<Option<Value>, MarathonError> {
+    let id: String = app_id
+        .trim_start_matches('/')
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let resp = m.http().get(&format!("/v2/apps/{id}?embed=app.tasks"))?;
+    if resp.status == 404 {
+        return Ok(None);
+    }
+    if !resp.is_success() {
+        return Err(MarathonError::from_response(app_id, &resp));
+    }
+    let mut v: Value = resp.json()?;
+    Ok(v.get_mut("app").map(Value::take))
+}
+
+/// App ids that `changes` touch (for logs).
+pub fn apps_of(changes: &[Change]) -> BTreeSet<String> {
+    changes
+        .iter()
+        .map(|c| match c {
+            Change::Register { reg, .. } => reg.app_id().to_string(),
+            Change::Deregister { owned, .. } => owned.reg.app_id().to_string(),
+        })
+        .collect()
+}
