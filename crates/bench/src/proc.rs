@@ -284,4 +284,28 @@ mod tests {
         );
         assert_eq!(parse_time_output(""), None);
     }
+
+    #[test]
+    fn feeds_stdin_and_reports_the_exit_code() {
+        let spec =
+            Spec::new("sh", Arc::new(b"hello".to_vec())).args(["-c", "cat; echo oops >&2; exit 3"]);
+        let o = run(&spec, Duration::from_secs(20)).unwrap();
+        assert_eq!(o.end, End::Code(3));
+        assert_eq!(o.stdout, b"hello");
+        assert_eq!(o.stderr_tail(), "oops");
+    }
+
+    #[test]
+    fn a_timeout_kills_the_whole_process_group() {
+        // The background sleep holds stdout open: run() only returns once the group is gone.
+        let spec = Spec::new("sh", Arc::new(Vec::new())).args(["-c", "sleep 30 & sleep 30"]);
+        let start = Instant::now();
+        let o = run(&spec, Duration::from_millis(200)).unwrap();
+        assert_eq!(o.end, End::TimedOut);
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+    }
 }
