@@ -98,9 +98,9 @@ fn setup() -> Setup {
             vec![
                 "--repo".to_string(),
                 bare.display().to_string(),
-                // The fixtures' keys live under foo/.
+                // The fixtures' keys are repositories themselves.
                 "--key-prefix".into(),
-                "foo/".into(),
+                String::new(),
                 "--workdir".into(),
                 workdir.display().to_string(),
             ],
