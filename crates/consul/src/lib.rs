@@ -13,6 +13,7 @@ pub mod lock;
 mod session;
 
 use runtime::http::HttpClient;
+pub use runtime::http::{encode_path, encode_query};
 
 pub use error::ConsulError;
 pub use kv::validate_key;
@@ -32,23 +33,4 @@ impl Consul {
     pub fn http(&self) -> &HttpClient {
         &self.http
     }
-}
-
-/// Percent-encodes a KV key or other path segment(s) for a URL path, keeping `/`.
-pub fn encode_path(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// Percent-encodes a query parameter value.
-pub fn encode_query(s: &str) -> String {
-    encode_path(s).replace('/', "%2F")
 }

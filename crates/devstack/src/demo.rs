@@ -27,16 +27,17 @@ fn indent(text: &str) -> String {
         .join("\n")
 }
 
-/// Waits for the next finished invocation of `handler` after `seen` earlier ones that satisfies
-/// `done`, printing each one's summary.
+/// Waits until a run of `handler` that finished after the `seen` earlier ones printed `expect`
+/// and `done` holds, printing each finished run's summary as it appears.
 fn follow(
     p: &Pipeline,
     handler: &str,
     seen: &mut usize,
     step: &str,
+    expect: &str,
     mut done: impl FnMut(&Pipeline) -> bool,
 ) -> Result<(), PipelineError> {
-    let mut ok = false;
+    let mut matched = false;
     wait_until(step, STEP_TIMEOUT, || {
         let inv = p.invocations(handler);
         for i in inv.iter().skip(*seen) {
@@ -46,16 +47,11 @@ fn follow(
                 i.exit_code.unwrap_or(-1)
             );
             println!("{}", indent(i.stdout.trim_end()));
+            matched |= i.stdout.contains(expect);
         }
         *seen = inv.len();
-        ok = done(p);
-        ok
-    })?;
-    if ok {
-        Ok(())
-    } else {
-        Err(fail(step, "did not complete"))
-    }
+        matched && done(p)
+    })
 }
 
 /// Runs the demo. Everything it starts is stopped when it returns.
@@ -84,22 +80,33 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
         "agent start: the watches fire with the current data; the jobs are deployed and registered",
     );
     let (mut seen_tag, mut seen_kv, mut seen_t2c) = (0usize, 0usize, 0usize);
-    follow(&p, "kv2jobs", &mut seen_kv, "initial deploy", |p| {
-        p.marathon_image("/sami/api").is_some() && p.marathon_image("/sami/web").is_some()
-    })?;
+    follow(
+        &p,
+        "kv2jobs",
+        &mut seen_kv,
+        "initial deploy",
+        "create-app",
+        |p| p.marathon_image("/sami/api").is_some() && p.marathon_image("/sami/web").is_some(),
+    )?;
     follow(
         &p,
         "tasks2consul",
         &mut seen_t2c,
         "initial registration",
+        "register",
         |p| {
             let tasks = p.marathon_tasks("/sami/api");
             !tasks.is_empty() && p.consul_task_ids("/sami/api") == sorted(tasks)
         },
     )?;
-    follow(&p, "tag2git", &mut seen_tag, "tag2git at start", |p| {
-        !p.invocations("tag2git").is_empty()
-    })?;
+    follow(
+        &p,
+        "tag2git",
+        &mut seen_tag,
+        "tag2git at start",
+        "tag2git",
+        |_| true,
+    )?;
     let old_tasks = sorted(p.marathon_tasks("/sami/api"));
     let web_version = app_version(&p, "/sami/web");
 
@@ -114,10 +121,17 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
         2,
         "tag2git commits the new image into the job files and pushes",
     );
-    follow(&p, "tag2git", &mut seen_tag, "2. tag2git", |p| {
-        p.git_bare(&["log", "-1", "--format=%s"])
-            .is_ok_and(|s| s.contains("1.4.2"))
-    })?;
+    follow(
+        &p,
+        "tag2git",
+        &mut seen_tag,
+        "2. tag2git",
+        "update-image",
+        |p| {
+            p.git_bare(&["log", "-1", "--format=%s"])
+                .is_ok_and(|s| s.contains("1.4.2"))
+        },
+    )?;
     let commit = p.git_bare(&["log", "-1", "--format=%H%n%an <%ae>%n%n%B"])?;
     println!("   commit:\n{}", indent(commit.trim_end()));
     let diff = p.git_bare(&["diff", "HEAD~1", "HEAD", "--unified=0"])?;
@@ -164,12 +178,29 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
         4,
         "kv2jobs deploys the changed app and job (only those) and fires shipwatch-deployed",
     );
-    follow(&p, "kv2jobs", &mut seen_kv, "4. kv2jobs", |p| {
-        p.marathon_image("/sami/api").as_deref() == Some("registry.local:5000/sami/api:1.4.2")
-            && p.invocations("kv2jobs")
-                .last()
-                .is_some_and(|i| i.exit_code == Some(0))
-    })?;
+    follow(
+        &p,
+        "kv2jobs",
+        &mut seen_kv,
+        "4. kv2jobs",
+        "update-app",
+        |p| p.marathon_image("/sami/api").as_deref() == Some("registry.local:5000/sami/api:1.4.2"),
+    )?;
+    let last = p
+        .invocations("kv2jobs")
+        .pop()
+        .map(|i| i.stdout)
+        .unwrap_or_default();
+    let writes: Vec<&str> = last
+        .lines()
+        .filter(|l| l.trim_start().starts_with("applied"))
+        .collect();
+    if writes.len() != 2 || !last.contains("/sami/api") || !last.contains("update-job") {
+        return Err(fail(
+            "4. kv2jobs",
+            format!("expected exactly /sami/api and api-cleanup to be updated, got {writes:?}"),
+        ));
+    }
     if app_version(&p, "/sami/web") != web_version {
         return Err(fail(
             "4. kv2jobs",
@@ -181,10 +212,17 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
         5,
         "tasks2consul registers the new tasks and deregisters the old ones",
     );
-    follow(&p, "tasks2consul", &mut seen_t2c, "5. tasks2consul", |p| {
-        let tasks = sorted(p.marathon_tasks("/sami/api"));
-        !tasks.is_empty() && tasks != old_tasks && p.consul_task_ids("/sami/api") == tasks
-    })?;
+    follow(
+        &p,
+        "tasks2consul",
+        &mut seen_t2c,
+        "5. tasks2consul",
+        "deregister",
+        |p| {
+            let tasks = sorted(p.marathon_tasks("/sami/api"));
+            !tasks.is_empty() && tasks != old_tasks && p.consul_task_ids("/sami/api") == tasks
+        },
+    )?;
 
     heading(6, "final state");
     println!(

@@ -46,12 +46,7 @@ pub struct Chronos {
 
 /// Job names are `[\w.-]+` (JobUtils.jobNamePattern); encode anything else anyway.
 fn name_path(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    runtime::http::encode_query(name)
 }
 
 impl Chronos {

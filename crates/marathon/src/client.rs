@@ -1,6 +1,6 @@
 //! Marathon REST v2 calls the handlers make (reference §1).
 
-use runtime::http::{HttpClient, HttpRequest};
+use runtime::http::{encode_path, encode_query, HttpClient, HttpRequest};
 use serde_json::Value;
 
 use crate::error::MarathonError;
@@ -24,15 +24,7 @@ pub struct Marathon {
 /// Encodes an app id for the URL path (ids are `[a-z0-9.-]` segments, but a bad id from a config
 /// must not smuggle a query string).
 fn id_path(app_id: &str) -> String {
-    let id = app_id.trim_start_matches('/');
-    id.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    encode_path(app_id.trim_start_matches('/'))
 }
 
 impl Marathon {
@@ -92,9 +84,12 @@ impl Marathon {
         Ok(apps)
     }
 
-    /// `GET /v2/apps/{id}`; `None` for 404.
+    /// `GET /v2/apps/{id}?embed=app.tasks` (Marathon embeds tasks, counts and deployments on
+    /// this endpoint anyway, AppsResource.show); `None` for 404.
     pub fn get_app(&self, app_id: &str) -> Result<Option<Value>, MarathonError> {
-        let resp = self.http.get(&format!("/v2/apps/{}", id_path(app_id)))?;
+        let resp = self
+            .http
+            .get(&format!("/v2/apps/{}?embed=app.tasks", id_path(app_id)))?;
         if resp.status == 404 {
             return Ok(None);
         }
@@ -224,17 +219,6 @@ fn deploy_result(resp: &runtime::http::HttpResponse) -> DeployResult {
             .map(str::to_string),
         created: resp.status == 201,
     }
-}
-
-fn encode_query(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

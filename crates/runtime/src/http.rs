@@ -506,6 +506,31 @@ impl HttpClient {
     }
 }
 
+/// Percent-encodes a URL path (KV keys, app ids, service ids), keeping `/`: whatever a key or
+/// id holds, it cannot add a query string or another path.
+pub fn encode_path(s: &str) -> String {
+    encode(s, true)
+}
+
+/// Percent-encodes one query parameter value.
+pub fn encode_query(s: &str) -> String {
+    encode(s, false)
+}
+
+fn encode(s: &str, keep_slash: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b'/' if keep_slash => out.push('/'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 /// ureq's transport error without the URL (which the caller prints, redacted).
 fn transport_reason(t: &ureq::Transport) -> String {
     let kind = t.kind().to_string();
@@ -652,6 +677,13 @@ mod tests {
         let err = c.get("/").unwrap_err();
         assert!(matches!(err, HttpError::Deadline { .. }), "{err}");
         assert!(t.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn encoding_keeps_keys_inside_the_path() {
+        assert_eq!(encode_path("jobs/main/a b.json"), "jobs/main/a%20b.json");
+        assert_eq!(encode_path("a?force=true#x"), "a%3Fforce%3Dtrue%23x");
+        assert_eq!(encode_query("a/b&c"), "a%2Fb%26c");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use watch::{EventStream, StreamEvent};
 
 use crate::plan::{self, Change, Config, Mode, Owned};
 use crate::scope::Scope;
-use crate::sync::{get_app_with_tasks, SyncError, Syncer};
+use crate::sync::{SyncError, Syncer};
 
 /// Mesos task states after which a task never runs again (Marathon docs call FINISHED, FAILED,
 /// KILLED, LOST terminal; newer Mesos adds the others). TASK_KILLING deregisters early so that
@@ -395,7 +395,7 @@ fn on_event(
 
 /// Reads one app from Marathon into the state (removed when gone or no longer labelled).
 fn refresh_app(s: &Syncer<'_>, app_id: &str, state: &mut State) -> Result<(), String> {
-    match get_app_with_tasks(s.marathon, app_id).map_err(|e| e.to_string())? {
+    match s.marathon.get_app(app_id).map_err(|e| e.to_string())? {
         Some(app) if plan::app_selected(&app, s.cfg) => {
             // Tasks Marathon still lists but we saw die keep their terminal state.
             let mut app = app;

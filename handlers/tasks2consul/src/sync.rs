@@ -132,7 +132,7 @@ impl Syncer<'_> {
             Scope::Apps(ids) => {
                 let mut apps = Vec::new();
                 for id in ids {
-                    if let Some(app) = get_app_with_tasks(self.marathon, id)? {
+                    if let Some(app) = self.marathon.get_app(id)? {
                         apps.push(app);
                     }
                 }
@@ -522,29 +522,6 @@ impl Syncer<'_> {
 
 fn is_unreachable(h: &HttpError) -> bool {
     h.is_unavailable()
-}
-
-/// `GET /v2/apps/<id>?embed=app.tasks`; `None` on 404.
-pub fn get_app_with_tasks(m: &Marathon, app_id: &str) -> Result<Option<Value>, MarathonError> {
-    let id: String = app_id
-        .trim_start_matches('/')
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let resp = m.http().get(&format!("/v2/apps/{id}?embed=app.tasks"))?;
-    if resp.status == 404 {
-        return Ok(None);
-    }
-    if !resp.is_success() {
-        return Err(MarathonError::from_response(app_id, &resp));
-    }
-    let mut v: Value = resp.json()?;
-    Ok(v.get_mut("app").map(Value::take))
 }
 
 /// App ids that `changes` touch (for logs).

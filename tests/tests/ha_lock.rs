@@ -1,0 +1,166 @@
+//! HA-safe handlers (`--lock KEY`): when several agents run the same watch, exactly one run acts,
+//! the others exit 0 saying who holds the lock, nothing is lost, and a holder that was killed
+//! blocks the next run no longer than its session TTL (Consul reaps at up to 2×TTL, session.mdx).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use devstack::consul::{Consul, ConsulOptions};
+use devstack::marathon::{Marathon, MarathonOptions};
+use serde_json::Value;
+
+fn bin(name: &str) -> PathBuf {
+    devstack::bins::handler_dir().unwrap().join(name)
+}
+
+fn b64(s: &str) -> String {
+    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s)
+}
+
+fn payload(app_id: &str) -> Vec<u8> {
+    let app = format!(r#"{{"id":"{app_id}","cmd":"sleep 1000","instances":1}}"#);
+    format!(
+        r#"[{{"Key":"jobs/main/a.json","CreateIndex":5,"ModifyIndex":5,"LockIndex":0,"Flags":0,"Value":"{}","Session":""}}]"#,
+        b64(&app)
+    )
+    .into_bytes()
+}
+
+fn spawn_kv2jobs(consul: &Consul, marathon: &Marathon, extra: &[&str], stdin: &[u8]) -> Child {
+    let mut child = Command::new(bin("kv2jobs"))
+        .args([
+            "--prefix",
+            "jobs/main/",
+            "--output",
+            "json",
+            "--timeout",
+            "60s",
+        ])
+        .args(["--lock", "shipwatch/locks/kv2jobs"])
+        .args(extra)
+        .env_remove("CONSUL_HTTP_TOKEN")
+        .env_remove("CHRONOS_URL")
+        .env("CONSUL_HTTP_ADDR", consul.url())
+        .env("MARATHON_URL", marathon.url())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child
+}
+
+fn finish(child: Child) -> (i32, Value, String) {
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let summary: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}); stderr: {stderr}"));
+    (out.status.code().unwrap_or(-1), summary, stderr)
+}
+
+fn acted(summary: &Value) -> bool {
+    summary["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["kind"] == "create-app" && a["status"] == "applied")
+}
+
+fn waited_for_lock(summary: &Value) -> bool {
+    summary["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["kind"] == "lock" && a["status"] == "skipped")
+}
+
+fn concurrent_runs_exactly_one_acts(n: usize) {
+    let consul = Consul::start(ConsulOptions::default()).unwrap();
+    let marathon = Marathon::start(MarathonOptions::default()).unwrap();
+    // A slow Marathon keeps the holder busy while the others ask for the lock.
+    marathon.faults().set_latency(Duration::from_millis(400));
+    let children: Vec<Child> = (0..n)
+        .map(|_| spawn_kv2jobs(&consul, &marathon, &[], &payload("/ha/app")))
+        .collect();
+    let results: Vec<_> = children.into_iter().map(finish).collect();
+    for (code, _, stderr) in &results {
+        assert_eq!(*code, 0, "{stderr}");
+    }
+    let actors = results.iter().filter(|(_, s, _)| acted(s)).count();
+    let waiters = results
+        .iter()
+        .filter(|(_, s, _)| waited_for_lock(s))
+        .count();
+    assert_eq!((actors, waiters), (1, n - 1), "{results:#?}");
+    // Nothing lost: the app is there, written once.
+    assert!(marathon.app("/ha/app").is_some());
+    assert_eq!(marathon.write_count(), 1);
+    // The lock was released: a later run takes it at once and finds nothing to do.
+    marathon.faults().set_latency(Duration::ZERO);
+    let (code, s, stderr) = finish(spawn_kv2jobs(&consul, &marathon, &[], &payload("/ha/app")));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!waited_for_lock(&s), "{s}");
+    assert_eq!(marathon.write_count(), 1);
+}
+
+#[test]
+fn two_concurrent_runs_exactly_one_acts() {
+    concurrent_runs_exactly_one_acts(2);
+}
+
+#[test]
+fn three_concurrent_runs_exactly_one_acts() {
+    concurrent_runs_exactly_one_acts(3);
+}
+
+#[test]
+fn a_killed_holder_blocks_the_next_run_no_longer_than_the_ttl() {
+    let consul = Consul::start(ConsulOptions {
+        // The double's minimum session TTL, scaled down so the test takes seconds (a real Consul's
+        // minimum is 10s).
+        session_ttl_min: Duration::from_millis(100),
+        ..ConsulOptions::default()
+    })
+    .unwrap();
+    let marathon = Marathon::start(MarathonOptions::default()).unwrap();
+    marathon.faults().set_latency(Duration::from_secs(30));
+    let ttl = ["--lock-ttl", "1s"];
+    let mut holder = spawn_kv2jobs(&consul, &marathon, &ttl, &payload("/ha/killed"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while consul
+        .kv_get("shipwatch/locks/kv2jobs")
+        .is_none_or(|kv| kv.session.is_empty())
+    {
+        assert!(Instant::now() < deadline, "the holder never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    holder.kill().unwrap();
+    let _ = holder.wait();
+    let killed_at = Instant::now();
+    marathon.faults().set_latency(Duration::ZERO);
+    loop {
+        let (code, s, stderr) = finish(spawn_kv2jobs(
+            &consul,
+            &marathon,
+            &ttl,
+            &payload("/ha/killed"),
+        ));
+        assert_eq!(code, 0, "{stderr}");
+        if acted(&s) {
+            break;
+        }
+        assert!(waited_for_lock(&s), "{s}");
+        // 2×TTL for the reaper plus the 1s lock-delay, plus slack for a loaded machine.
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(8),
+            "still blocked {:?} after the holder died",
+            killed_at.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(marathon.app("/ha/killed").is_some());
+}
