@@ -88,6 +88,7 @@ fn main() {
         });
         s.spawn(move || {
             tasks::bad_input(r);
+            tasks::lock_keys(r);
             tasks::faults(r);
             tasks::concurrency(r);
             secrets::http_handler(r, "tasks2consul", b"null", &[]);

@@ -433,3 +433,59 @@ pub fn concurrency(r: &Report) {
         Ok(())
     });
 }
+
+/// `--lock KEY` reaches a Consul URL path: a key with `..` or control characters is refused
+/// before any request, and URL metacharacters are encoded, so the lock lands on exactly that key
+/// (the shared consul::lock::run_locked path of every handler).
+pub fn lock_keys(r: &Report) {
+    let refused = [
+        ("dotdot", "../../v1/acl/bootstrap"),
+        ("control", "locks/a\nb"),
+    ];
+    for (name, key) in refused {
+        r.case(&format!("bad-input/tasks2consul/lock-key-{name}"), || {
+            let s = Stack::start();
+            let out = s.run(b"null".to_vec()).args(["--lock", key]).run();
+            // A bad flag value: usage (64) or invalid configuration (65, what consul's key check
+            // maps to today).
+            let doc = out.sane()?;
+            ensure!(
+                matches!(out.code, Some(64) | Some(65)),
+                "want 64 or 65\n{}",
+                out.show()
+            );
+            ensure!(
+                doc["errors"].to_string().contains("invalid Consul key"),
+                "no message naming the key\n{}",
+                out.show()
+            );
+            ensure!(
+                s.consul.write_count() == 0 && s.registered().is_empty(),
+                "something was written\n{}",
+                out.show()
+            );
+            Ok(())
+        });
+    }
+    for (name, key) in [
+        ("query", "locks/a?dc=evil&token=x"),
+        ("fragment-and-percent", "locks/a#b%2e%2e%2F"),
+    ] {
+        r.case(
+            &format!("bad-input/tasks2consul/lock-key-{name}-is-encoded"),
+            || {
+                let s = Stack::start();
+                let out = s.run(b"null".to_vec()).args(["--lock", key]).run();
+                out.expect(0, &[])?;
+                s.converged()?;
+                let keys: Vec<String> = s.consul.kv_list("").into_iter().map(|e| e.key).collect();
+                ensure!(
+                    keys == [key.to_string()],
+                    "the lock landed on other keys: {keys:?} (want only {key:?})\n{}",
+                    out.show()
+                );
+                Ok(())
+            },
+        );
+    }
+}
