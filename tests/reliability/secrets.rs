@@ -230,6 +230,24 @@ pub fn http_handler(r: &Report, handler: &'static str, payload: &[u8], extra: &[
             leak_free(&apply(inv, &setup).run())
         });
         r.case(
+            &format!("secrets/{handler}/{}-output-text", setup.name),
+            || {
+                let home = tempfile::tempdir().unwrap();
+                let inv = Invocation::new(handler, home.path())
+                    .args(extra.iter().copied())
+                    .args(["--timeout", "15s", "--output", "text"])
+                    .stdin(payload.to_vec());
+                r.faults(1);
+                let out = apply(inv, &setup).run();
+                ensure!(
+                    !out.hung && out.code.is_some_and(|c| c != 0 && c != 101),
+                    "want a non-zero exit without panic\n{}",
+                    out.show()
+                );
+                out.no_secrets(&plain_secrets())
+            },
+        );
+        r.case(
             &format!("secrets/{handler}/{}-with-lock", setup.name),
             || {
                 let home = tempfile::tempdir().unwrap();
