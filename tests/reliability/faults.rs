@@ -157,6 +157,41 @@ pub fn tag2git(r: &Report) {
         },
     );
 
+    r.case("faults/tag2git/remote-disappears-mid-run-at-push", || {
+        // Clone and commit succeed, then the remote vanishes during the push.
+        let repo = Repo::new();
+        repo.install_rejecting_hook();
+        repo.vanish_on_next_push();
+        let wd = repo.workdir();
+        let body = api_payload("1.5.4", 35);
+        let out = repo
+            .tag2git_in(&wd, body.clone())
+            .args(["--push-attempts", "2"])
+            .run();
+        r.faults(1);
+        let gone = !repo.bare.exists();
+        repo.come_back();
+        ensure!(gone, "the hook did not move the repository away");
+        out.sane()?;
+        ensure!(
+            matches!(out.code, Some(69) | Some(75)),
+            "want 69 (unreachable) or 75 (push failed)\n{}",
+            out.show()
+        );
+        let before = repo.commit_count();
+        repo.tag2git_in(&wd, body.clone()).run().expect(0, &[])?;
+        ensure!(repo.commit_count() == before + 1, "want one commit");
+        repo.tag2git(body).run().expect(0, &[])?;
+        ensure!(repo.commit_count() == before + 1, "replay duplicated");
+        converged(
+            &repo,
+            API_FILE,
+            "registry.local:5000/sami/api:1.5.4",
+            API_KEY,
+            35,
+        )
+    });
+
     r.case("faults/tag2git/remote-disappears-then-returns", || {
         let repo = Repo::new();
         let moved = repo.tmp.path().join("moved-away.git");

@@ -178,10 +178,13 @@ impl Repo {
                 "#!/bin/sh\n\
                  cat >/dev/null\n\
                  if [ -e '{flag}' ]; then echo 'protected branch: pushes are frozen' >&2; exit 1; fi\n\
+                 if [ -e '{vanish}' ]; then rm -f '{vanish}'; mv '{bare}' '{bare}.gone'; echo 'repository moved' >&2; exit 1; fi\n\
                  if [ -s '{counter}' ]; then n=$(cat '{counter}'); if [ \"$n\" -gt 0 ]; then echo $((n-1)) > '{counter}'; echo 'rejected by hook' >&2; exit 1; fi; fi\n\
                  exit 0\n",
                 flag = flag.display(),
-                counter = counter.display()
+                counter = counter.display(),
+                vanish = self.tmp.path().join("vanish").display(),
+                bare = self.bare.display()
             ),
         )
         .unwrap();
@@ -195,6 +198,19 @@ impl Repo {
             std::fs::write(flag, "").unwrap();
         } else {
             let _ = std::fs::remove_file(flag);
+        }
+    }
+
+    /// The next push moves the repository away (the remote disappears mid-run) and fails.
+    pub fn vanish_on_next_push(&self) {
+        std::fs::write(self.tmp.path().join("vanish"), "").unwrap();
+    }
+
+    /// Brings a vanished repository back.
+    pub fn come_back(&self) {
+        let gone = self.bare.with_extension("git.gone");
+        if gone.exists() {
+            std::fs::rename(gone, &self.bare).unwrap();
         }
     }
 
