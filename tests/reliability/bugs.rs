@@ -1,6 +1,7 @@
-//! Known bugs found by the reliability suite, each as a failing test marked `#[ignore = "BUG: …"]`
-//! (run them with `cargo test -p e2e --test reliability_bugs -- --ignored`). When one passes, drop
-//! its `#[ignore]` and the matching exclusion in the suite (see the module docs of secrets.rs).
+//! Regression tests for the bugs the reliability suite found (secrets echoed back in a Consul 403
+//! body, in base64 basic auth, by a git remote, or in ureq's debug log; config keys with `..` or a
+//! leading `-` deployed; no JSON document on a usage error with --output json). Each failed before
+//! its fix.
 //!
 //! Needs the handler binaries built, like the suite.
 
@@ -26,7 +27,6 @@ fn assert_no_leak(out: &Outcome) {
 /// (`resp.text()`), not the redacted one (`resp.error()` scrubs), so a proxy or server that echoes
 /// the request puts the ACL token into the summary and the log.
 #[test]
-#[ignore = "BUG: consul::ConsulError::from_response does not redact a 403 body (token echoed back leaks)"]
 fn bug_consul_403_body_is_not_redacted() {
     let consul = Echo::start(&[403]);
     let home = tempfile::tempdir().unwrap();
@@ -44,7 +44,6 @@ fn bug_consul_403_body_is_not_redacted() {
 /// `user:pass@` in a URL) the redactor knows the password but not the `base64(user:pass)` that
 /// goes on the wire, so an error body echoing the Authorization header leaks a usable credential.
 #[test]
-#[ignore = "BUG: runtime::redact does not scrub base64(user:password) of Basic auth from echoed error bodies"]
 fn bug_basic_auth_echoed_in_base64_is_not_redacted() {
     let marathon = Echo::start(&[500]);
     let home = tempfile::tempdir().unwrap();
@@ -62,7 +61,6 @@ fn bug_basic_auth_echoed_in_base64_is_not_redacted() {
 /// gitops (git's stderr through runtime's Redactor::for_url): git prints a 401 body of the remote
 /// as `remote: …`; the Basic header it echoes is not scrubbed (only the password is).
 #[test]
-#[ignore = "BUG: tag2git/gitops leave base64(user:password) of an https remote in git's echoed error (remote: …)"]
 fn bug_git_remote_echo_of_basic_auth_is_not_redacted() {
     let git = Echo::start(&[401]);
     let home = tempfile::tempdir().unwrap();
@@ -84,7 +82,6 @@ fn bug_git_remote_echo_of_basic_auth_is_not_redacted() {
 /// logs every request prelude; it masks `Authorization` but not `X-Consul-Token`, which is how
 /// the Consul token is sent. Either send it as `Authorization: Bearer` or cap ureq at `warn`.
 #[test]
-#[ignore = "BUG: RUST_LOG=debug prints the X-Consul-Token header (ureq's request log) on stderr"]
 fn bug_debug_log_prints_the_consul_token() {
     let consul = Echo::start(&[500]);
     let home = tempfile::tempdir().unwrap();
@@ -112,7 +109,6 @@ mod jobs;
 /// branch's path; COMMON.md: keys with `..` are rejected. Expected: the config rejected (exit 65,
 /// the key named), nothing written.
 #[test]
-#[ignore = "BUG: kv2jobs deploys config keys containing `..` (jobs/main/../dev/api.json passes --prefix jobs/main/)"]
 fn bug_kv2jobs_deploys_config_keys_with_dotdot() {
     let s = jobs::Stack::start();
     let key = "jobs/main/../dev/api.json";
@@ -131,7 +127,6 @@ fn bug_kv2jobs_deploys_config_keys_with_dotdot() {
 /// is given (control characters are refused, a leading `-` is not; COMMON.md: keys with a leading
 /// `-` are rejected). Expected: exit 65 naming the key, nothing written.
 #[test]
-#[ignore = "BUG: kv2jobs accepts config keys with a leading '-' (no --prefix)"]
 fn bug_kv2jobs_accepts_keys_with_leading_dash() {
     let s = jobs::Stack::start();
     let key = "-rf/api.json";
@@ -153,7 +148,6 @@ fn bug_kv2jobs_accepts_keys_with_leading_dash() {
 /// summary (issue 2: "exactly one JSON document on stdout") gets no document. Minor: the format is
 /// known from argv even when another flag is bad.
 #[test]
-#[ignore = "BUG (minor): a usage error with --output json prints no JSON document on stdout"]
 fn bug_usage_error_with_output_json_prints_no_summary() {
     let home = tempfile::tempdir().unwrap();
     for h in ["tag2git", "kv2jobs", "tasks2consul"] {

@@ -321,9 +321,9 @@ pub fn bad_input(r: &Report) {
         );
         Ok(())
     });
-    // Keys that must not be trusted as paths or options. (`jobs/main/../dev/x.json` is left to the
-    // ignored test reliability_bugs::bug_kv2jobs_deploys_config_keys_with_dotdot until fixed.)
+    // Keys that must not be trusted as paths or options.
     let keys = [
+        ("key-dotdot", format!("{PREFIX}../dev/api.json")),
         ("key-control", format!("{PREFIX}marathon/a\u{7}pi.json")),
         (
             "key-newline",

@@ -3,14 +3,8 @@
 //! the request back, Authorization header and token included); no secret may appear on stdout,
 //! stderr or in any commit.
 //!
-//! Three triggers are left out of this suite until the bugs they hit are fixed; each is reproduced
-//! by an ignored test in `reliability/bugs.rs` (remove the exclusion when it passes):
-//! - a Consul 403 whose body echoes the token (`bug_consul_403_body_is_not_redacted`): the Consul
-//!   doubles here answer 500/502/503 instead;
-//! - the base64 `user:password` of a Basic header echoed back
-//!   (`bug_basic_auth_echoed_in_base64_is_not_redacted`, `bug_git_remote_echo_of_basic_auth_is_not_redacted`):
-//!   [`plain_secrets`] is checked here, [`all_secrets`] there;
-//! - `RUST_LOG=debug` (`bug_debug_log_prints_the_consul_token`): runs here log at `info`.
+//! Bodies that echo the whole request (headers included), Consul 403s, and `RUST_LOG=debug` are
+//! all covered; every check uses [`all_secrets`] (plain and base64 basic-auth forms).
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -128,7 +122,7 @@ pub fn setups() -> Vec<Setup> {
     // 1: credentials in URLs (Marathon, Consul, webhook), Consul token in env; 401/403/500 echo.
     {
         let m = Echo::start(&[401, 403]);
-        let c = Echo::start(&[500, 503]);
+        let c = Echo::start(&[403, 503]);
         let h = Echo::start(&[500]);
         let tmp = tempfile::tempdir().unwrap();
         out.push(Setup {
@@ -148,7 +142,7 @@ pub fn setups() -> Vec<Setup> {
     // 500/502/503/404 echo.
     {
         let m = Echo::start(&[500, 502]);
-        let c = Echo::start(&[500, 502, 503]);
+        let c = Echo::start(&[403, 502, 503]);
         let h = Echo::start(&[404]);
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("consul.token");
@@ -199,7 +193,7 @@ pub fn setups() -> Vec<Setup> {
 }
 
 fn apply(inv: Invocation, setup: &Setup) -> Invocation {
-    let mut inv = inv.env("RUST_LOG", "info").args(setup.args.iter());
+    let mut inv = inv.env("RUST_LOG", "debug").args(setup.args.iter());
     for (k, v) in &setup.env {
         inv = inv.env(k, v.clone());
     }
@@ -208,7 +202,7 @@ fn apply(inv: Invocation, setup: &Setup) -> Invocation {
 
 fn leak_free(out: &Outcome) -> Result<(), String> {
     out.sane()?;
-    out.no_secrets(&plain_secrets())?;
+    out.no_secrets(&all_secrets())?;
     ensure!(
         out.code != Some(0),
         "every remote failed, yet exit 0\n{}",
@@ -244,7 +238,7 @@ pub fn http_handler(r: &Report, handler: &'static str, payload: &[u8], extra: &[
                     "want a non-zero exit without panic\n{}",
                     out.show()
                 );
-                out.no_secrets(&plain_secrets())
+                out.no_secrets(&all_secrets())
             },
         );
         r.case(
@@ -313,7 +307,7 @@ pub fn tag2git(r: &Report) {
         let out = inv.run();
         r.faults(1);
         out.sane()?;
-        out.no_secrets(&plain_secrets())?;
+        out.no_secrets(&all_secrets())?;
         ensure!(
             repo.commit_count() == before + 1,
             "want one commit\n{}",

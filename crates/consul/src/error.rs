@@ -34,7 +34,10 @@ impl ConsulError {
         if resp.status == 403 {
             ConsulError::Forbidden {
                 what: what.to_string(),
-                message: resp.text().trim().chars().take(300).collect(),
+                message: match resp.error() {
+                    HttpError::Status { body, .. } => body.chars().take(300).collect(),
+                    other => other.to_string(),
+                },
             }
         } else {
             ConsulError::Http(resp.error())

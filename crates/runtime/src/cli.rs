@@ -111,15 +111,44 @@ pub fn parse_args<P: clap::Parser>() -> P {
             // Drain stdin so the agent's write of the payload never fails with EPIPE.
             if code != 0 {
                 let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+                // --output json promises exactly one JSON document, usage errors included.
+                if wants_json(std::env::args()) {
+                    let name = P::command().get_name().to_string();
+                    let mut summary = crate::Summary::new(&name, false, None);
+                    summary.error(e.kind().to_string());
+                    println!("{}", summary.to_json());
+                }
             }
             std::process::exit(code);
         }
     }
 }
 
+/// Whether the command line asks for `--output json` (read before clap could parse it).
+fn wants_json(args: impl Iterator<Item = String>) -> bool {
+    let args: Vec<String> = args.collect();
+    args.iter().any(|a| a == "--output=json")
+        || args
+            .windows(2)
+            .any(|w| w[0] == "--output" && w[1] == "json")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_output_is_recognised_before_parsing() {
+        let v = |s: &[&str]| {
+            s.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        assert!(wants_json(v(&["kv2jobs", "--bogus", "--output", "json"])));
+        assert!(wants_json(v(&["kv2jobs", "--output=json"])));
+        assert!(!wants_json(v(&["kv2jobs", "--output", "text"])));
+    }
 
     #[test]
     fn durations() {

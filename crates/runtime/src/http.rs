@@ -338,8 +338,13 @@ impl HttpClient {
             builder = builder.tls_config(Arc::new(tls_with_ca(ca, cfg.service)?));
         }
         let mut redactor = Redactor::new();
-        if let Some(s) = cfg.auth.secret() {
-            redactor.add(s);
+        match &cfg.auth {
+            Auth::Basic { user, password } => redactor.add_basic_auth(user, password.expose()),
+            other => {
+                if let Some(s) = other.secret() {
+                    redactor.add(s);
+                }
+            }
         }
         Ok(HttpClient {
             agent: builder.build(),
@@ -493,6 +498,16 @@ impl HttpClient {
             .map_err(|e| format!("reading the answer failed: {e}"))?;
         if body.len() as u64 > self.cfg.max_body {
             return Err(format!("answer larger than {} bytes", self.cfg.max_body));
+        }
+        if !(200..300).contains(&status) {
+            // Error bodies only ever become messages; servers and proxies echo requests back
+            // (headers included), so scrub them once here for every caller.
+            if let Ok(text) = std::str::from_utf8(&body) {
+                let clean = self.redactor.scrub(text);
+                if clean != text {
+                    body = clean.into_bytes();
+                }
+            }
         }
         Ok(HttpResponse {
             status,

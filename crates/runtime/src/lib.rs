@@ -50,6 +50,9 @@ impl Context {
 /// Initializes logging to stderr (`RUST_LOG`, default `info`). Safe to call twice.
 pub fn init_logging() {
     let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        // ureq's debug log prints request headers (X-Consul-Token among them): never below warn.
+        .filter_module("ureq", log::LevelFilter::Warn)
+        .filter_module("rustls", log::LevelFilter::Warn)
         .target(env_logger::Target::Stderr)
         .format_timestamp_millis()
         .try_init();

@@ -142,8 +142,20 @@ impl Redactor {
             } else {
                 r.add_with(password.expose(), "***");
             }
+            r.add_basic_auth(&user, password.expose());
         }
         r
+    }
+
+    /// Adds the forms in which basic-auth credentials travel and servers echo them back: the
+    /// password and the base64 of `user:password` (the `Authorization: Basic` value).
+    pub fn add_basic_auth(&mut self, user: &str, password: &str) {
+        use base64::Engine;
+        self.add(password);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.add_with(&b64, "***");
+        // Without padding too (some servers re-encode it).
+        self.add_with(b64.trim_end_matches('='), "***");
     }
 
     /// Adds a secret; values shorter than 4 characters are ignored (they would mask ordinary

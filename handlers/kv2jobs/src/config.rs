@@ -180,9 +180,18 @@ pub fn job_owner(job: &Value) -> Option<&str> {
     get(ENV_SOURCE_KEY)
 }
 
+/// The same key rules as every Consul key the handlers touch (consul::validate_key): no control
+/// characters, no `..` segment (a key must not escape --prefix, and it is recorded as the source
+/// key that --prune relies on), no leading `/` or `-`.
 fn check_key(key: &str) -> Result<(), String> {
     if key.chars().any(char::is_control) {
         return Err("the key holds control characters".into());
+    }
+    if key.split('/').any(|s| s == "..") {
+        return Err("the key has a .. segment".into());
+    }
+    if key.starts_with('-') || key.starts_with('/') {
+        return Err("the key starts with '-' or '/'".into());
     }
     Ok(())
 }
