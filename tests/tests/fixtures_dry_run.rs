@@ -11,7 +11,7 @@ use serde_json::Value;
 
 fn fixture(name: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../crates/watch/tests/fixtures/consul")
+        .join("../fixtures/consul")
         .join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }

@@ -12,10 +12,7 @@ fn start() -> Chronos {
 }
 
 fn docker_job() -> Value {
-    serde_json::from_str(include_str!(
-        "../../../../shared/fixtures/chronos/job-docker.json"
-    ))
-    .unwrap()
+    serde_json::from_str(include_str!("../../../fixtures/chronos/job-docker.json")).unwrap()
 }
 
 #[test]

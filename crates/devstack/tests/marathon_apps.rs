@@ -9,10 +9,7 @@ use common::*;
 use serde_json::{json, Value};
 
 fn simple() -> Value {
-    serde_json::from_str(include_str!(
-        "../../../../shared/fixtures/marathon/app-simple.json"
-    ))
-    .unwrap()
+    serde_json::from_str(include_str!("../../../fixtures/marathon/app-simple.json")).unwrap()
 }
 
 #[test]
@@ -230,7 +227,7 @@ fn change_while_deploying_is_409_locked_unless_force() {
     let r = call("PUT", &url, Some(&json!({"cmd": "y"})));
     assert_eq!(r.status, 409);
     let fixture: Value = serde_json::from_str(include_str!(
-        "../../../../shared/fixtures/marathon/error-409-locked.json"
+        "../../../fixtures/marathon/error-409-locked.json"
     ))
     .unwrap();
     assert_eq!(r.json()["message"], fixture["message"]);
@@ -307,7 +304,7 @@ fn validation_errors_have_marathons_422_shape() {
         Some(&json!({"id": "us", "cmd": "x", "upgradeStrategy": {"minimumHealthCapacity": 2}})),
     );
     let fixture: Value = serde_json::from_str(include_str!(
-        "../../../../shared/fixtures/marathon/error-422-invalid.json"
+        "../../../fixtures/marathon/error-422-invalid.json"
     ))
     .unwrap();
     assert_eq!(r.json(), fixture);

@@ -442,10 +442,10 @@ fn load_watches_reads_an_agent_config_file() {
 
 // ------------------------------------------------------------------ payload shapes vs fixtures
 
-/// ../shared/fixtures/consul (real payloads), located from the crate directory.
+/// fixtures/consul (real payloads, copied from shared/fixtures), located from the crate directory.
 fn fixture(name: &str) -> Value {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures/consul")
+        .join("../../fixtures/consul")
         .join(name);
     let text = std::fs::read_to_string(&p)
         .unwrap_or_else(|e| panic!("fixture {} missing: {e}", p.display()));

@@ -150,10 +150,9 @@ mod tests {
 
     #[test]
     fn kinds_and_validation() {
-        let docker: Value = serde_json::from_str(include_str!(
-            "../../../../shared/fixtures/chronos/job-docker.json"
-        ))
-        .unwrap();
+        let docker: Value =
+            serde_json::from_str(include_str!("../../../fixtures/chronos/job-docker.json"))
+                .unwrap();
         assert_eq!(validate_job(&docker), Ok(JobKind::Scheduled));
         let dep = json!({"name":"child","command":"x","parents":["a"]});
         assert_eq!(validate_job(&dep), Ok(JobKind::Dependent));

@@ -528,10 +528,7 @@ mod tests {
     use serde_json::json;
 
     fn fixture(path: &str) -> Value {
-        let p = format!(
-            "{}/../../../shared/fixtures/{path}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let p = format!("{}/../../fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
         serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
     }
 

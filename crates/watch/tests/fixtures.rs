@@ -7,8 +7,8 @@ use proptest::prelude::*;
 use watch::{decode, decode_kv, detect, DecodeError, Payload, WatchType};
 
 fn fixture(name: &str) -> Vec<u8> {
-    // A copy of shared/fixtures/consul, kept in the repository so a clean checkout tests alone.
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/consul");
+    // fixtures/: a copy of shared/fixtures, kept in the repository so a clean checkout tests alone.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/consul");
     std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 

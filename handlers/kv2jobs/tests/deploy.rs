@@ -799,10 +799,7 @@ fn wait_reports_a_deployment_cancelled_by_someone_else_as_failed() {
 #[test]
 fn payloads_without_apps_need_no_marathon_but_apps_do() {
     let s = Stack::new("nomarathon");
-    let fixtures = format!(
-        "{}/../../../shared/fixtures/consul",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let fixtures = format!("{}/../../fixtures/consul", env!("CARGO_MANIFEST_DIR"));
     for f in [
         "key.json",
         "keyprefix.json",

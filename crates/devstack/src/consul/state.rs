@@ -24,16 +24,21 @@ pub struct KvEntry {
     pub session: String,
 }
 
+/// A Go `[]byte` as encoding/json writes it: base64, or `null` for an empty (nil) slice.
+fn bytes_json(bytes: &[u8]) -> Value {
+    use base64::Engine;
+    if bytes.is_empty() {
+        Value::Null
+    } else {
+        Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+}
+
 impl KvEntry {
     /// The wire form: an empty value is `null`, as Consul stores a nil byte slice for an empty
     /// PUT body.
     pub fn to_json(&self) -> Value {
-        use base64::Engine;
-        let value = if self.value.is_empty() {
-            Value::Null
-        } else {
-            Value::String(base64::engine::general_purpose::STANDARD.encode(&self.value))
-        };
+        let value = bytes_json(&self.value);
         json!({
             "Key": self.key,
             "CreateIndex": self.create_index,
@@ -292,12 +297,7 @@ pub struct UserEvent {
 
 impl UserEvent {
     pub fn to_json(&self) -> Value {
-        use base64::Engine;
-        let payload = if self.payload.is_empty() {
-            Value::Null
-        } else {
-            Value::String(base64::engine::general_purpose::STANDARD.encode(&self.payload))
-        };
+        let payload = bytes_json(&self.payload);
         json!({
             "ID": self.id,
             "Name": self.name,

@@ -37,7 +37,7 @@ pub fn kv(key: &str, value: &str, modify_index: u64) -> Value {
 
 /// The fixture job files every repository starts with (path, bytes).
 pub fn fixture_files() -> Vec<(String, Vec<u8>)> {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures");
     let read = |p: &str| std::fs::read(shared.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
     let crlf_api = "{\r\n  \"id\": \"/sami/api\",\r\n  \"instances\": 3,\r\n  \"cpus\": 0.50,\r\n  \"mem\": 1.28e2,\r\n  \"container\": {\r\n    \"type\": \"DOCKER\",\r\n    \"docker\": {\r\n      \"image\": \"registry.local:5000/sami/api:1.4.1\",\r\n      \"forcePullImage\": false\r\n    }\r\n  },\r\n  \"env\": { \"GREETING\": \"h\\u00e9llo \\\"w\\\"\" }\r\n}\r\n";
     let compact_worker = r#"{"id":"/sami/worker","cmd":"./worker --queue=jobs","container":{"docker":{"image":"registry.local:5000/sami/api:1.4.1","parameters":[{"key":"log-driver","value":"none"}]},"type":"DOCKER"},"cpus":1.0,"mem":256,"labels":{"z":"1","a":"2"}}"#;
