@@ -106,17 +106,15 @@ pub struct MarathonArgs {
 
 impl MarathonArgs {
     pub fn client(&self, deadline: Deadline) -> Result<HttpClient, ConfigError> {
-        let urls = self
-            .marathon_urls
-            .as_deref()
-            .map(split_list)
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| {
-                ConfigError::Invalid("no Marathon URL: pass --marathon or set MARATHON_URL".into())
-            })?;
-        let mut cfg = HttpConfig::new("marathon");
-        cfg.auth = basic_or_token("MARATHON_USERNAME", "MARATHON_PASSWORD", "MARATHON_TOKEN");
-        Ok(HttpClient::new(&urls, cfg)?.with_deadline(deadline))
+        ha_client(
+            "marathon",
+            self.marathon_urls.as_deref(),
+            ["MARATHON_USERNAME", "MARATHON_PASSWORD", "MARATHON_TOKEN"],
+            deadline,
+        )?
+        .ok_or_else(|| {
+            ConfigError::Invalid("no Marathon URL: pass --marathon or set MARATHON_URL".into())
+        })
     }
 }
 
@@ -137,18 +135,29 @@ pub struct ChronosArgs {
 impl ChronosArgs {
     /// `None` when no Chronos is configured.
     pub fn client(&self, deadline: Deadline) -> Result<Option<HttpClient>, ConfigError> {
-        let Some(urls) = self
-            .chronos_urls
-            .as_deref()
-            .map(split_list)
-            .filter(|v| !v.is_empty())
-        else {
-            return Ok(None);
-        };
-        let mut cfg = HttpConfig::new("chronos");
-        cfg.auth = basic_or_token("CHRONOS_USERNAME", "CHRONOS_PASSWORD", "CHRONOS_TOKEN");
-        Ok(Some(HttpClient::new(&urls, cfg)?.with_deadline(deadline)))
+        ha_client(
+            "chronos",
+            self.chronos_urls.as_deref(),
+            ["CHRONOS_USERNAME", "CHRONOS_PASSWORD", "CHRONOS_TOKEN"],
+            deadline,
+        )
     }
+}
+
+/// A client for an HA set given as a comma list (`None` when the list is empty), authenticated
+/// from the `[user, password, token]` environment variables.
+fn ha_client(
+    service: &'static str,
+    urls: Option<&str>,
+    [user_var, pass_var, token_var]: [&str; 3],
+    deadline: Deadline,
+) -> Result<Option<HttpClient>, ConfigError> {
+    let Some(urls) = urls.map(split_list).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let mut cfg = HttpConfig::new(service);
+    cfg.auth = basic_or_token(user_var, pass_var, token_var);
+    Ok(Some(HttpClient::new(&urls, cfg)?.with_deadline(deadline)))
 }
 
 fn basic_or_token(user_var: &str, pass_var: &str, token_var: &str) -> Auth {

@@ -196,6 +196,17 @@ fn check_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Adds a validated app, marked as managed by kv2jobs from `key`.
+fn push_app(d: &mut Desired, mut body: Value, key: &str) {
+    mark_app(&mut body, key);
+    let id = body["id"].as_str().unwrap_or_default().to_string();
+    d.apps.push(DesiredApp {
+        id,
+        key: key.to_string(),
+        body,
+    });
+}
+
 /// Classifies every pair under `prefix` (all pairs when empty).
 pub fn classify(pairs: &[KvPair], prefix: &str, single_key: bool) -> Desired {
     let mut d = Desired {
@@ -268,14 +279,8 @@ pub fn classify(pairs: &[KvPair], prefix: &str, single_key: bool) -> Desired {
                     .collect::<Result<Vec<_>, _>>()
             }) {
                 Ok(apps) => {
-                    for mut body in apps {
-                        mark_app(&mut body, &p.key);
-                        let id = body["id"].as_str().unwrap_or_default().to_string();
-                        d.apps.push(DesiredApp {
-                            id,
-                            key: p.key.clone(),
-                            body,
-                        });
+                    for body in apps {
+                        push_app(&mut d, body, &p.key);
                     }
                 }
                 Err(e) => d.rejected.push((p.key.clone(), e)),
@@ -287,15 +292,7 @@ pub fn classify(pairs: &[KvPair], prefix: &str, single_key: bool) -> Desired {
                     body["id"] = Value::String(abs);
                 }
                 match validate_app(&body) {
-                    Ok(()) => {
-                        mark_app(&mut body, &p.key);
-                        let id = body["id"].as_str().unwrap_or_default().to_string();
-                        d.apps.push(DesiredApp {
-                            id,
-                            key: p.key.clone(),
-                            body,
-                        });
-                    }
+                    Ok(()) => push_app(&mut d, body, &p.key),
                     Err(e) => d.rejected.push((p.key.clone(), e)),
                 }
             }
