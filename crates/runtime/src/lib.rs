@@ -16,7 +16,9 @@ mod input;
 pub mod notify;
 pub mod redact;
 mod retry;
+pub mod stop;
 mod summary;
+pub mod text;
 
 use std::io::Write;
 
@@ -69,6 +71,7 @@ where
     E: std::error::Error + ToExit,
 {
     init_logging();
+    stop::install();
     let consul_index = watch::consul_index_from_env();
     let deadline = Deadline::after(common.timeout);
     let outcome = match read_payload(common.input.as_deref()) {
@@ -95,6 +98,13 @@ where
             s
         }
     };
+    if stop::requested() {
+        // The handler wound down early (it started no new write): say so, and exit 75 so the
+        // agent's log and any supervisor see that a replay is needed.
+        log::warn!("stopped by a signal; the summary lists what was done");
+        summary.error("stopped by a signal before the run completed; replay the payload");
+        summary.raise_exit(Exit::TempFail);
+    }
     if !common.notify.is_empty() && !common.dry_run && notify::worth_notifying(&summary) {
         // Failures to notify are reported but do not change the outcome of the run.
         for e in notify::notify(

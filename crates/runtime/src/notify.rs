@@ -14,6 +14,7 @@ pub fn worth_notifying(s: &Summary) -> bool {
         .iter()
         .any(|a| matches!(a.status, Status::Applied | Status::Failed))
         || !s.errors.is_empty()
+        || !s.warnings.is_empty()
 }
 
 /// The webhook body: a Slack-compatible `text`, plus the same facts as data.
@@ -53,6 +54,9 @@ pub fn notification(s: &Summary) -> Value {
             first
         ));
     }
+    for w in s.warnings.iter().take(10) {
+        text.push_str(&format!("\n• warning: {w}"));
+    }
     for e in s.errors.iter().take(10) {
         text.push_str(&format!("\n• error: {e}"));
     }
@@ -68,6 +72,7 @@ pub fn notification(s: &Summary) -> Value {
         "applied": pick(&applied),
         "failed": pick(&failed),
         "errors": s.errors,
+        "warnings": s.warnings,
         "exit": s.exit().code(),
     })
 }

@@ -63,6 +63,10 @@ pub struct Summary {
     pub consul_index: Option<u64>,
     pub actions: Vec<Action>,
     pub errors: Vec<String>,
+    /// Things an operator should know that did not fail the run (an index that went backwards,
+    /// deletes held back by a guard): shown in the text summary and sent with `--notify`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// The exit code raised explicitly by the handler (beyond what failed actions imply).
     #[serde(skip)]
     exit: Option<Exit>,
@@ -76,6 +80,7 @@ impl Summary {
             consul_index,
             actions: Vec::new(),
             errors: Vec::new(),
+            warnings: Vec::new(),
             exit: None,
         }
     }
@@ -87,6 +92,11 @@ impl Summary {
     /// Records an error message (shown in `errors`) without changing the exit code.
     pub fn error(&mut self, msg: impl Into<String>) {
         self.errors.push(msg.into());
+    }
+
+    /// Records a warning (shown in `warnings`) without changing the exit code.
+    pub fn warn(&mut self, msg: impl Into<String>) {
+        self.warnings.push(msg.into());
     }
 
     /// Raises the exit code to at least `exit` (the most severe outcome wins).
@@ -144,6 +154,9 @@ impl Summary {
                 }
             }
             out.push('\n');
+        }
+        for w in &self.warnings {
+            out.push_str(&format!("  warning: {w}\n"));
         }
         for e in &self.errors {
             out.push_str(&format!("  error: {e}\n"));
