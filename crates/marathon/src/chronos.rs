@@ -129,15 +129,12 @@ impl Chronos {
         if !resp.is_success() {
             return Err(Self::error("*", &resp));
         }
-        let v: Value = resp.json()?;
-        match v {
+        // Strict: `{}`, `null` or an HTML page with 200 is not "no jobs" (issue 11).
+        match resp.json::<Value>()? {
             Value::Array(jobs) => Ok(jobs),
-            _ => Err(ChronosError::Http(HttpError::Decode {
-                service: self.http.service(),
-                method: "GET".into(),
-                url: format!("{}/jobs", self.prefix()),
-                reason: "expected a JSON array of jobs".into(),
-            })),
+            _ => Err(ChronosError::Http(
+                resp.decode_error("expected a JSON array of jobs"),
+            )),
         }
     }
 

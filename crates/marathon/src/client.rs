@@ -68,19 +68,15 @@ impl Marathon {
         };
         let resp = self.http.get(&path)?;
         if !resp.is_success() {
-            return Err(MarathonError::from_response("*", &resp));
+            return Err(MarathonError::from_read(&resp));
         }
+        // Strict: the answer must hold an `apps` array. `{}`, `{"apps": null}`, `null` or an
+        // HTML page with 200 (a proxy, a Marathon between leaders) is not "no apps", and a
+        // caller that deletes what is missing must never read it as such.
         let mut de = serde_json::Deserializer::from_slice(&resp.body);
         let apps = serde::de::DeserializeSeed::deserialize(AppsSeed(f), &mut de)
             .and_then(|apps| de.end().map(|_| apps))
-            .map_err(|e| {
-                MarathonError::Http(runtime::http::HttpError::Decode {
-                    service: resp.service,
-                    method: resp.method.clone(),
-                    url: resp.url.clone(),
-                    reason: e.to_string(),
-                })
-            })?;
+            .map_err(|e| MarathonError::Http(resp.decode_error(&e.to_string())))?;
         Ok(apps)
     }
 
@@ -94,10 +90,15 @@ impl Marathon {
             return Ok(None);
         }
         if !resp.is_success() {
-            return Err(MarathonError::from_response(app_id, &resp));
+            return Err(MarathonError::from_read(&resp));
         }
         let mut v: Value = resp.json()?;
-        Ok(v.get_mut("app").map(Value::take))
+        match v.get_mut("app").map(Value::take) {
+            Some(app @ Value::Object(_)) => Ok(Some(app)),
+            _ => Err(MarathonError::Http(
+                resp.decode_error(r#"expected an object {"app": {...}}"#),
+            )),
+        }
     }
 
     /// `PUT /v2/apps/{id}?partialUpdate=false[&force=true]`: create or fully replace, so a field
@@ -132,10 +133,14 @@ impl Marathon {
     pub fn deployments(&self) -> Result<Vec<Value>, MarathonError> {
         let resp = self.http.get("/v2/deployments")?;
         if !resp.is_success() {
-            return Err(MarathonError::from_response("*", &resp));
+            return Err(MarathonError::from_read(&resp));
         }
-        let v: Value = resp.json()?;
-        Ok(v.as_array().cloned().unwrap_or_default())
+        match resp.json::<Value>()? {
+            Value::Array(ds) => Ok(ds),
+            _ => Err(MarathonError::Http(
+                resp.decode_error("expected a JSON array of deployments"),
+            )),
+        }
     }
 }
 
@@ -159,15 +164,15 @@ impl<'de, T, F: FnMut(Value) -> T> serde::de::Visitor<'de> for AppsSeed<F> {
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Vec<T>, A::Error> {
         let mut f = self.0;
-        let mut out = Vec::new();
+        let mut out = None;
         while let Some(key) = map.next_key::<String>()? {
-            if key == "apps" {
-                out = map.next_value_seed(EachApp(&mut f))?;
+            if key == "apps" && out.is_none() {
+                out = Some(map.next_value_seed(EachApp(&mut f))?);
             } else {
                 map.next_value::<serde::de::IgnoredAny>()?;
             }
         }
-        Ok(out)
+        out.ok_or_else(|| serde::de::Error::custom(r#"no "apps" array in the answer"#))
     }
 }
 
@@ -224,6 +229,31 @@ fn deploy_result(resp: &runtime::http::HttpResponse) -> DeployResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn strict(body: &str) -> Result<Vec<Value>, String> {
+        let mut de = serde_json::Deserializer::from_str(body);
+        serde::de::DeserializeSeed::deserialize(AppsSeed(|v| v), &mut de)
+            .and_then(|apps| de.end().map(|_| apps))
+            .map_err(|e| e.to_string())
+    }
+
+    // Marathon answers `{"apps": [...]}` (AppsResource.index); during a leader election or
+    // behind a proxy a 200 can carry `{}`, `null` or HTML: never "no apps" (issue 11).
+    #[test]
+    fn apps_list_must_hold_an_apps_array() {
+        assert_eq!(strict(r#"{"apps":[]}"#).unwrap().len(), 0);
+        assert_eq!(strict(r#"{"apps":[{"id":"/a"}],"x":1}"#).unwrap().len(), 1);
+        for bad in [
+            "{}",
+            "null",
+            r#"{"apps":null}"#,
+            r#"{"apps":{}}"#,
+            "<html></html>",
+            "[]",
+        ] {
+            assert!(strict(bad).is_err(), "{bad} must not read as a list");
+        }
+    }
 
     #[test]
     fn ids_cannot_inject_a_query() {

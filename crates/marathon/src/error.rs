@@ -107,6 +107,28 @@ impl MarathonError {
 }
 
 impl MarathonError {
+    /// Interprets a non-success answer to a *read* (`GET /v2/apps`, an app, deployments). A
+    /// 400/422 there says nothing about the payload (the handler sent none): Marathon is not
+    /// answering as it should, so it is reported as unavailable (69), not as bad input (65).
+    pub fn from_read(resp: &HttpResponse) -> MarathonError {
+        match resp.status {
+            401 | 403 | 404 | 409 => MarathonError::from_response("*", resp),
+            // A server error after retries stays a temporary failure (75), as for writes.
+            500.. => MarathonError::Http(resp.error()),
+            _ => MarathonError::Http(HttpError::Unavailable {
+                service: resp.service,
+                method: resp.method.clone(),
+                url: resp.url.clone(),
+                reason: match resp.error() {
+                    HttpError::Status { status, body, .. } => {
+                        format!("answered HTTP {status}: {body}")
+                    }
+                    other => other.to_string(),
+                },
+            }),
+        }
+    }
+
     /// True for Marathon's "Max number (N) of running deployments is achieved" (403): waiting for
     /// a deployment to finish and trying again is the remedy.
     pub fn is_too_many_deployments(&self) -> bool {

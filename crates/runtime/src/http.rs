@@ -165,7 +165,10 @@ impl ToExit for HttpError {
         match self {
             HttpError::Unavailable { .. } => Exit::Unavailable,
             HttpError::Deadline { .. } | HttpError::Status { .. } => Exit::TempFail,
-            HttpError::Decode { .. } => Exit::TempFail,
+            // The server answered, but not as the service does (an HTML page from a proxy, `{}`
+            // where a list belongs): it is not usable as that service, and nothing was decided
+            // on its answer (69).
+            HttpError::Decode { .. } => Exit::Unavailable,
         }
     }
 }
@@ -200,12 +203,24 @@ impl HttpResponse {
     }
 
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, HttpError> {
-        serde_json::from_slice(&self.body).map_err(|e| HttpError::Decode {
+        serde_json::from_slice(&self.body).map_err(|e| self.decode_error(&e.to_string()))
+    }
+
+    /// An answer that is not what the service sends: the reason, the content type and the first
+    /// bytes of the body (scrubbed of secrets), so an operator sees the proxy page or the `{}`.
+    pub fn decode_error(&self, reason: &str) -> HttpError {
+        let ctype = self.header("Content-Type").unwrap_or("no content type");
+        let head: String = self.text().chars().take(80).collect();
+        let head = self.redactor.scrub(head.trim());
+        HttpError::Decode {
             service: self.service,
             method: self.method.clone(),
             url: self.url.clone(),
-            reason: e.to_string(),
-        })
+            reason: format!(
+                "{reason} (HTTP {}, {ctype}, body starts {head:?})",
+                self.status
+            ),
+        }
     }
 
     /// This answer as an error (body shortened and scrubbed of secrets).
