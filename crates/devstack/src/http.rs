@@ -142,6 +142,12 @@ pub enum Fault {
     Reset,
     /// Wait this long, then answer normally.
     Delay(Duration),
+    /// Answer with this status, content type and body (`200 {}` for a list, an HTML page).
+    Answer {
+        status: u16,
+        content_type: String,
+        body: String,
+    },
 }
 
 /// Fault injection shared by all doubles: `fail_next(n, fault)` queues faults; `latency` slows
@@ -149,6 +155,8 @@ pub enum Fault {
 #[derive(Default)]
 pub struct Faults {
     queue: Mutex<VecDeque<(Option<String>, Fault)>>,
+    /// Faults that apply to every matching request until cleared (a leader election that lasts).
+    standing: Mutex<Vec<(String, Fault)>>,
     latency: Mutex<Duration>,
     refuse: AtomicBool,
 }
@@ -170,6 +178,14 @@ impl Faults {
         }
     }
 
+    /// Every request whose path starts with `prefix` gets `fault` until [`Faults::clear`].
+    pub fn fail_always_on(&self, prefix: &str, fault: Fault) {
+        self.standing
+            .lock()
+            .unwrap()
+            .push((prefix.to_string(), fault));
+    }
+
     pub fn set_latency(&self, latency: Duration) {
         *self.latency.lock().unwrap() = latency;
     }
@@ -181,6 +197,7 @@ impl Faults {
 
     pub fn clear(&self) {
         self.queue.lock().unwrap().clear();
+        self.standing.lock().unwrap().clear();
         *self.latency.lock().unwrap() = Duration::ZERO;
         self.set_refuse(false);
     }
@@ -191,16 +208,95 @@ impl Faults {
             return Some(Fault::Reset);
         }
         let mut q = self.queue.lock().unwrap();
-        let pos = q
+        if let Some(pos) = q
             .iter()
-            .position(|(prefix, _)| prefix.as_deref().is_none_or(|p| path.starts_with(p)))?;
-        q.remove(pos).map(|(_, f)| f)
+            .position(|(prefix, _)| prefix.as_deref().is_none_or(|p| path.starts_with(p)))
+        {
+            return q.remove(pos).map(|(_, f)| f);
+        }
+        drop(q);
+        let standing = self.standing.lock().unwrap();
+        standing
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .map(|(_, f)| f.clone())
+    }
+
+    /// The admin endpoint every double serves, so that tests in any language and operators with
+    /// `curl` can script faults (documented in the devstack README):
+    /// - `POST /_devstack/faults` `{"path": "/v2/apps", "count": 1, "status": 200,
+    ///   "content_type": "application/json", "body": "{}"}`: the next `count` requests under
+    ///   `path` get that answer (`"count": "always"`: until cleared); instead of `status`,
+    ///   `"reset": true` drops the connection and `"delay_ms": N` delays it;
+    ///   `{"latency_ms": N}` slows every request, `{"refuse": true}` drops every connection.
+    /// - `DELETE /_devstack/faults`: clears them all.
+    fn admin(&self, req: &Request) -> Response {
+        if req.method == "DELETE" {
+            self.clear();
+            return Response::json(200, &serde_json::json!({"cleared": true}));
+        }
+        if req.method != "POST" && req.method != "PUT" {
+            return Response::text(405, "use POST to add a fault, DELETE to clear them");
+        }
+        let spec: serde_json::Value = match serde_json::from_slice(&req.body) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            _ => return Response::text(400, "the body must be a JSON object"),
+        };
+        let num = |k: &str| spec.get(k).and_then(serde_json::Value::as_u64);
+        if let Some(ms) = num("latency_ms") {
+            self.set_latency(Duration::from_millis(ms));
+            return Response::json(200, &spec);
+        }
+        if let Some(refuse) = spec.get("refuse").and_then(serde_json::Value::as_bool) {
+            self.set_refuse(refuse);
+            return Response::json(200, &spec);
+        }
+        let fault = if spec.get("reset").and_then(serde_json::Value::as_bool) == Some(true) {
+            Fault::Reset
+        } else if let Some(ms) = num("delay_ms") {
+            Fault::Delay(Duration::from_millis(ms))
+        } else if let Some(status) = num("status").and_then(|s| u16::try_from(s).ok()) {
+            Fault::Answer {
+                status,
+                content_type: spec
+                    .get("content_type")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or("application/json")
+                    .to_string(),
+                body: spec
+                    .get("body")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            }
+        } else {
+            return Response::text(400, "a fault needs status, reset or delay_ms");
+        };
+        let path = spec.get("path").and_then(serde_json::Value::as_str);
+        match (spec.get("count"), path) {
+            (Some(serde_json::Value::String(a)), Some(p)) if a == "always" => {
+                self.fail_always_on(p, fault)
+            }
+            (Some(serde_json::Value::String(_)), _) => {
+                return Response::text(400, "\"count\": \"always\" needs a \"path\"")
+            }
+            (count, Some(p)) => self.fail_next_on(p, count_of(count), fault),
+            (count, None) => self.fail_next(count_of(count), fault),
+        }
+        Response::json(200, &spec)
     }
 
     fn latency(&self) -> Duration {
         *self.latency.lock().unwrap()
     }
 }
+
+fn count_of(v: Option<&serde_json::Value>) -> usize {
+    v.and_then(serde_json::Value::as_u64).unwrap_or(1) as usize
+}
+
+/// The path of the fault admin endpoint on every double.
+pub const FAULTS_PATH: &str = "/_devstack/faults";
 
 /// A running server. Dropping it stops accepting and joins the accept thread.
 ///
@@ -298,6 +394,18 @@ fn serve_connection(conn: TcpStream, handler: &dyn Handler, faults: &Faults) {
             return;
         }
     };
+    if req.path == FAULTS_PATH {
+        let response = faults.admin(&req);
+        if let Response::Full {
+            status,
+            headers,
+            body,
+        } = response
+        {
+            write_full(conn, status, &headers, &body);
+        }
+        return;
+    }
     let latency = faults.latency();
     if !latency.is_zero() {
         std::thread::sleep(latency);
@@ -305,6 +413,11 @@ fn serve_connection(conn: TcpStream, handler: &dyn Handler, faults: &Faults) {
     let response = match faults.take(&req.path) {
         Some(Fault::Reset) => Response::Drop,
         Some(Fault::Status { status, body }) => Response::text(status, &body),
+        Some(Fault::Answer {
+            status,
+            content_type,
+            body,
+        }) => Response::new(status, &content_type, body),
         Some(Fault::Delay(d)) => {
             std::thread::sleep(d);
             handler.handle(req)
