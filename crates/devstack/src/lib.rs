@@ -15,4 +15,5 @@ pub mod http;
 pub mod marathon;
 pub mod pipeline;
 pub mod runner;
+pub mod sinks;
 pub mod stack;

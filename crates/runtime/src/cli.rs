@@ -56,6 +56,11 @@ pub struct CommonArgs {
     )]
     pub notify: Vec<String>,
 
+    /// Route notifications to teams: named Slack, JSON-webhook and email channels, routes by
+    /// app/job id prefix, team label or Chronos owner (JSON, or TOML for `*.toml`; see README).
+    #[arg(long, value_name = "FILE", env = "SHIPWATCH_NOTIFY_CONFIG")]
+    pub notify_config: Option<PathBuf>,
+
     /// After each run, write Prometheus text-format metrics here (atomically) for node-exporter's
     /// textfile collector; a directory gets `shipwatch_<handler>.prom`.
     #[arg(long, value_name = "PATH", env = "SHIPWATCH_METRICS_FILE")]

@@ -75,6 +75,9 @@ pub struct HttpConfig {
     pub retry_statuses: Vec<u16>,
     /// Largest answer read (the rest is an error, not an allocation).
     pub max_body: u64,
+    /// The URLs' paths are secrets (a Slack webhook's path is its token): messages show only
+    /// the scheme, host and port.
+    pub secret_path: bool,
 }
 
 impl HttpConfig {
@@ -88,6 +91,7 @@ impl HttpConfig {
             ca_file: None,
             retry_statuses: vec![429, 502, 503, 504],
             max_body: 512 * 1024 * 1024,
+            secret_path: false,
         }
     }
 }
@@ -361,6 +365,13 @@ impl HttpClient {
                 }
             }
         }
+        if cfg.secret_path {
+            for b in &bases {
+                if let Some(path) = b.splitn(4, '/').nth(3).filter(|p| !p.is_empty()) {
+                    redactor.add_with(&format!("/{path}"), "/***");
+                }
+            }
+        }
         Ok(HttpClient {
             agent: builder.build(),
             bases,
@@ -370,6 +381,11 @@ impl HttpClient {
             requests: AtomicU64::new(0),
             redactor,
         })
+    }
+
+    /// A URL as messages show it: no credentials, no secret path.
+    fn show(&self, url: &str) -> String {
+        self.redactor.scrub(&redact_url(url))
     }
 
     /// Bounds every request and retry by `deadline`.
@@ -432,7 +448,7 @@ impl HttpClient {
                             "{} {} {}: {} (try {attempt}/{attempts})",
                             self.cfg.service,
                             req.method,
-                            redact_url(&url),
+                            self.show(&url),
                             last_reason
                         );
                     }
@@ -445,7 +461,7 @@ impl HttpClient {
                             "{} {} {}: {} (try {attempt}/{attempts})",
                             self.cfg.service,
                             req.method,
-                            redact_url(&url),
+                            self.show(&url),
                             reason
                         );
                         last_reason = reason;
@@ -463,7 +479,7 @@ impl HttpClient {
         Err(HttpError::Unavailable {
             service: self.cfg.service,
             method: req.method.to_string(),
-            url: redact_url(&last_url),
+            url: self.show(&last_url),
             reason: last_reason,
         })
     }
@@ -472,7 +488,7 @@ impl HttpClient {
         HttpError::Deadline {
             service: self.cfg.service,
             method: req.method.to_string(),
-            url: redact_url(url),
+            url: self.show(url),
         }
     }
 
@@ -529,7 +545,7 @@ impl HttpClient {
             headers,
             body,
             method: req.method.to_string(),
-            url: redact_url(url),
+            url: self.show(url),
             service: self.cfg.service,
             redactor: self.redactor.clone(),
         })

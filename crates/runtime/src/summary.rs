@@ -55,6 +55,19 @@ impl Action {
     }
 }
 
+/// What a handler knows about an action's target that routes its notification to a team (issue
+/// 16): the job file's labels (`team`, `shipwatch.notify`), a Chronos job's `owner`, where the
+/// config came from (KV key, git commit). Not part of the JSON summary contract.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionMeta {
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub owner: Option<String>,
+    /// The KV key the config came from.
+    pub source: Option<String>,
+    /// The git commit the config came from (git2consul's `.ref`, or tag2git's commit).
+    pub commit: Option<String>,
+}
+
 /// The outcome of one invocation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -67,6 +80,9 @@ pub struct Summary {
     /// deletes held back by a guard): shown in the text summary and sent with `--notify`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Per-target facts for routing notifications (by action target).
+    #[serde(skip)]
+    pub meta: std::collections::BTreeMap<String, ActionMeta>,
     /// The exit code raised explicitly by the handler (beyond what failed actions imply).
     #[serde(skip)]
     exit: Option<Exit>,
@@ -81,6 +97,7 @@ impl Summary {
             actions: Vec::new(),
             errors: Vec::new(),
             warnings: Vec::new(),
+            meta: Default::default(),
             exit: None,
         }
     }
