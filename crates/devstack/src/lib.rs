@@ -17,3 +17,4 @@ pub mod pipeline;
 pub mod runner;
 pub mod sinks;
 pub mod stack;
+pub mod tls;
