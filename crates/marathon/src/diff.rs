@@ -130,7 +130,8 @@ mod tests {
     #[test]
     fn values_the_server_reports_empty_are_shown_as_themselves() {
         let live = json!({"cmd":"a"});
-        let desired = json!({"cmd":"a","disk":100,"requirePorts":true,"user":"u","constraints":[["a"]]});
+        let desired =
+            json!({"cmd":"a","disk":100,"requirePorts":true,"user":"u","constraints":[["a"]]});
         let lines: Vec<String> = field_diff(&live, &desired)
             .iter()
             .map(|c| c.to_string())

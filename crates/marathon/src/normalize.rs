@@ -607,7 +607,10 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert!(lines.contains(&"instances: 0 -> 2".to_string()), "{lines:?}");
+        assert!(
+            lines.contains(&"instances: 0 -> 2".to_string()),
+            "{lines:?}"
+        );
         // Scaled to 0 in both: equal.
         let zero = json!({"id":"/sami/worker","cmd":"w","instances":0,"cpus":0.1,"mem":16});
         assert!(apps_equal(&zero, &live));

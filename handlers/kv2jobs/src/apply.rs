@@ -155,7 +155,9 @@ fn put_app(
                     return Outcome::new(Status::Failed, e.to_string());
                 }
                 if stop::requested() {
-                    return stopped_while("waiting for Marathon's running-deployments limit".into());
+                    return stopped_while(
+                        "waiting for Marathon's running-deployments limit".into(),
+                    );
                 }
                 if Instant::now() >= until {
                     return Outcome::new(

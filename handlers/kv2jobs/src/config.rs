@@ -550,7 +550,10 @@ mod tests {
         ];
         let stale = Snapshot::of(&pairs, "", None).stale;
         assert_eq!(stale.len(), 1);
-        assert!(stale[0].to_string().contains("jobs/master/a.json"), "{stale:?}");
+        assert!(
+            stale[0].to_string().contains("jobs/master/a.json"),
+            "{stale:?}"
+        );
         assert_eq!(Snapshot::of(&pairs, "jobs/master/", None).stale.len(), 1);
         assert!(
             Snapshot::of(&pairs, "jobs/other/", None).stale.is_empty(),
@@ -570,10 +573,16 @@ mod tests {
             renamed.evidence("jobs/master/b.json"),
             Evidence::Doubtful(w) if w.contains("CONSUL_INDEX 14")
         ));
-        assert_eq!(Snapshot::of(&done, "", Some(13)).evidence("jobs/master/b.json"), Evidence::Complete);
+        assert_eq!(
+            Snapshot::of(&done, "", Some(13)).evidence("jobs/master/b.json"),
+            Evidence::Complete
+        );
         // No .ref at all: doubtful.
         let no_ref = Snapshot::of(&[kv("jobs/master/a.json", 12, Some("{}"))], "", None);
-        assert!(matches!(no_ref.evidence("jobs/master/b.json"), Evidence::Doubtful(_)));
+        assert!(matches!(
+            no_ref.evidence("jobs/master/b.json"),
+            Evidence::Doubtful(_)
+        ));
     }
 
     #[test]
@@ -583,7 +592,11 @@ mod tests {
         assert_eq!(segment_prefix(""), "");
         let pairs = vec![
             kv("deploy/main/a.json", 1, Some(r#"{"id":"a","cmd":"x"}"#)),
-            kv("deploy/main-canary/b.json", 1, Some(r#"{"id":"b","cmd":"x"}"#)),
+            kv(
+                "deploy/main-canary/b.json",
+                1,
+                Some(r#"{"id":"b","cmd":"x"}"#),
+            ),
         ];
         let d = classify(&pairs, "deploy/main", false);
         assert_eq!(d.apps.len(), 1);

@@ -138,7 +138,9 @@ impl MaxDelete {
         match self {
             MaxDelete::Count(n) => n,
             MaxDelete::Percent(p) if p >= 100.0 => usize::MAX,
-            MaxDelete::Percent(p) => ((managed as f64 * p / 100.0).floor() as usize).max(Self::FLOOR),
+            MaxDelete::Percent(p) => {
+                ((managed as f64 * p / 100.0).floor() as usize).max(Self::FLOOR)
+            }
         }
     }
 
@@ -493,7 +495,9 @@ pub fn plan_jobs(desired: &Desired, live: Option<&[Value]>, opts: &PlanOptions, 
                 gone.insert(name.to_string(), parents_of(l));
                 keys.insert(name.to_string(), key.to_string());
             }
-            Fate::Keep(why) => plan.items.push(Item::nothing("delete-job", name, false, why)),
+            Fate::Keep(why) => plan
+                .items
+                .push(Item::nothing("delete-job", name, false, why)),
             Fate::Ignore => {}
         }
     }
@@ -668,7 +672,12 @@ mod tests {
         let mut plan = Plan::default();
         plan_apps(&mut no_ref, &live, &opts, &mut plan);
         assert_eq!(plan.deletes(), 0);
-        assert_eq!(plan.held_back.values().sum::<usize>(), 1, "{:?}", plan.items);
+        assert_eq!(
+            plan.held_back.values().sum::<usize>(),
+            1,
+            "{:?}",
+            plan.items
+        );
     }
 
     #[test]
@@ -694,7 +703,11 @@ mod tests {
         let w = plan.cap_deletes(MaxDelete::default()).unwrap();
         assert!(w.contains("--max-delete 6"), "{w}");
         assert_eq!(plan.deletes(), 0);
-        assert!(plan.items[0].detail.contains("--max-delete"), "{:?}", plan.items[0]);
+        assert!(
+            plan.items[0].detail.contains("--max-delete"),
+            "{:?}",
+            plan.items[0]
+        );
     }
 
     #[test]

@@ -103,7 +103,9 @@ pub fn settle(
                 }
                 Err(e) => return Settled::Failed(e),
             }
-        } else if asked.elapsed() < Duration::from_millis(100) && !stop::sleep(Duration::from_millis(100)) {
+        } else if asked.elapsed() < Duration::from_millis(100)
+            && !stop::sleep(Duration::from_millis(100))
+        {
             // An unchanged answer that came back at once: never a hot loop.
             return Settled::Stopped;
         }

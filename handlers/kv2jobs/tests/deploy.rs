@@ -5,15 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{action, actions, count, kv, recorder, Stack};
+use common::{action, actions, app, count, kv, recorder, Stack};
 use devstack::chronos::ChronosOptions;
 use devstack::http::Fault;
 use devstack::marathon::MarathonOptions;
 use serde_json::{json, Value};
-
-fn app(id: &str, cmd: &str) -> Value {
-    json!({"id": id, "cmd": cmd, "cpus": 0.1, "mem": 32, "instances": 1})
-}
 
 #[test]
 fn first_deploy_then_replay_makes_zero_writes() {
@@ -194,7 +190,10 @@ fn mid_sync_payload_without_time_to_wait_exits_75_and_makes_no_request() {
     assert_eq!(code, 75, "{sum}");
     assert_eq!(sum["actions"].as_array().unwrap().len(), 1, "{sum}");
     let why = sum["errors"][0].as_str().unwrap();
-    assert!(why.contains(&s.key("a.json")) && why.contains("hand edit"), "{why}");
+    assert!(
+        why.contains(&s.key("a.json")) && why.contains("hand edit"),
+        "{why}"
+    );
     if let Some(m) = s.double() {
         assert_eq!(m.request_count(), 0, "not even a read");
     }
@@ -601,8 +600,19 @@ fn bad_configs_are_rejected_while_good_ones_deploy() {
     assert_eq!(code, 65, "{sum}\n{err}");
     assert_eq!(action(&sum, "/mixed/good")["status"], "applied");
     // Issue 12 item 5: a rejected config is `failed` (jq select(.status=="failed") finds it).
-    for file in ["broken.json", "badid.json", "nocmd.json", "dup1.json", "dup2.json", "job.json"] {
-        assert_eq!(action(&sum, &s.key(file))["status"], "failed", "{file}: {sum}");
+    for file in [
+        "broken.json",
+        "badid.json",
+        "nocmd.json",
+        "dup1.json",
+        "dup2.json",
+        "job.json",
+    ] {
+        assert_eq!(
+            action(&sum, &s.key(file))["status"],
+            "failed",
+            "{file}: {sum}"
+        );
     }
     let errors: Vec<&str> = sum["errors"]
         .as_array()

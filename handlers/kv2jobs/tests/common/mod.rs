@@ -224,6 +224,11 @@ pub fn recorder(status: u16) -> (Server, Arc<Mutex<Vec<Request>>>) {
     (server, seen)
 }
 
+/// A small Marathon app definition.
+pub fn app(id: &str, cmd: &str) -> Value {
+    json!({"id": id, "cmd": cmd, "cpus": 0.1, "mem": 32, "instances": 1})
+}
+
 /// One KV pair as the agent writes it.
 pub fn kv(key: &str, index: u64, value: Option<&str>) -> Value {
     json!({"Key": key, "CreateIndex": index, "ModifyIndex": index, "LockIndex": 0, "Flags": 0,
