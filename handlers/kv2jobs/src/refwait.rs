@@ -62,7 +62,9 @@ pub fn settle(
     consul: Option<Arc<Consul>>,
     deadline: Deadline,
 ) -> Settled {
-    let until = Instant::now() + deadline.cap(wait);
+    // Leave a quarter of what is left of --timeout for the run itself (and the blocking
+    // query's jitter), so a long --ref-wait ends as "not moved", not as a timed-out request.
+    let until = Instant::now() + wait.min(deadline.remaining() * 3 / 4);
     let scope = common_prefix(&pairs);
     let mut pairs = pairs;
     let mut index = None;
