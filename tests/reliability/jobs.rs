@@ -646,7 +646,9 @@ pub fn prune_guards(r: &Report) {
     // A rename in progress: api.json deleted after the .ref (CONSUL_INDEX 14 is carried by no
     // key), the new key not written yet.
     let renaming = payload(&desired_entries("1.4.2")[1..]);
-    let cases: Vec<(&str, Vec<u8>, &[i32], &[&str])> = vec![
+    // (name, payload, accepted exit codes, extra flags)
+    type Case<'a> = (&'a str, Vec<u8>, &'a [i32], &'a [&'a str]);
+    let cases: Vec<Case> = vec![
         ("null-payload", b"null".to_vec(), &[0], &[]),
         (
             "null-payload-allow-empty",

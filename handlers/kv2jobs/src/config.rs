@@ -150,7 +150,7 @@ impl Snapshot {
             .filter(|b| overlaps(&b.prefix, prefix))
             .collect();
         // Longest first: a key belongs to the innermost branch that holds it.
-        branches.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        branches.sort_by_key(|b| std::cmp::Reverse(b.prefix.len()));
         let mut stale = Vec::new();
         for p in pairs {
             let Some(b) = branches.iter().find(|b| p.key.starts_with(&b.prefix)) else {
