@@ -281,8 +281,18 @@ fn the_delete_cap_holds_every_delete_back_and_its_override_deletes() {
     let refs: Vec<(&str, Value)> = files.iter().map(|(f, v)| (f.as_str(), v.clone())).collect();
     deploy(&s, &s.payload(&refs));
     // 6 of 8 removed in one commit: above the default cap (20% of 8, at least 5).
-    let (code, sum, err) = s.run(&s.payload(&refs[..2]), &["--prune", "--prefix", &s.prefix]);
+    let (hook, seen) = recorder(200);
+    let (code, sum, err) = s.run(
+        &s.payload(&refs[..2]),
+        &["--prune", "--prefix", &s.prefix, "--notify", &hook.url()],
+    );
     assert_eq!(code, 75, "{sum}\n{err}");
+    // The held-back deletes reach the team (--notify carries the warnings).
+    let note: Value = serde_json::from_slice(&seen.lock().unwrap()[0].body).unwrap();
+    assert!(
+        note["text"].as_str().unwrap().contains("delete cap"),
+        "{note}"
+    );
     let held = actions(&sum, "delete-app");
     assert_eq!(held.len(), 6, "{sum}");
     for a in &held {
