@@ -31,11 +31,13 @@ struct Args {
     #[arg(long, value_name = "PREFIX", default_value = "")]
     prefix: String,
 
-    /// Delete apps and jobs that kv2jobs manages (ownership mark) whose config is gone.
+    /// Delete apps and jobs that kv2jobs manages (ownership mark) whose config is gone, behind
+    /// the delete guards below.
     #[arg(long)]
     prune: bool,
 
-    /// With --prune: let an empty payload (no job config at all) delete every managed app/job.
+    /// With --prune: let a branch snapshot with no job config at all (its .ref, no file) delete
+    /// every managed app/job of that branch.
     #[arg(long)]
     allow_empty: bool,
 
@@ -81,7 +83,7 @@ Delete guards (--prune): a delete is held back (reported `skipped`, the rest sti
     is rejected (`failed`), exit 65; fix the file
   - the run would delete more than --max-delete (default 20% of the managed apps and jobs,
     at least 5): no delete at all, exit 75; override: --max-delete N or 100%
-  - the payload is empty (no job config): override --allow-empty
+  - the payload is empty (no job config): override --allow-empty (the .ref is still needed)
 Files newer than their branch's .ref: wait up to --ref-wait for git2consul, then exit 75.
 Lists in Marathon `apps`/Chronos jobs that are not arrays: exit 69, nothing written there.";
 

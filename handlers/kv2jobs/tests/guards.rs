@@ -635,6 +635,45 @@ fn sigterm_mid_run_finishes_in_flight_writes_reports_notifies_and_releases_the_l
     assert!(text.contains("stopped by a signal"), "{text}");
 }
 
+/// Issue 12 item 8: a stop signal ends the wait for a deployment that locks the app (409) at
+/// once; the write is not made.
+#[test]
+fn sigterm_during_the_409_wait_ends_it_without_writing() {
+    let s = Stack::with(
+        "stop409",
+        devstack::marathon::MarathonOptions {
+            deploy_duration: Duration::from_secs(60),
+            ..Default::default()
+        },
+        devstack::chronos::ChronosOptions::default(),
+    );
+    let Some(m) = s.double() else { return };
+    deploy_unsettled(&s, &s.payload(&[("a.json", app("/stop409/a", "v1"))]));
+    let writes = m.write_count();
+    let mut child = s.spawn(&s.payload(&[("a.json", app("/stop409/a", "v2"))]), &[], &[]);
+    let rx = stderr_lines(&mut child);
+    let mut seen = Vec::new();
+    wait_line(&rx, "is locked by deployment", &mut seen);
+    let t = Instant::now();
+    sigterm(&child);
+    let (code, sum, _) = parse_output(child.wait_with_output().unwrap());
+    assert_eq!(code, 75, "{sum}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    let a = action(&sum, "/stop409/a");
+    assert_eq!(a["status"], "skipped", "{a}");
+    assert!(
+        detail(a).contains("stopped by a signal while waiting"),
+        "{a}"
+    );
+    assert_eq!(m.write_count(), writes + 1, "only the refused PUT");
+    assert_eq!(s.live_app("/stop409/a").unwrap()["cmd"], "v1");
+}
+
+fn deploy_unsettled(s: &Stack, payload: &[u8]) {
+    let (code, sum, err) = s.run(payload, &[]);
+    assert_eq!(code, 0, "{sum}\n{err}");
+}
+
 /// Issue 12 item 4: many bad keys. Messages stay short; the JSON summary keeps every action.
 #[test]
 fn many_bad_keys_make_short_messages_and_a_complete_summary() {
