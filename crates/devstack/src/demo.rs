@@ -193,12 +193,11 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
         .invocations("kv2jobs")
         .into_iter()
         .skip(step_start)
-        .filter(|i| {
+        .rfind(|i| {
             i.stdout
                 .lines()
                 .any(|l| l.trim_start().starts_with("applied"))
         })
-        .last()
         .map(|i| i.stdout)
         .unwrap_or_default();
     let writes: Vec<&str> = last
