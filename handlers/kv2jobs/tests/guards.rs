@@ -121,6 +121,38 @@ fn a_config_key_that_holds_no_config_any_more_is_rejected_and_its_app_kept() {
     assert!(s.live_app("/truncated/b").is_some() && s.live_app("/truncated/c").is_some());
     assert_eq!(s.live_jobs().len(), 1, "the job must be kept");
     assert_eq!(s.marathon_writes(), writes, "nothing written or deleted");
+    // Control: a key that still holds a valid config but no longer defines an app (a member
+    // removed from a group file) is a removal in Git, and prunes.
+    let group = |apps: Value| json!({"id": "/truncated/g", "apps": apps});
+    let two = group(json!([app("x", "x"), app("y", "x")]));
+    let (code, sum, _) = s.run(
+        &s.payload(&[
+            ("a.json", app("/truncated/a", "x")),
+            ("b.json", json!({})),
+            ("c.json", json!({})),
+            ("j.json", json!({})),
+            ("g.json", two),
+        ]),
+        &[],
+    );
+    assert_eq!(code, 65, "b.json and c.json are still rejected: {sum}");
+    s.settle();
+    let one = group(json!([app("x", "x")]));
+    let (code, sum, err) = s.run(
+        &s.payload(&[
+            ("a.json", app("/truncated/a", "x")),
+            ("b.json", json!({})),
+            ("c.json", json!({})),
+            ("j.json", json!({})),
+            ("g.json", one),
+        ]),
+        &["--prune", "--prefix", &s.prefix],
+    );
+    assert_eq!(code, 65, "{sum}\n{err}");
+    assert_eq!(action(&sum, "/truncated/g/y")["status"], "applied", "{sum}");
+    assert_eq!(action(&sum, "/truncated/b")["status"], "skipped", "{sum}");
+    s.settle();
+    assert!(s.live_app("/truncated/g/y").is_none() && s.live_app("/truncated/g/x").is_some());
     // Without --prune the broken config is still rejected (it is bad input either way).
     let (code, sum, _) = s.run(&payload, &[]);
     assert_eq!(code, 65, "{sum}");
