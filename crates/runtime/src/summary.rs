@@ -86,6 +86,9 @@ pub struct Summary {
     /// The exit code raised explicitly by the handler (beyond what failed actions imply).
     #[serde(skip)]
     exit: Option<Exit>,
+    /// How many of the failed actions are rejections of bad input (65), not failed writes (75).
+    #[serde(skip)]
+    rejected: usize,
 }
 
 impl Summary {
@@ -99,11 +102,22 @@ impl Summary {
             warnings: Vec::new(),
             meta: Default::default(),
             exit: None,
+            rejected: 0,
         }
     }
 
     pub fn push(&mut self, action: Action) {
         self.actions.push(action);
+    }
+
+    /// Records a rejected entry of the payload (a bad config, a bad image reference): a `failed`
+    /// action, so `select(.status=="failed")` finds it, that means exit 65 (bad input, nothing
+    /// changed for it) rather than 75 (a write that failed).
+    pub fn reject(&mut self, kind: &str, target: &str, detail: impl Into<String>) {
+        self.actions
+            .push(Action::new(kind, target, Status::Failed, detail));
+        self.rejected += 1;
+        self.raise_exit(Exit::DataErr);
     }
 
     /// Records an error message (shown in `errors`) without changing the exit code.
@@ -121,10 +135,10 @@ impl Summary {
         self.exit = Some(self.exit.unwrap_or(Exit::Success).worst(exit));
     }
 
-    /// The exit code: the raised one, and 75 when any action failed.
+    /// The exit code: the raised one, and 75 when an action failed (other than a rejection).
     pub fn exit(&self) -> Exit {
         let mut e = self.exit.unwrap_or(Exit::Success);
-        if self.actions.iter().any(|a| a.status == Status::Failed) {
+        if self.count(Status::Failed) > self.rejected {
             e = e.worst(Exit::TempFail);
         }
         e
@@ -227,5 +241,15 @@ mod tests {
         let mut t = Summary::new("kv2jobs", false, None);
         t.raise_exit(Exit::DataErr);
         assert_eq!(t.exit(), Exit::DataErr);
+    }
+
+    #[test]
+    fn rejections_are_failed_actions_with_exit_65() {
+        let mut s = Summary::new("kv2jobs", false, None);
+        s.reject("config", "a.json", "invalid JSON");
+        assert_eq!(s.count(Status::Failed), 1);
+        assert_eq!(s.exit(), Exit::DataErr);
+        s.push(Action::new("update-app", "/b", Status::Failed, "500"));
+        assert_eq!(s.exit(), Exit::TempFail);
     }
 }
