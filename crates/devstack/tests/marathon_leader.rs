@@ -29,7 +29,10 @@ fn leader_answers_like_marathon_and_switches_over_http() {
         (r.status, r.json()),
         (404, json!({"message": "There is no leader"}))
     );
-    assert_eq!(call("GET", &format!("{}/v2/apps", a.url()), None).status, 503);
+    assert_eq!(
+        call("GET", &format!("{}/v2/apps", a.url()), None).status,
+        503
+    );
     // B won: A is a standby that proxies to B.
     call("POST", &admin, Some(&json!({"leader": host_b})));
     let r = call("GET", &format!("{}/v2/leader", a.url()), None);
@@ -51,7 +54,10 @@ fn a_switch_after_a_read_changes_the_leader_between_two_reads() {
     a.set_leader_after("/v2/apps", Leader::Other(b.url()));
     let before = call("GET", &format!("{}/v2/leader", a.url()), None).json();
     assert_ne!(before["leader"], host_b);
-    assert_eq!(call("GET", &format!("{}/v2/apps", a.url()), None).status, 200);
+    assert_eq!(
+        call("GET", &format!("{}/v2/apps", a.url()), None).status,
+        200
+    );
     let after = call("GET", &format!("{}/v2/leader", a.url()), None).json();
     assert_eq!(after["leader"], host_b);
     assert_eq!(a.leader(), Leader::Other(b.url()));

@@ -69,7 +69,12 @@ struct Args {
     /// The Marathon cluster this run speaks for, written to service and node meta
     /// `marathon-cluster`. Only registrations of this cluster are owned (one without that meta
     /// is `default`'s), so clusters sharing one Consul never touch each other's services.
-    #[arg(long, env = "SHIPWATCH_CLUSTER", default_value = "default", value_name = "NAME")]
+    #[arg(
+        long,
+        env = "SHIPWATCH_CLUSTER",
+        default_value = "default",
+        value_name = "NAME"
+    )]
     cluster: String,
 
     /// Mass-deregistration guard: the most owned registrations one run may deregister, a count
@@ -114,8 +119,7 @@ fn clients(args: &Args) -> Result<Clients, Error> {
     let cluster_ok = |c: &str| {
         !c.is_empty()
             && c.len() <= 128
-            && c
-                .chars()
+            && c.chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_'))
     };
     if !cluster_ok(&args.cluster) {

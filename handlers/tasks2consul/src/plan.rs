@@ -59,7 +59,8 @@ impl std::str::FromStr for MaxDeregister {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let bad = || format!("{s:?} is neither a count (20) nor a percentage from 0% to 100% (50%)");
+        let bad =
+            || format!("{s:?} is neither a count (20) nor a percentage from 0% to 100% (50%)");
         match s.strip_suffix('%') {
             Some(p) => match p.trim().parse::<u8>() {
                 Ok(p) if p <= 100 => Ok(MaxDeregister::Percent(p)),
@@ -705,7 +706,10 @@ pub fn is_external_node(node: &Value) -> bool {
 pub fn is_our_node(node: &Value, cluster: &str) -> bool {
     let meta = meta_of(node.get("Meta"));
     meta.get(META_SOURCE).map(String::as_str) == Some(SOURCE)
-        && meta.get(META_CLUSTER).map_or(DEFAULT_CLUSTER, String::as_str) == cluster
+        && meta
+            .get(META_CLUSTER)
+            .map_or(DEFAULT_CLUSTER, String::as_str)
+            == cluster
 }
 
 /// True when a service's meta says tasks2consul wrote it.
@@ -929,9 +933,11 @@ impl Plan {
 
 /// Running tasks an app lists (`tasks` with state `TASK_RUNNING`).
 fn running_listed(app: &Value) -> usize {
-    app.get("tasks")
-        .and_then(Value::as_array)
-        .map_or(0, |ts| ts.iter().filter(|t| task_state(t) == "TASK_RUNNING").count())
+    app.get("tasks").and_then(Value::as_array).map_or(0, |ts| {
+        ts.iter()
+            .filter(|t| task_state(t) == "TASK_RUNNING")
+            .count()
+    })
 }
 
 /// `Some((listed, tasksRunning))` when an app lists fewer running tasks than its own

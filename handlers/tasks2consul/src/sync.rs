@@ -228,7 +228,9 @@ impl Syncer<'_> {
         let after = leader_of(self.marathon);
         let problem = match (before, after) {
             (Ok(b), Ok(a)) if a == b => None,
-            (Ok(b), Ok(a)) => Some(format!("leader changed during the read: {b} before, {a} after")),
+            (Ok(b), Ok(a)) => Some(format!(
+                "leader changed during the read: {b} before, {a} after"
+            )),
             (Err(e), _) => Some(format!("before the read, {e}")),
             (Ok(_), Err(e)) => Some(format!("after the read, {e}")),
         };
@@ -683,14 +685,12 @@ impl Syncer<'_> {
 pub fn report_rejected(errors: &[plan::AppError], summary: &mut Summary) {
     for e in errors {
         log::error!("{e}");
-        summary.push(Action::new(
+        summary.reject(
             "register",
-            e.app_id.clone(),
-            Status::Failed,
+            e.app_id.as_str(),
             format!("rejected: {}", e.reason),
-        ));
+        );
         summary.error(e.to_string());
-        summary.raise_exit(Exit::DataErr);
     }
 }
 

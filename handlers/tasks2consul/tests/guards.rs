@@ -89,7 +89,10 @@ fn a_list_without_apps_exits_69_and_writes_nothing() {
         ("application/json", "{}"),
         ("application/json", "null"),
         ("application/json", r#"{"apps":null}"#),
-        ("text/html", "<html><body><h1>502 Bad Gateway</h1></body></html>"),
+        (
+            "text/html",
+            "<html><body><h1>502 Bad Gateway</h1></body></html>",
+        ),
     ] {
         // Over HTTP, as an operator with curl would.
         let spec = json!({"path": "/v2/apps", "count": "always", "status": 200,
@@ -131,7 +134,10 @@ fn an_empty_list_deregisters_nothing_and_exits_75() {
         "{held:?}"
     );
     assert!(
-        has_reason(&summary, "9 of 9 owned registration(s) would be deregistered"),
+        has_reason(
+            &summary,
+            "9 of 9 owned registration(s) would be deregistered"
+        ),
         "{summary}"
     );
 }
@@ -235,7 +241,10 @@ fn an_event_scoped_404_during_failover_is_confirmed_by_the_full_list() {
     let payload = event_payload(&json!({"apps": [b]}).to_string());
     let (code, summary, _) = s.run(&payload, &[]);
     assert_eq!(code, 0, "{summary}");
-    assert!(targets(&summary, "deregister", "applied").is_empty(), "{summary}");
+    assert!(
+        targets(&summary, "deregister", "applied").is_empty(),
+        "{summary}"
+    );
     assert_eq!(s.registered_ids(), before);
     // Control: the app really is gone (404 and not in the list): deregistered.
     s.delete_app("/b");
@@ -261,14 +270,20 @@ fn leader_case(name: &str, fault: impl FnOnce(&Marathon, &Marathon)) {
     fault(m, &other);
     let (code, summary, _) = s.run("null", &[]);
     assert_eq!(code, 75, "{name}: {summary}");
-    assert!(targets(&summary, "deregister", "applied").is_empty(), "{summary}");
+    assert!(
+        targets(&summary, "deregister", "applied").is_empty(),
+        "{summary}"
+    );
     let held = skipped_details(&summary);
     assert_eq!(held.len(), 1, "{summary}");
     assert!(held[0].contains("Marathon leader not stable"), "{held:?}");
     // Registrations are still made (the replacement task).
     assert_eq!(targets(&summary, "register", "applied").len(), 1);
     assert!(s.registered_ids().iter().any(|id| id.contains(&victim)));
-    assert!(has_reason(&summary, "Marathon leader not stable"), "{summary}");
+    assert!(
+        has_reason(&summary, "Marathon leader not stable"),
+        "{summary}"
+    );
     // Stable again: the dead task goes.
     m.faults().clear();
     m.set_leader(Leader::Me);
@@ -286,7 +301,9 @@ fn a_leader_change_between_the_reads_holds_deregistrations() {
 
 #[test]
 fn no_leader_after_the_read_holds_deregistrations() {
-    leader_case("no_leader", |m, _| m.set_leader_after("/v2/apps", Leader::None));
+    leader_case("no_leader", |m, _| {
+        m.set_leader_after("/v2/apps", Leader::None)
+    });
 }
 
 #[test]
@@ -331,7 +348,10 @@ fn control_a_real_empty_cluster_needs_the_override_then_deregisters_everything()
     // A count above 9 still refuses to leave none of more than a handful.
     let (code, summary, _) = s.run("null", &["--max-deregister", "20"]);
     assert_eq!(code, 75, "{summary}");
-    assert!(has_reason(&summary, "all 9 owned registration(s)"), "{summary}");
+    assert!(
+        has_reason(&summary, "all 9 owned registration(s)"),
+        "{summary}"
+    );
     assert_eq!(s.registered_ids().len(), 9);
     let (code, summary, _) = s.run("null", &["--max-deregister", "100%"]);
     assert_eq!(code, 0, "{summary}");
@@ -357,9 +377,18 @@ fn two_clusters_sharing_one_consul_never_touch_each_other() {
         ..Default::default()
     })
     .unwrap();
-    west.seed_apps(vec![web_app("/w1", "true", 2, 1), web_app("/w2", "true", 1, 1)]);
+    west.seed_apps(vec![
+        web_app("/w1", "true", 2, 1),
+        web_app("/w2", "true", 1, 1),
+    ]);
     let east_args = ["--cluster", "east", "--max-deregister", "100%"];
-    let west_args = ["--cluster", "west", "--max-deregister", "100%", "--marathon"];
+    let west_args = [
+        "--cluster",
+        "west",
+        "--max-deregister",
+        "100%",
+        "--marathon",
+    ];
     let (code, summary, _) = s.run("null", &east_args);
     assert_eq!(code, 0, "{summary}");
     let mut west_cmd: Vec<&str> = west_args.to_vec();
@@ -368,7 +397,10 @@ fn two_clusters_sharing_one_consul_never_touch_each_other() {
     let (code, summary, _) = s.run("null", &west_cmd);
     assert_eq!(code, 0, "{summary}");
     assert_eq!(targets(&summary, "register", "applied").len(), 3);
-    assert!(targets(&summary, "deregister", "applied").is_empty(), "{summary}");
+    assert!(
+        targets(&summary, "deregister", "applied").is_empty(),
+        "{summary}"
+    );
     let all = s.mine();
     assert_eq!(all.len(), 5);
     for e in &all {
@@ -402,7 +434,10 @@ fn two_clusters_sharing_one_consul_never_touch_each_other() {
     assert!(left
         .iter()
         .all(|e| e["Service"]["Meta"]["marathon-cluster"] == "east"));
-    assert!(!s.node_names().iter().any(|n| n.starts_with("marathon-10.0.2.")));
+    assert!(!s
+        .node_names()
+        .iter()
+        .any(|n| n.starts_with("marathon-10.0.2.")));
 }
 
 #[test]

@@ -149,7 +149,10 @@ impl Inner {
     /// Applies a pending leader switch once a request under its path was answered.
     fn served(&self, path: &str) {
         let mut l = self.leader_state();
-        if l.after.as_ref().is_some_and(|(p, _)| path.starts_with(p.as_str())) {
+        if l.after
+            .as_ref()
+            .is_some_and(|(p, _)| path.starts_with(p.as_str()))
+        {
             if let Some((_, next)) = l.after.take() {
                 l.now = next;
             }
@@ -176,10 +179,7 @@ impl Marathon {
     pub fn start(opts: MarathonOptions) -> std::io::Result<Marathon> {
         let inner = Arc::new(Inner {
             leader: Mutex::new(LeaderState {
-                now: opts
-                    .proxy_to
-                    .clone()
-                    .map_or(Leader::Me, Leader::Other),
+                now: opts.proxy_to.clone().map_or(Leader::Me, Leader::Other),
                 after: None,
             }),
             state: Mutex::new(State::new(opts.hosts.clone(), opts.deploy_duration)),
@@ -375,7 +375,10 @@ fn leader_admin(inner: &Inner, req: &Request) -> Response {
     };
     if req.method == "GET" {
         let l = inner.leader_state();
-        return Response::json(200, &json!({"leader": l.now.to_json(), "pending": pending(&l)}));
+        return Response::json(
+            200,
+            &json!({"leader": l.now.to_json(), "pending": pending(&l)}),
+        );
     }
     if req.method != "POST" && req.method != "PUT" {
         return msg(405, "use GET to read the leader, POST to switch it");
@@ -396,7 +399,10 @@ fn leader_admin(inner: &Inner, req: &Request) -> Response {
             l.after = None;
         }
     }
-    Response::json(200, &json!({"leader": l.now.to_json(), "pending": pending(&l)}))
+    Response::json(
+        200,
+        &json!({"leader": l.now.to_json(), "pending": pending(&l)}),
+    )
 }
 
 fn route(inner: &Arc<Inner>, req: Request) -> Response {
