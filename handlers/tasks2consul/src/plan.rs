@@ -218,10 +218,7 @@ impl Registration {
 
     /// The cluster that made it (meta [`META_CLUSTER`], `default` without it).
     pub fn cluster(&self) -> &str {
-        self.meta
-            .get(META_CLUSTER)
-            .map(String::as_str)
-            .unwrap_or(DEFAULT_CLUSTER)
+        cluster_in(&self.meta)
     }
 
     pub fn mirror_check_id(&self) -> String {
@@ -705,19 +702,26 @@ pub fn is_external_node(node: &Value) -> bool {
 /// `external-source=marathon` and `marathon-cluster`, `default` without it).
 pub fn is_our_node(node: &Value, cluster: &str) -> bool {
     let meta = meta_of(node.get("Meta"));
-    meta.get(META_SOURCE).map(String::as_str) == Some(SOURCE)
-        && meta
-            .get(META_CLUSTER)
-            .map_or(DEFAULT_CLUSTER, String::as_str)
-            == cluster
+    meta.get(META_SOURCE).map(String::as_str) == Some(SOURCE) && cluster_in(&meta) == cluster
 }
 
-/// True when a service's meta says tasks2consul wrote it.
-pub fn is_owned_service(service: &Value) -> bool {
-    let meta = meta_of(service.get("Meta"));
+/// The cluster named by service or node meta (`default` without [`META_CLUSTER`]).
+fn cluster_in(meta: &BTreeMap<String, String>) -> &str {
+    meta.get(META_CLUSTER)
+        .map_or(DEFAULT_CLUSTER, String::as_str)
+}
+
+/// True when a service's meta says tasks2consul wrote it (for any cluster).
+fn is_marathon_service(meta: &BTreeMap<String, String>) -> bool {
     meta.get(META_SOURCE).map(String::as_str) == Some(SOURCE)
         && meta.contains_key(META_TASK_ID)
         && meta.contains_key(META_APP_ID)
+}
+
+/// True when a service's meta says tasks2consul wrote it for `cluster`.
+pub fn is_owned_service(service: &Value, cluster: &str) -> bool {
+    let meta = meta_of(service.get("Meta"));
+    is_marathon_service(&meta) && cluster_in(&meta) == cluster
 }
 
 /// Reads one `/v1/health/service/<name>` entry (`{Node, Service, Checks}`). `None` unless tasks2consul owns it: Service
@@ -725,10 +729,10 @@ pub fn is_owned_service(service: &Value) -> bool {
 /// touched.
 pub fn owned_from_health_entry(entry: &Value) -> Option<Owned> {
     let service = entry.get("Service")?;
-    if !is_owned_service(service) {
+    let meta = meta_of(service.get("Meta"));
+    if !is_marathon_service(&meta) {
         return None;
     }
-    let meta = meta_of(service.get("Meta"));
     let node = entry.get("Node")?;
     let node_name = str_of(node, "Node")?.to_string();
     let node_address = str_of(node, "Address").unwrap_or_default().to_string();

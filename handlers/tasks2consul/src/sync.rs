@@ -277,7 +277,7 @@ impl Syncer<'_> {
             }
             if let Some(Value::Object(services)) = detail.get("Services") {
                 for svc in services.values() {
-                    if plan::is_owned_service(svc) && self.in_cluster(svc) {
+                    if plan::is_owned_service(svc, &self.cfg.cluster) {
                         entries.push(json!({"Node": node_obj, "Service": svc, "Checks": []}));
                     }
                 }
@@ -315,16 +315,6 @@ impl Syncer<'_> {
             .filter_map(plan::owned_from_health_entry)
             .collect();
         Ok((owned, node_counts))
-    }
-
-    /// A service of this cluster (meta `marathon-cluster`, `default` without it).
-    fn in_cluster(&self, service: &Value) -> bool {
-        service
-            .get("Meta")
-            .and_then(|m| m.get(plan::META_CLUSTER))
-            .and_then(Value::as_str)
-            .unwrap_or(plan::DEFAULT_CLUSTER)
-            == self.cfg.cluster
     }
 
     /// Reads Marathon (between two leader reads) and Consul, plans, and applies the guards:
@@ -434,7 +424,8 @@ impl Syncer<'_> {
     }
 
     /// Like [`Syncer::apply`], telling for each change whether it was written (`Some(true)`),
-    /// failed (`Some(false)`) or not attempted (`None`: dry run, or Consul unreachable).
+    /// failed (`Some(false)`) or not attempted (`None`: dry run, Consul unreachable, or a stop
+    /// signal: no new write starts after it).
     pub fn apply_each(
         &self,
         changes: &[Change],
@@ -459,10 +450,10 @@ impl Syncer<'_> {
             let (kind, target, detail) = (change.kind(), change.target(), change.detail());
             match result {
                 None => {
-                    let why = if unreachable.is_some() || !runtime::stop::requested() {
-                        "Consul unreachable"
-                    } else {
+                    let why = if runtime::stop::requested() {
                         "stopped by a signal"
+                    } else {
+                        "Consul unreachable"
                     };
                     summary.push(Action::new(
                         kind,
