@@ -200,7 +200,9 @@ fn main() {
 
 /// `--events`: stdin (or --input) is a stream, read as it arrives rather than to EOF first.
 fn run_events(args: &Args) -> ! {
-    runtime::init_logging();
+    runtime::init_logging_as(args.common.log_format);
+    let started = std::time::SystemTime::now();
+    let started_at = std::time::Instant::now();
     runtime::stop::install();
     if args.common.lock.is_some() {
         log::warn!("--lock is not supported with --events (run one event consumer); ignored");
@@ -232,7 +234,8 @@ fn run_events(args: &Args) -> ! {
         max_actions: 10_000,
     };
     let cfg = clients.cfg.clone();
-    let summary = events::run(input, &clients, &cfg, &opts, summary);
+    let mut summary = events::run(input, &clients, &cfg, &opts, summary);
+    runtime::record(&args.common, &mut summary, started, started_at.elapsed());
     runtime::finish(&summary, args.common.output)
 }
 

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use consul::{Consul, ConsulError};
 use marathon::{Marathon, MarathonError};
-use runtime::http::{Auth, HttpClient, HttpConfig, HttpError};
+use runtime::http::{HttpClient, HttpConfig, HttpError};
 use runtime::{Action, Exit, Status, Summary, ToExit};
 use serde_json::{json, Value};
 
@@ -94,19 +94,17 @@ pub struct AgentPool {
 }
 
 impl AgentPool {
-    pub fn new(addr: AgentAddr, deadline: runtime::Deadline) -> Result<AgentPool, String> {
-        let mut cfg = HttpConfig::new("consul agent");
-        cfg.retry_statuses = vec![429, 500, 502, 503, 504];
+    /// `base` is the `--consul` client's configuration (token, TLS, datacenter): every agent is
+    /// reached the same way.
+    pub fn new(
+        addr: AgentAddr,
+        mut cfg: HttpConfig,
+        deadline: runtime::Deadline,
+    ) -> Result<AgentPool, String> {
+        cfg.service = "consul agent";
         // A dead host's agent must not hold the whole sync for long: fewer tries.
         cfg.backoff.attempts = 2;
         cfg.connect_timeout = std::time::Duration::from_secs(3);
-        cfg.auth = match runtime::config::consul_token().map_err(|e| e.to_string())? {
-            Some(t) => Auth::ConsulToken(t),
-            None => Auth::None,
-        };
-        cfg.ca_file = std::env::var_os("CONSUL_CACERT")
-            .filter(|v| !v.is_empty())
-            .map(Into::into);
         Ok(AgentPool {
             addr,
             cfg,
