@@ -57,15 +57,19 @@ fn consul_err(what: &str, e: impl std::fmt::Display) -> MirrorError {
 
 fn kv_get_raw(consul: &str, key: &str) -> Result<Option<String>, MirrorError> {
     match ureq::get(&format!("{}?raw", kv_url(consul, key))).call() {
-        Ok(r) => Ok(Some(r.into_string().map_err(|e| consul_err(key, e))?)),
-        Err(ureq::Error::Status(404, _)) => Ok(None),
+        Ok(mut r) => Ok(Some(
+            r.body_mut()
+                .read_to_string()
+                .map_err(|e| consul_err(key, e))?,
+        )),
+        Err(ureq::Error::StatusCode(404)) => Ok(None),
         Err(e) => Err(consul_err(key, e)),
     }
 }
 
 fn kv_put(consul: &str, key: &str, value: &[u8]) -> Result<(), MirrorError> {
     ureq::put(&kv_url(consul, key))
-        .send_bytes(value)
+        .send(value)
         .map(|_| ())
         .map_err(|e| consul_err(key, e))
 }

@@ -29,24 +29,40 @@ impl Resp {
 }
 
 fn call(method: &str, url: &str, body: &[u8], headers: &[(&str, &str)]) -> Resp {
-    let mut req = ureq::request(method, url).timeout(Duration::from_secs(20));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into();
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
-        req = req.set(k, v);
+        req = req.header(*k, *v);
     }
-    let r = match req.send_bytes(body) {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {url}: {e}"),
+    let sent = if body.is_empty() && matches!(method, "GET" | "DELETE") {
+        agent.run(req.body(()).unwrap())
+    } else {
+        agent.run(req.body(body.to_vec()).unwrap())
     };
-    let status = r.status();
+    let mut r = sent.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = r.status().as_u16();
     let headers = r
-        .headers_names()
+        .headers()
         .iter()
-        .map(|n| (n.clone(), r.header(n).unwrap_or("").to_string()))
+        .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
-    let index = r.header("X-Consul-Index").and_then(|i| i.parse().ok());
-    let mut body = Vec::new();
-    std::io::Read::read_to_end(&mut r.into_reader(), &mut body).unwrap();
+    let index = r
+        .headers()
+        .get("X-Consul-Index")
+        .and_then(|i| i.to_str().ok())
+        .and_then(|i| i.parse().ok());
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .unwrap();
     Resp {
         status,
         index,
@@ -849,9 +865,11 @@ fn drop_wakes_blocked_queries() {
     let started = Instant::now();
     let h = std::thread::spawn(move || {
         ureq::get(&url)
-            .timeout(Duration::from_secs(30))
+            .config()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
             .call()
-            .map(|r| r.status())
+            .map(|r| r.status().as_u16())
             .map_err(|e| e.to_string())
     });
     // Make sure the request reached the server before dropping.

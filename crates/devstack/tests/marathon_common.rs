@@ -26,40 +26,38 @@ impl Reply {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .redirects(0)
-        .timeout(Duration::from_secs(10))
+    ureq::Agent::config_builder()
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
         .build()
+        .into()
 }
 
-/// Any status is an answer (ureq turns 4xx/5xx into errors).
-pub fn call(method: &str, url: &str, body: Option<&Value>) -> Reply {
-    call_with(method, url, body, &[])
-}
-
-pub fn call_with(method: &str, url: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> Reply {
-    let mut req = agent().request(method, url);
-    for (k, v) in headers {
-        req = req.set(k, v);
-    }
-    let res = match body {
-        Some(b) => req.send_json(b.clone()),
-        None => req.call(),
-    };
-    let resp = match res {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {url}: {e}"),
-    };
-    let status = resp.status();
+fn reply(
+    method: &str,
+    url: &str,
+    res: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Reply {
+    let mut resp = res.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = resp.status().as_u16();
     let headers = resp
-        .headers_names()
-        .into_iter()
-        .map(|h| {
-            let v = resp.header(&h).unwrap_or_default().to_string();
-            (h, v)
+        .headers()
+        .iter()
+        .map(|(h, v)| {
+            (
+                h.as_str().to_string(),
+                v.to_str().unwrap_or_default().to_string(),
+            )
         })
         .collect();
-    let body = resp.into_string().unwrap_or_default();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()
+        .unwrap_or_default();
     Reply {
         status,
         headers,
@@ -67,20 +65,37 @@ pub fn call_with(method: &str, url: &str, body: Option<&Value>, headers: &[(&str
     }
 }
 
-pub fn raw_body(method: &str, url: &str, body: &str) -> Reply {
-    let resp = match agent()
-        .request(method, url)
-        .set("Content-Type", "application/json")
-        .send_string(body)
-    {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {url}: {e}"),
-    };
-    Reply {
-        status: resp.status(),
-        headers: Vec::new(),
-        body: resp.into_string().unwrap_or_default(),
+/// Any status is an answer.
+pub fn call(method: &str, url: &str, body: Option<&Value>) -> Reply {
+    call_with(method, url, body, &[])
+}
+
+pub fn call_with(method: &str, url: &str, body: Option<&Value>, headers: &[(&str, &str)]) -> Reply {
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
     }
+    let res = match body {
+        Some(b) => agent().run(
+            req.header("Content-Type", "application/json")
+                .body(serde_json::to_vec(b).unwrap())
+                .unwrap(),
+        ),
+        None => agent().run(req.body(()).unwrap()),
+    };
+    reply(method, url, res)
+}
+
+pub fn raw_body(method: &str, url: &str, body: &str) -> Reply {
+    let req = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("Content-Type", "application/json")
+        .body(body.to_string())
+        .unwrap();
+    let mut r = reply(method, url, agent().run(req));
+    r.headers.clear();
+    r
 }
 
 pub fn start() -> Marathon {

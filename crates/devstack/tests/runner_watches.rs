@@ -277,7 +277,7 @@ fn service_services_and_checks_watches() {
     let reg = json!({"Name": "web", "ID": "web-1", "Port": 80, "Tags": ["t"],
         "Check": {"TTL": "30s", "Status": "passing"}});
     ureq::put(&format!("{}/v1/agent/service/register", c.url()))
-        .send_string(&reg.to_string())
+        .send(reg.to_string())
         .unwrap();
     assert!(r.wait_for_invocations(0, 2, T));
     assert!(r.wait_for_invocations(1, 2, T));
@@ -291,7 +291,7 @@ fn service_services_and_checks_watches() {
     );
     // Failing the TTL check: passing-only drops the instance; the critical watch sees it.
     ureq::put(&format!("{}/v1/agent/check/fail/service:web-1", c.url()))
-        .call()
+        .send_empty()
         .unwrap();
     assert!(r.wait_for_invocations(0, 3, T));
     assert_eq!(of(&r, 0)[2].stdin, b"[]\n");
@@ -476,7 +476,7 @@ fn payloads_have_the_shape_of_the_real_fixtures() {
     c.fire_event("web-deploy", b"1609030");
     let reg = json!({"Name": "redis", "Port": 6379});
     ureq::put(&format!("{}/v1/agent/service/register", c.url()))
-        .send_string(&reg.to_string())
+        .send(reg.to_string())
         .unwrap();
     let specs = parse_watches(&json!({"watches": [
         {"type": "key", "key": "foo/bar/baz", "args": ["/bin/cat"]},

@@ -3,10 +3,7 @@
 //! and Chronos run as HA sets), authentication, TLS verification on by default (optionally with
 //! the operator's CA file), and errors that name the service and URL without credentials.
 
-use std::io::Read;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -15,6 +12,8 @@ use crate::deadline::Deadline;
 use crate::exit::{Exit, ToExit};
 use crate::redact::{redact_url, split_userinfo, Redactor, Secret};
 use crate::retry::Backoff;
+
+mod tls;
 
 /// How requests authenticate.
 #[derive(Debug, Clone, Default)]
@@ -363,17 +362,24 @@ impl HttpClient {
                 cfg.service
             )));
         }
-        let mut builder = ureq::AgentBuilder::new()
-            .timeout_connect(cfg.connect_timeout)
-            .redirects(0)
-            .user_agent(concat!("shipwatch/", env!("CARGO_PKG_VERSION")));
-        if cfg.ca_file.is_some()
-            || cfg.ca_path.is_some()
-            || cfg.client_cert.is_some()
-            || cfg.server_name.is_some()
-        {
-            builder = builder.tls_config(Arc::new(tls_config(&cfg)?));
-        }
+        // ureq 3 with our own TLS step (tls.rs): the operator's CA, client certificate and
+        // server name, verification always on. Statuses are answers, not errors; redirects are
+        // answers too (a leader proxy never redirects; anything else is reported as it is).
+        let config = ureq::Agent::config_builder()
+            .timeout_connect(Some(cfg.connect_timeout))
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .http_status_as_error(false)
+            .user_agent(concat!("shipwatch/", env!("CARGO_PKG_VERSION")))
+            .build();
+        use ureq::unversioned::transport::Connector as _;
+        let connector =
+            ureq::unversioned::transport::TcpConnector::default().chain(tls::Tls::new(&cfg)?);
+        let agent = ureq::Agent::with_parts(
+            config,
+            connector,
+            ureq::unversioned::resolver::DefaultResolver::default(),
+        );
         let mut redactor = Redactor::new();
         match &cfg.auth {
             Auth::Basic { user, password } => redactor.add_basic_auth(user, password.expose()),
@@ -391,7 +397,7 @@ impl HttpClient {
             }
         }
         Ok(HttpClient {
-            agent: builder.build(),
+            agent,
             bases,
             cfg,
             deadline: None,
@@ -517,41 +523,79 @@ impl HttpClient {
         if let Some(d) = &self.deadline {
             timeout = d.cap(timeout).max(Duration::from_millis(1));
         }
-        let mut r = self.agent.request(req.method, url).timeout(timeout);
+        let mut full = url.to_string();
         for (k, v) in &self.cfg.default_query {
             // A parameter the caller set itself wins.
             let set = url.contains(&format!("?{k}=")) || url.contains(&format!("&{k}="));
             if !set {
-                r = r.query(k, v);
+                full.push(if full.contains('?') { '&' } else { '?' });
+                full.push_str(&format!("{}={}", encode_query(k), encode_query(v)));
             }
         }
+        let mut b = ureq::http::Request::builder()
+            .method(req.method)
+            .uri(full.as_str());
         if let Some((name, value)) = self.cfg.auth.header() {
-            r = r.set(name, &value);
+            b = b.header(name, value);
         }
         for (name, value) in &req.headers {
-            r = r.set(name, value);
+            b = b.header(*name, value.as_str());
         }
         let result = match &req.body {
-            Some(body) => r.set("Content-Type", req.content_type).send_bytes(body),
-            None => r.call(),
+            Some(body) => b
+                .header("Content-Type", req.content_type)
+                .body(body.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|r| {
+                    let r = self
+                        .agent
+                        .configure_request(r)
+                        .timeout_global(Some(timeout))
+                        .build();
+                    self.agent
+                        .run(r)
+                        .map_err(|e| self.redactor.scrub(&transport_reason(&e)))
+                }),
+            None => b.body(()).map_err(|e| e.to_string()).and_then(|r| {
+                let r = self
+                    .agent
+                    .configure_request(r)
+                    .timeout_global(Some(timeout))
+                    .build();
+                self.agent
+                    .run(r)
+                    .map_err(|e| self.redactor.scrub(&transport_reason(&e)))
+            }),
         };
-        let resp = match result {
-            Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
-            Err(ureq::Error::Transport(t)) => {
-                return Err(self.redactor.scrub(&transport_reason(&t)))
+        let mut resp = result?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut body = match resp
+            .body_mut()
+            .with_config()
+            .limit(self.cfg.max_body)
+            .read_to_vec()
+        {
+            Ok(b) => b,
+            Err(ureq::Error::BodyExceedsLimit(_)) => {
+                return Err(format!("answer larger than {} bytes", self.cfg.max_body))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "reading the answer failed: {}",
+                    transport_reason(&e)
+                ))
             }
         };
-        let status = resp.status();
-        let headers = resp
-            .headers_names()
-            .into_iter()
-            .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_string())))
-            .collect();
-        let mut body = Vec::new();
-        resp.into_reader()
-            .take(self.cfg.max_body + 1)
-            .read_to_end(&mut body)
-            .map_err(|e| format!("reading the answer failed: {e}"))?;
         if body.len() as u64 > self.cfg.max_body {
             return Err(format!("answer larger than {} bytes", self.cfg.max_body));
         }
@@ -602,135 +646,16 @@ fn encode(s: &str, keep_slash: bool) -> String {
     out
 }
 
-/// ureq's transport error without the URL (which the caller prints, redacted).
-fn transport_reason(t: &ureq::Transport) -> String {
-    let kind = t.kind().to_string();
-    match t.message() {
-        Some(m) => format!("{kind}: {m}"),
-        None => match std::error::Error::source(t) {
-            Some(src) => format!("{kind}: {src}"),
-            None => kind,
-        },
-    }
-}
-
-/// The rustls configuration of a client with the operator's TLS settings: CA file and/or CA
-/// directory (else the web roots), a client certificate, a server name to verify against.
-/// Verification is never turned off.
-fn tls_config(cfg: &HttpConfig) -> Result<rustls::ClientConfig, ConfigError> {
-    let service = cfg.service;
-    let bad = |what: &Path, why: String| {
-        ConfigError::Invalid(format!("{service} TLS file {}: {why}", what.display()))
-    };
-    let mut roots = rustls::RootCertStore::empty();
-    let mut ca_files: Vec<std::path::PathBuf> = cfg.ca_file.iter().cloned().collect();
-    if let Some(dir) = &cfg.ca_path {
-        let entries = std::fs::read_dir(dir).map_err(|e| bad(dir, e.to_string()))?;
-        let mut files: Vec<_> = entries
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        ca_files.extend(files);
-    }
-    for path in &ca_files {
-        let pem = std::fs::read(path).map_err(|e| bad(path, e.to_string()))?;
-        for cert in rustls_pemfile::certs(&mut &pem[..]) {
-            let cert = cert.map_err(|e| bad(path, e.to_string()))?;
-            roots.add(cert).map_err(|e| bad(path, e.to_string()))?;
-        }
-    }
-    if ca_files.is_empty() {
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    } else if roots.is_empty() {
-        let shown = ca_files[0].clone();
-        return Err(bad(&shown, "no PEM certificate found".into()));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::Invalid(format!("{service} TLS: {e}")))?;
-    let roots = Arc::new(roots);
-    let builder = match &cfg.server_name {
-        None => builder.with_root_certificates(Arc::clone(&roots)),
-        Some(name) => {
-            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                Arc::clone(&roots),
-                provider,
-            )
-            .build()
-            .map_err(|e| ConfigError::Invalid(format!("{service} TLS: {e}")))?;
-            let name = rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| {
-                ConfigError::Invalid(format!("{service} TLS server name {name:?}: {e}"))
-            })?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NamedVerifier { inner, name }))
-        }
-    };
-    match &cfg.client_cert {
-        None => Ok(builder.with_no_client_auth()),
-        Some((cert, key)) => {
-            let pem = std::fs::read(cert).map_err(|e| bad(cert, e.to_string()))?;
-            let certs = rustls_pemfile::certs(&mut &pem[..])
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| bad(cert, e.to_string()))?;
-            if certs.is_empty() {
-                return Err(bad(cert, "no PEM certificate found".into()));
-            }
-            let pem = std::fs::read(key).map_err(|e| bad(key, e.to_string()))?;
-            let key_der = rustls_pemfile::private_key(&mut &pem[..])
-                .map_err(|e| bad(key, e.to_string()))?
-                .ok_or_else(|| bad(key, "no PEM private key found".into()))?;
-            builder
-                .with_client_auth_cert(certs, key_der)
-                .map_err(|e| bad(cert, e.to_string()))
-        }
-    }
-}
-
-/// Verifies the server's certificate in full, against a configured name instead of the URL's
-/// host (Consul's CONSUL_TLS_SERVER_NAME: agents reached by IP present `server.dc1.consul`).
-#[derive(Debug)]
-struct NamedVerifier {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-    name: rustls::pki_types::ServerName<'static>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for NamedVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &rustls::pki_types::CertificateDer<'_>,
-        intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        ocsp_response: &[u8],
-        now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.inner.supported_verify_schemes()
+/// ureq's error without the URL (which the caller prints, redacted).
+fn transport_reason(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Timeout(t) => format!("timed out ({t})"),
+        ureq::Error::HostNotFound => "host not found".into(),
+        ureq::Error::ConnectionFailed => "connection failed".into(),
+        ureq::Error::Io(io) => format!("i/o error: {io}"),
+        ureq::Error::Rustls(t) => format!("TLS: {t}"),
+        ureq::Error::Tls(t) => format!("TLS: {t}"),
+        other => other.to_string(),
     }
 }
 
@@ -738,6 +663,8 @@ impl rustls::client::danger::ServerCertVerifier for NamedVerifier {
 mod tests {
     use super::*;
     use devstack::http::{Fault, Request, Response, Server};
+    use std::path::Path;
+    use std::sync::Arc;
 
     fn fast(service: &'static str) -> HttpConfig {
         let mut c = HttpConfig::new(service);

@@ -167,15 +167,14 @@ fn main() {
     // 1. One changed config among n deployed apps.
     let m = Marathon::start(opts.clone()).unwrap();
     m.seed_apps((0..n).map(|i| marked(i, "sleep 1")).collect());
-    let mut body = Vec::new();
-    std::io::Read::read_to_end(
-        &mut ureq::get(&format!("{}/v2/apps", m.url()))
-            .call()
-            .unwrap()
-            .into_reader(),
-        &mut body,
-    )
-    .unwrap();
+    let body = ureq::get(&format!("{}/v2/apps", m.url()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .unwrap();
     println!(
         "GET /v2/apps with {n} apps: {:.1} MiB",
         body.len() as f64 / 1048576.0

@@ -464,12 +464,16 @@ fn a_chronos_list_that_is_not_a_list_exits_69_and_writes_nothing_there() {
 
 /// The keys under `prefix` as a keyprefix watch delivers them, and the X-Consul-Index.
 fn watch_payload(consul: &Consul, prefix: &str) -> (Vec<u8>, String) {
-    let r = ureq::get(&format!("{}/v1/kv/{prefix}?recurse", consul.url()))
+    let mut r = ureq::get(&format!("{}/v1/kv/{prefix}?recurse", consul.url()))
         .call()
         .unwrap();
-    let index = r.header("X-Consul-Index").unwrap().to_string();
-    let mut body = Vec::new();
-    std::io::Read::read_to_end(&mut r.into_reader(), &mut body).unwrap();
+    let index = r.headers()["X-Consul-Index"].to_str().unwrap().to_string();
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .unwrap();
     (body, index)
 }
 

@@ -779,15 +779,17 @@ fn with_lock_only_the_holder_acts() {
     );
     // Held by another agent's session: exit 0, nothing done.
     let session: serde_json::Value = ureq::put(&format!("{}/v1/session/create", consul.url()))
-        .send_string(r#"{"TTL":"30s"}"#)
+        .send(r#"{"TTL":"30s"}"#)
         .unwrap()
-        .into_json()
+        .body_mut()
+        .read_json()
         .unwrap();
     let id = session["ID"].as_str().unwrap();
     let acquired = ureq::put(&format!("{}/v1/kv/{key}?acquire={id}", consul.url()))
-        .send_string("other agent")
+        .send("other agent")
         .unwrap()
-        .into_string()
+        .body_mut()
+        .read_to_string()
         .unwrap();
     assert_eq!(acquired.trim(), "true");
     let head = repo.head("main");

@@ -14,7 +14,7 @@ pub(crate) mod util;
 use crate::http::{Faults, Handler, Request, Response, Server};
 use serde_json::{json, Map, Value};
 use state::State;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard, OnceLock};
@@ -580,18 +580,23 @@ fn proxy(inner: &Inner, leader: &str, req: Request) -> Response {
     if via.split(',').any(|v| v.trim().ends_with(me)) {
         return Response::text(502, "Detected proxying loop.");
     }
-    let agent = ureq::AgentBuilder::new()
-        .redirects(0)
-        .timeout_connect(Duration::from_secs(5))
-        .timeout_read(Duration::from_secs(10))
-        .build();
-    let mut r = agent.request(&req.method, &format!("{leader}{}", target(&req)));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(5)))
+        .timeout_recv_response(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut r = ureq::http::Request::builder()
+        .method(req.method.as_str())
+        .uri(format!("{leader}{}", target(&req)));
     for (k, v) in &req.headers {
         if !matches!(
             k.as_str(),
             "host" | "content-length" | "connection" | "transfer-encoding" | "x-marathon-via"
         ) {
-            r = r.set(k, v);
+            r = r.header(k.as_str(), v.as_str());
         }
     }
     let via_value = if via.is_empty() {
@@ -600,44 +605,55 @@ fn proxy(inner: &Inner, leader: &str, req: Request) -> Response {
         format!("{via},1.1 {me}")
     };
     r = r
-        .set("X-Marathon-Via", &via_value)
-        .set("X-Forwarded-For", "127.0.0.1");
+        .header("X-Marathon-Via", via_value.as_str())
+        .header("X-Forwarded-For", "127.0.0.1");
     let result = if req.body.is_empty() && matches!(req.method.as_str(), "GET" | "DELETE") {
-        r.call()
+        r.body(())
+            .map_err(ureq::Error::from)
+            .and_then(|x| agent.run(x))
     } else {
-        r.send_bytes(&req.body)
+        r.body(req.body.clone())
+            .map_err(ureq::Error::from)
+            .and_then(|x| agent.run(x))
     };
-    let resp = match result {
-        Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
-        Err(ureq::Error::Transport(t)) => {
-            return match t.kind() {
-                ureq::ErrorKind::ConnectionFailed => {
-                    Response::text(502, "Connection to leader refused.")
-                }
-                ureq::ErrorKind::Io if t.to_string().contains("timed out") => {
-                    Response::text(504, "Connection to leader timed out.")
-                }
-                _ => Response::text(
-                    502,
-                    "Failed to successfully establish a connection to the leader.",
-                ),
-            };
+    let mut resp = match result {
+        Ok(resp) => resp,
+        Err(ureq::Error::ConnectionFailed) => {
+            return Response::text(502, "Connection to leader refused.")
+        }
+        Err(ureq::Error::Timeout(_)) => {
+            return Response::text(504, "Connection to leader timed out.")
+        }
+        Err(_) => {
+            return Response::text(
+                502,
+                "Failed to successfully establish a connection to the leader.",
+            )
         }
     };
-    let status = resp.status();
+    let status = resp.status().as_u16();
     let headers: Vec<(String, String)> = resp
-        .headers_names()
-        .into_iter()
-        .filter(|h| {
+        .headers()
+        .iter()
+        .filter(|(h, _)| {
             !matches!(
-                h.to_ascii_lowercase().as_str(),
+                h.as_str(),
                 "content-length" | "connection" | "transfer-encoding"
             )
         })
-        .filter_map(|h| resp.header(&h).map(|v| (h.clone(), v.to_string())))
+        .map(|(h, v)| {
+            (
+                h.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
-    let mut body = Vec::new();
-    let _ = resp.into_reader().take(256 << 20).read_to_end(&mut body);
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(256 << 20)
+        .read_to_vec()
+        .unwrap_or_default();
     let mut out = Response::Full {
         status,
         headers,

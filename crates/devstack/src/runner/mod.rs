@@ -278,9 +278,11 @@ fn normalise_base(url: &str) -> String {
 
 /// One watch plan (plan.go RunWithClientAndHclog).
 fn run_watch(i: usize, spec: &WatchSpec, inner: &Inner) {
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(5))
-        .build();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .into();
     // plan.go's lastParamVal: the blocking index, the "unchanged" test and (event watches)
     // the pruning point, all in one; reset to 0 when the index goes backwards and to nil on
     // an error, exactly as WaitIndexVal.Next and RunWithClientAndHclog do.

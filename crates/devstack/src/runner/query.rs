@@ -75,24 +75,28 @@ pub fn run(
     let url = format!("{base}{path}{}", encode_query(&query));
     let mut req = agent
         .get(&url)
+        .config()
         // The server may hold the request for wait + wait/16 jitter.
-        .timeout(wait + wait / 16 + Duration::from_secs(10));
+        .timeout_global(Some(wait + wait / 16 + Duration::from_secs(10)))
+        .build();
     if let Some(t) = &spec.token {
-        req = req.set("X-Consul-Token", t);
+        req = req.header("X-Consul-Token", t.as_str());
     }
-    let (status, resp) = match req.call() {
-        Ok(r) => (200, r),
-        Err(ureq::Error::Status(code, r)) => (code, r),
-        Err(ureq::Error::Transport(t)) => {
-            return Err(QueryError(format!("GET {base}{path}: {}", t.kind())))
-        }
-    };
+    let mut resp = req
+        .call()
+        .map_err(|e| QueryError(format!("GET {base}{path}: {e}")))?;
+    let status = resp.status().as_u16();
     let index = resp
-        .header("X-Consul-Index")
+        .headers()
+        .get("X-Consul-Index")
+        .and_then(|i| i.to_str().ok())
         .and_then(|i| i.parse::<u64>().ok())
         .unwrap_or(0);
     let body = resp
-        .into_string()
+        .body_mut()
+        .with_config()
+        .limit(512 << 20)
+        .read_to_string()
         .map_err(|e| QueryError(format!("GET {base}{path}: reading body: {e}")))?;
     let missing_ok = matches!(spec.watch_type.as_str(), "key" | "keyprefix");
     if status == 404 && missing_ok {

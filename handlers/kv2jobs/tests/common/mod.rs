@@ -143,10 +143,15 @@ impl Stack {
             "{}/v2/apps",
             self.marathon_url.split(',').next().unwrap()
         ))
-        .timeout(Duration::from_secs(10))
+        .config()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
         .call()
         .unwrap()
-        .into_json()
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_json()
         .unwrap();
         v["apps"].as_array().cloned().unwrap_or_default()
     }
@@ -158,8 +163,8 @@ impl Stack {
     pub fn live_jobs(&self) -> Vec<Value> {
         let base = self.chronos_url.split(',').next().unwrap().to_string();
         for prefix in ["/v1/scheduler", "/scheduler"] {
-            if let Ok(r) = ureq::get(&format!("{base}{prefix}/jobs")).call() {
-                return r.into_json().unwrap();
+            if let Ok(mut r) = ureq::get(&format!("{base}{prefix}/jobs")).call() {
+                return r.body_mut().read_json().unwrap();
             }
         }
         panic!("no Chronos jobs list");
@@ -181,7 +186,8 @@ impl Stack {
             let d: Value = ureq::get(&format!("{}/v2/deployments", self.marathon_url))
                 .call()
                 .unwrap()
-                .into_json()
+                .body_mut()
+                .read_json()
                 .unwrap();
             if d.as_array().is_none_or(|a| a.is_empty()) {
                 return;
