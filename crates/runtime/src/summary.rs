@@ -70,6 +70,10 @@ pub struct Summary {
     /// The exit code raised explicitly by the handler (beyond what failed actions imply).
     #[serde(skip)]
     exit: Option<Exit>,
+    /// How many of the failed actions are rejected input ([`Summary::reject`]): they imply 65,
+    /// not 75.
+    #[serde(skip)]
+    rejected: usize,
 }
 
 impl Summary {
@@ -82,6 +86,7 @@ impl Summary {
             errors: Vec::new(),
             warnings: Vec::new(),
             exit: None,
+            rejected: 0,
         }
     }
 
@@ -104,10 +109,24 @@ impl Summary {
         self.exit = Some(self.exit.unwrap_or(Exit::Success).worst(exit));
     }
 
-    /// The exit code: the raised one, and 75 when any action failed.
+    /// Records an entry of the payload that was rejected as invalid (a bad value, a config that
+    /// is not a job): a `failed` action, so `select(.status=="failed")` finds it, that implies
+    /// exit 65 rather than 75 (nothing was attempted for it; a replay cannot fix it).
+    pub fn reject(
+        &mut self,
+        kind: impl Into<String>,
+        target: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
+        self.push(Action::new(kind, target, Status::Failed, detail));
+        self.rejected += 1;
+        self.raise_exit(Exit::DataErr);
+    }
+
+    /// The exit code: the raised one, and 75 when an action failed (other than rejected input).
     pub fn exit(&self) -> Exit {
         let mut e = self.exit.unwrap_or(Exit::Success);
-        if self.actions.iter().any(|a| a.status == Status::Failed) {
+        if self.count(Status::Failed) > self.rejected {
             e = e.worst(Exit::TempFail);
         }
         e
@@ -178,6 +197,22 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejected_input_is_failed_and_exits_65_unless_something_else_failed() {
+        let mut s = Summary::new("tag2git", false, None);
+        s.reject("update-image", "images/x", "key \"images/x\": bad");
+        s.push(Action::new(
+            "update-image",
+            "a.json#/x",
+            Status::Applied,
+            "",
+        ));
+        assert_eq!(s.count(Status::Failed), 1);
+        assert_eq!(s.exit(), Exit::DataErr);
+        s.push(Action::new("update-image", "b.json#/x", Status::Failed, ""));
+        assert_eq!(s.exit(), Exit::TempFail);
+    }
 
     #[test]
     fn json_has_the_contract_shape() {
