@@ -169,3 +169,79 @@ fn malformed_payloads_are_rejected_with_65_and_a_message() {
     }
     assert_eq!(s.stack.marathon.write_count(), 0);
 }
+
+/// Issue 17: `--metrics-file` (Prometheus text format, parsed here by a Prometheus text parser)
+/// and `--journal` (one JSON line per run) from every handler, for a good and a bad payload.
+#[test]
+fn every_handler_writes_metrics_and_a_journal_line() {
+    let s = setup();
+    let env = s.stack.env();
+    let out = tempfile::tempdir().unwrap();
+    let journal = out.path().join("journal.jsonl");
+    for (bin, args) in &s.handlers {
+        let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let journal_s = journal.display().to_string();
+        let metrics_s = out.path().display().to_string();
+        args.extend(["--journal", &journal_s, "--metrics-file", &metrics_s]);
+        for (payload, want) in [(fixture("keyprefix.json"), 0), (b"\"x\"".to_vec(), 65)] {
+            let (code, doc, stderr) = run(bin, &args, &env, &payload);
+            assert_eq!(code, want, "{bin}: {doc} {stderr}");
+            let prom =
+                std::fs::read_to_string(out.path().join(format!("shipwatch_{bin}.prom"))).unwrap();
+            let scrape =
+                prometheus_parse::Scrape::parse(prom.lines().map(|l| Ok(l.to_string()))).unwrap();
+            let value = |name: &str| {
+                scrape
+                    .samples
+                    .iter()
+                    .find(|s| s.metric == name && s.labels.get("handler") == Some(bin))
+                    .map(|s| match s.value {
+                        prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => {
+                            v
+                        }
+                        _ => f64::NAN,
+                    })
+                    .unwrap_or_else(|| panic!("{bin}: no {name} in {prom}"))
+            };
+            assert_eq!(value("shipwatch_last_run_exit_code"), f64::from(want));
+            assert!(value("shipwatch_last_run_timestamp_seconds") > 1.6e9);
+            assert!(value("shipwatch_last_run_duration_seconds") >= 0.0);
+            assert_eq!(
+                value("shipwatch_last_run_errors"),
+                doc["errors"].as_array().unwrap().len() as f64
+            );
+            let last = std::fs::read_to_string(&journal).unwrap();
+            let line: Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+            assert_eq!(line["handler"], *bin);
+            assert_eq!(line["exit"], want);
+            assert_eq!(line["actions"], doc["actions"]);
+            assert!(line["timestamp"].as_str().unwrap().ends_with('Z'), "{line}");
+            assert!(line["duration_ms"].is_u64(), "{line}");
+        }
+    }
+    let lines = std::fs::read_to_string(&journal).unwrap().lines().count();
+    assert_eq!(lines, 6, "one line per run");
+}
+
+/// Issue 17: `--log-format json` makes every stderr line one JSON object.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let s = setup();
+    let mut env = s.stack.env();
+    env.push(("RUST_LOG".into(), "debug".into()));
+    let (code, _, stderr) = run(
+        "kv2jobs",
+        &["--log-format", "json"],
+        &env,
+        &fixture("keyprefix.json"),
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.lines().count() > 0);
+    for line in stderr.lines() {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["level"].is_string() && v["msg"].is_string() && v["ts"].is_string(),
+            "{v}"
+        );
+    }
+}

@@ -55,10 +55,36 @@ pub struct CommonArgs {
         value_delimiter = ','
     )]
     pub notify: Vec<String>,
+
+    /// After each run, write Prometheus text-format metrics here (atomically) for node-exporter's
+    /// textfile collector; a directory gets `shipwatch_<handler>.prom`.
+    #[arg(long, value_name = "PATH", env = "SHIPWATCH_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// Append the run's JSON summary (with timestamp and duration) as one line to this file.
+    #[arg(long, value_name = "PATH", env = "SHIPWATCH_JOURNAL")]
+    pub journal: Option<PathBuf>,
+
+    /// Rotate the --journal file to PATH.1 (one rotation) before it grows past this size.
+    #[arg(long, value_name = "SIZE", default_value = "16M", env = "SHIPWATCH_JOURNAL_MAX_SIZE",
+          value_parser = crate::record::parse_size)]
+    pub journal_max_size: u64,
+
+    /// Format of the log lines on stderr: text, or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SHIPWATCH_LOG_FORMAT")]
+    pub log_format: LogFormat,
 }
 
-/// Parses Go-style durations as operators write them for Consul: `300ms`, `10s`, `5m`, `1h`,
-/// `1m30s`; a bare number is seconds.
+/// `--log-format text|json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Parses Go-style durations (Go's `time.ParseDuration`) as operators write them for Consul and
+/// Marathon: `300ms`, `10s`, `5m`, `1h`, `1h30m`, `1.5h`, `250us`; a bare number is seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if s.is_empty() {
@@ -84,6 +110,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
         let unit = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
             "ms" => 0.001,
             "s" => 1.0,
             "m" => 60.0,
@@ -157,6 +185,9 @@ mod tests {
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("250us").unwrap(), Duration::from_micros(250));
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("").is_err());

@@ -14,6 +14,7 @@ mod exit;
 pub mod http;
 mod input;
 pub mod notify;
+pub mod record;
 pub mod redact;
 mod retry;
 pub mod stop;
@@ -22,7 +23,7 @@ pub mod text;
 
 use std::io::Write;
 
-pub use cli::{parse_args, parse_duration, CommonArgs, OutputFormat};
+pub use cli::{parse_args, parse_duration, CommonArgs, LogFormat, OutputFormat};
 pub use config::{ChronosArgs, ConsulArgs, MarathonArgs};
 pub use deadline::Deadline;
 pub use exit::{Exit, ToExit};
@@ -51,13 +52,30 @@ impl Context {
 
 /// Initializes logging to stderr (`RUST_LOG`, default `info`). Safe to call twice.
 pub fn init_logging() {
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        // ureq's debug log prints request headers (X-Consul-Token among them): never below warn.
-        .filter_module("ureq", log::LevelFilter::Warn)
+    init_logging_as(LogFormat::Text)
+}
+
+/// Like [`init_logging`], with `--log-format json`: one object per line,
+/// `{"ts","level","target","msg"}`, for log shippers.
+pub fn init_logging_as(format: LogFormat) {
+    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    // ureq's debug log prints request headers (X-Consul-Token among them): never below warn.
+    b.filter_module("ureq", log::LevelFilter::Warn)
         .filter_module("rustls", log::LevelFilter::Warn)
         .target(env_logger::Target::Stderr)
-        .format_timestamp_millis()
-        .try_init();
+        .format_timestamp_millis();
+    if format == LogFormat::Json {
+        b.format(|buf, record| {
+            let line = serde_json::json!({
+                "ts": jiff::Timestamp::now().to_string(),
+                "level": record.level().as_str(),
+                "target": record.target(),
+                "msg": record.args().to_string(),
+            });
+            writeln!(buf, "{line}")
+        });
+    }
+    let _ = b.try_init();
 }
 
 /// Runs a handler: logging, payload, deadline, the handler's logic, the summary on stdout, and
@@ -70,8 +88,10 @@ pub fn run<E>(
 where
     E: std::error::Error + ToExit,
 {
-    init_logging();
+    init_logging_as(common.log_format);
     stop::install();
+    let started = std::time::SystemTime::now();
+    let started_at = std::time::Instant::now();
     let consul_index = watch::consul_index_from_env();
     let deadline = Deadline::after(common.timeout);
     let outcome = match read_payload(common.input.as_deref()) {
@@ -116,7 +136,40 @@ where
             summary.error(e);
         }
     }
+    record(common, &mut summary, started, started_at.elapsed());
     finish(&summary, common.output)
+}
+
+/// `--journal` and `--metrics-file`: written after the run (dry runs included: they are runs);
+/// a failure to write is listed in `errors` and never changes the exit code.
+pub fn record(
+    common: &CommonArgs,
+    summary: &mut Summary,
+    started: std::time::SystemTime,
+    duration: std::time::Duration,
+) {
+    let mut failures = Vec::new();
+    {
+        let rec = record::RunRecord {
+            summary,
+            started,
+            duration,
+        };
+        if let Some(path) = &common.journal {
+            if let Err(e) = record::append_journal(path, common.journal_max_size, &rec) {
+                failures.push(e);
+            }
+        }
+        if let Some(path) = &common.metrics_file {
+            if let Err(e) = record::write_metrics(path, &rec) {
+                failures.push(e);
+            }
+        }
+    }
+    for e in failures {
+        log::warn!("{e}");
+        summary.error(e);
+    }
 }
 
 /// Prints the summary and exits with its code.
