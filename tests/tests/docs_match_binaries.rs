@@ -219,9 +219,11 @@ fn commands(line: &str) -> Vec<&str> {
 /// The program of a command (`A=1 /usr/local/bin/kv2jobs …` → `kv2jobs`), `None` when the
 /// command starts with a flag or a `[` (a synopsis continuation line, a flag in prose).
 fn program(cmd: &str) -> Option<String> {
+    // Skip `VAR=value` assignments and `sudo`/`env` in front of the program.
+    let assignment = |w: &str| w.contains('=') && !w.starts_with('-');
     let first = cmd
         .split_whitespace()
-        .find(|w| !(w.contains('=') && !w.starts_with('-')) && *w != "sudo" && *w != "env")?;
+        .find(|w| !assignment(w) && !matches!(*w, "sudo" | "env"))?;
     if first.starts_with('-') || first.starts_with('[') {
         return None;
     }
