@@ -513,13 +513,7 @@ impl Cycle<'_> {
                 return Ok(summary);
             }
             if !self.ctx.dry_run && runtime::stop::requested() {
-                self.report(
-                    &mut summary,
-                    &split,
-                    &scan,
-                    &Outcome::Stopped { committed: false },
-                );
-                return Ok(summary);
+                return Ok(self.stop(summary, &split, &scan, false));
             }
             let written = scan
                 .write(self.git.dir())
@@ -545,13 +539,7 @@ impl Cycle<'_> {
                     "stopped by a signal: commit {} not pushed; the next delivery re-applies it",
                     &commit[..commit.len().min(12)]
                 );
-                self.report(
-                    &mut summary,
-                    &split,
-                    &scan,
-                    &Outcome::Stopped { committed: true },
-                );
-                return Ok(summary);
+                return Ok(self.stop(summary, &split, &scan, true));
             }
             match self.push(&commit) {
                 Ok(()) => {
@@ -567,13 +555,7 @@ impl Cycle<'_> {
                     let wait = self.cfg.push_backoff.delay(attempt);
                     log::warn!("push rejected (attempt {attempt}): the remote moved; re-applying on the new tip in {wait:?}");
                     if !runtime::stop::sleep(wait) {
-                        self.report(
-                            &mut summary,
-                            &split,
-                            &scan,
-                            &Outcome::Stopped { committed: true },
-                        );
-                        return Ok(summary);
+                        return Ok(self.stop(summary, &split, &scan, true));
                     }
                     attempt += 1;
                 }
@@ -595,6 +577,12 @@ impl Cycle<'_> {
                 }
             }
         }
+    }
+
+    /// A stop signal ended the run before the commit (`committed: false`) or before the push.
+    fn stop(&self, mut summary: Summary, split: &Split, scan: &Scan, committed: bool) -> Summary {
+        self.report(&mut summary, split, scan, &Outcome::Stopped { committed });
+        summary
     }
 
     fn may_retry(&self, attempt: u32) -> bool {

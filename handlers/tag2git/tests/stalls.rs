@@ -300,16 +300,7 @@ fn a_git_http_remote_answering_404_exits_69_naming_the_remote_without_credential
     .unwrap();
     let repo = repo();
     let url = format!("http://deploy:s3cr3t-t0ken@{}/ops/jobs.git", server.addr());
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tag2git"));
-    cmd.args(["--repo", &url, "--workdir"])
-        .arg(repo.workdir())
-        .args(["--output", "text", "--timeout", "20s"]);
-    git_env(&mut cmd, &repo.home());
-    let run = run_cmd(
-        cmd,
-        kv("images/nginx", "1.27", 1).to_string().as_bytes(),
-        None,
-    );
+    let run = repo.run_remote(&url, "text", &kv("images/nginx", "1.27", 1));
     assert_eq!(run.code, 69, "{}\n{}", run.stdout, run.stderr);
     let shown = format!("http://***@{}/ops/jobs.git", server.addr());
     let line = run

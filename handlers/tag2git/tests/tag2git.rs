@@ -497,19 +497,10 @@ fn unreachable_remote_exits_69_and_a_replay_completes_the_update() {
 fn credentials_in_the_repo_url_never_show() {
     let repo = Repo::new();
     // Port 1 on loopback refuses connections immediately.
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tag2git"));
-    cmd.args([
-        "--repo",
+    let run = repo.run_remote(
         "http://deploy:s3cr3t-t0ken@127.0.0.1:1/jobs.git",
-        "--workdir",
-    ])
-    .arg(repo.workdir())
-    .args(["--output", "json", "--timeout", "20s"]);
-    git_env(&mut cmd, &repo.home());
-    let run = run_cmd(
-        cmd,
-        kv("images/nginx", "1.27", 1).to_string().as_bytes(),
-        None,
+        "json",
+        &kv("images/nginx", "1.27", 1),
     );
     assert_eq!(run.code, 69, "{}\n{}", run.stdout, run.stderr);
     assert!(
