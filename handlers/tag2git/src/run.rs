@@ -682,9 +682,8 @@ impl Cycle<'_> {
         }
         if !split.backwards.is_empty() {
             let msg = format!(
-                "ModifyIndex went backwards for {} key(s) (a Consul snapshot restore, or another cluster writing them): their values are not recorded at these indexes, so they are {}: {}",
+                "ModifyIndex went backwards for {} key(s) (a Consul snapshot restore, or another cluster writing them): their values are not recorded at these indexes, so they are treated as new writes, not replays: {}",
                 split.backwards.len(),
-                if matches!(outcome, Outcome::Planned) && self.ctx.dry_run { "planned" } else { "applied as new writes" },
                 capped_list(split.backwards.iter().map(|(u, highest)| {
                     format!("{} = {} at {} (history has {highest})", u.key, u.reference(), u.modify_index)
                 }))
