@@ -643,30 +643,64 @@ pub fn prune_guards(r: &Report) {
             13,
         ),
     ]);
-    let cases: Vec<(&str, Vec<u8>, &[i32])> = vec![
-        ("null-payload", b"null".to_vec(), &[0]),
-        ("empty-array", b"[]".to_vec(), &[0]),
-        ("only-folder-keys", payload(&[kv(PREFIX, b"", 3)]), &[0]),
+    // A rename in progress: api.json deleted after the .ref (CONSUL_INDEX 14 is carried by no
+    // key), the new key not written yet.
+    let renaming = payload(&desired_entries("1.4.2")[1..]);
+    // (name, payload, accepted exit codes, extra flags)
+    type Case<'a> = (&'a str, Vec<u8>, &'a [i32], &'a [&'a str]);
+    let cases: Vec<Case> = vec![
+        ("null-payload", b"null".to_vec(), &[0], &[]),
+        (
+            "null-payload-allow-empty",
+            b"null".to_vec(),
+            &[0],
+            &["--allow-empty"],
+        ),
+        ("empty-array", b"[]".to_vec(), &[0], &[]),
+        (
+            "only-folder-keys",
+            payload(&[kv(PREFIX, b"", 3)]),
+            &[0],
+            &[],
+        ),
         (
             "only-ref-key",
             payload(&desired_entries("1.4.2")[3..]),
             &[0],
+            &[],
         ),
-        ("every-config-rejected", payload(&all_rejected), &[65]),
-        ("git2consul-mid-sync", payload(&mid_sync), &[0]),
+        ("every-config-rejected", payload(&all_rejected), &[65], &[]),
+        // Issue 12 item 3: files newer than the .ref wait for git2consul (--ref-wait) and act on
+        // Consul's snapshot, or exit 75 naming them (it was exit 0, "sync in progress", forever).
+        // This Consul double holds none of these keys: the .ref's blocking read answers 404 and
+        // the re-read snapshot is empty (0, nothing done); handlers/kv2jobs/tests/guards.rs has
+        // the waits against a Consul that holds the sync.
+        (
+            "git2consul-mid-sync",
+            payload(&mid_sync),
+            &[0, 75],
+            &["--ref-wait", "200ms"],
+        ),
+        ("rename-in-progress", renaming, &[0], &[]),
         (
             "single-key-watch",
             serde_json::to_vec(&desired_entries("1.4.2")[1]).unwrap(),
             &[0],
+            &[],
         ),
     ];
-    for (name, body, codes) in cases {
+    for (name, body, codes, extra) in cases {
         r.case(&format!("bad-input/kv2jobs/prune-guard-{name}"), || {
             let s = Stack::start();
             s.run(desired_payload("1.4.2")).run().expect(0, &[])?;
             s.marathon.finish_deployments();
             let before = s.snapshot();
-            let out = s.run(body.clone()).arg("--prune").run();
+            let out = s
+                .run(body.clone())
+                .arg("--prune")
+                .args(extra.iter().copied())
+                .env("CONSUL_INDEX", "14")
+                .run();
             out.sane()?;
             ensure!(
                 out.code.is_some_and(|c| codes.contains(&c)),
@@ -682,14 +716,19 @@ pub fn prune_guards(r: &Report) {
             s.converged("1.4.2")
         });
     }
-    // Positive control: a consistent payload without api.json and the job prunes exactly those.
+    // Positive control: a consistent payload without api.json and the job prunes exactly those
+    // (CONSUL_INDEX is the .ref's, as the watch reports after git2consul's sync).
     r.case(
         "bad-input/kv2jobs/prune-guard-control-prunes-removed-configs",
         || {
             let s = Stack::start();
             s.run(desired_payload("1.4.2")).run().expect(0, &[])?;
             s.marathon.finish_deployments();
-            let out = s.run(only_web.clone()).arg("--prune").run();
+            let out = s
+                .run(only_web.clone())
+                .arg("--prune")
+                .env("CONSUL_INDEX", "13")
+                .run();
             out.expect(0, &[])?;
             let ids: Vec<Value> = s.marathon.apps().iter().map(|a| a["id"].clone()).collect();
             ensure!(

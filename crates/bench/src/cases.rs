@@ -145,6 +145,15 @@ fn kv_contestants(tools: &Tools) -> Vec<(String, Kind, Result<MakeSpec, String>)
                 .env("MARATHON_URL", m)
         }) as MakeSpec)
     });
+    let indexed = tools.bash.clone().and_then(|bash| {
+        let script = tools.baseline("kv2marathon-indexed.sh")?;
+        Ok(Rc::new(move |m: &str, state: &str| {
+            Spec::new(&bash, Arc::new(Vec::new()))
+                .arg(&script)
+                .env("MARATHON_URL", m)
+                .env("STATE_FILE", state)
+        }) as MakeSpec)
+    });
     let python = tools.python.clone().and_then(|py| {
         let script = tools.baseline("kv2marathon.py")?;
         Ok(Rc::new(move |m: &str, _: &str| {
@@ -156,6 +165,11 @@ fn kv_contestants(tools: &Tools) -> Vec<(String, Kind, Result<MakeSpec, String>)
     vec![
         ("shipwatch kv2jobs".into(), Kind::Shipwatch, kv2jobs),
         ("baseline bash+jq+curl".into(), Kind::Baseline, bash),
+        (
+            "baseline bash indexed (state file)".into(),
+            Kind::Baseline,
+            indexed,
+        ),
         ("baseline python3 (stdlib)".into(), Kind::Baseline, python),
     ]
 }
@@ -184,13 +198,23 @@ fn kv_case(
                     Box::new(move |_: Duration| {
                         let seed = (0..seeded).map(|i| payloads::deployed_app(i, "1.0.0"));
                         let m = marathon(seed.collect())?;
-                        let mut spec = make(&m.url(), "");
+                        // The indexed baseline's state: everything before the change applied
+                        // (nothing, for a first deploy). Other contestants ignore it.
+                        let state = state_file(if seeded == 0 {
+                            0
+                        } else {
+                            payloads::index_before_change(&stdin)
+                        })?;
+                        let mut spec = make(&m.url(), &state.display().to_string());
                         spec.stdin = Arc::clone(&stdin);
                         Ok(Prepared {
                             spec,
                             marathon: Some(m),
                             consul: None,
-                            check: Box::new(move |p, o| check_apps(p, o, n)),
+                            check: Box::new(move |p, o| {
+                                let _ = std::fs::remove_file(&state);
+                                check_apps(p, o, n)
+                            }),
                         })
                     }) as Prepare
                 }),
@@ -206,6 +230,18 @@ fn kv_case(
         title,
         contestants,
     }
+}
+
+/// A fresh state file for the indexed baseline holding `index`.
+fn state_file(index: u64) -> Result<std::path::PathBuf, String> {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "shipwatch-bench-{}-{}.state",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::write(&path, format!("{index}\n")).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
 }
 
 fn check_apps(p: &Prepared, o: &Outcome, n: usize) -> String {

@@ -54,24 +54,47 @@ fn kv(key: String, value: &[u8], index: u64) -> Value {
 }
 
 /// A keyprefix payload of `n` app files where app 0 has tag `1.0.1` (the change) and the rest
-/// `1.0.0`, plus the branch's `.ref` key with the highest ModifyIndex (git2consul wrote it last,
-/// so kv2jobs sees a consistent snapshot).
+/// `1.0.0`, plus the branch's `.ref` key. As git2consul writes them: app 0 was written last of
+/// the files (its ModifyIndex is the highest of them, which the indexed shell baseline relies
+/// on), then the `.ref` (the highest of all, so kv2jobs sees a consistent snapshot).
 pub fn keyprefix(n: usize) -> Vec<u8> {
     let mut entries: Vec<Value> = (0..n)
         .map(|i| {
             let tag = if i == 0 { "1.0.1" } else { "1.0.0" };
             let body = serde_json::to_vec_pretty(&app(i, tag)).expect("json");
-            kv(app_key(i), &body, 100 + i as u64)
+            let index = if i == 0 {
+                100 + n as u64
+            } else {
+                100 + i as u64
+            };
+            kv(app_key(i), &body, index)
         })
         .collect();
     entries.push(kv(
         REF_KEY.into(),
         b"4b825dc642cb6eb9a060e54bf8d69288fbee4904",
-        100 + n as u64,
+        101 + n as u64,
     ));
     // Consul returns keyprefix entries sorted by key.
     entries.sort_by(|a, b| a["Key"].as_str().cmp(&b["Key"].as_str()));
     serde_json::to_vec(&entries).expect("json")
+}
+
+/// The state an indexed handler keeps after applying every entry before the change: the
+/// highest ModifyIndex of `.json` entries in `payload` minus one (`0` for an empty world).
+pub fn index_before_change(payload: &[u8]) -> u64 {
+    let v: Value = serde_json::from_slice(payload).unwrap_or(Value::Null);
+    let entries = match v {
+        Value::Array(a) => a,
+        o @ Value::Object(_) => vec![o],
+        _ => Vec::new(),
+    };
+    entries
+        .iter()
+        .filter(|e| e["Key"].as_str().is_some_and(|k| k.ends_with(".json")))
+        .filter_map(|e| e["ModifyIndex"].as_u64())
+        .max()
+        .map_or(0, |m| m - 1)
 }
 
 /// A `key` watch payload: app 0 with its changed tag.
@@ -195,5 +218,21 @@ mod tests {
             .as_str()
             .unwrap()
             .ends_with(":1.0.1"));
+    }
+
+    /// The indexed baseline's state selects exactly the changed app (git2consul wrote it last).
+    #[test]
+    fn state_before_the_change_selects_only_app_0() {
+        let p = keyprefix(5);
+        let last = index_before_change(&p);
+        let v: Vec<Value> = serde_json::from_slice(&p).unwrap();
+        let newer: Vec<&str> = v
+            .iter()
+            .filter(|e| e["ModifyIndex"].as_u64().unwrap() > last)
+            .map(|e| e["Key"].as_str().unwrap())
+            .collect();
+        assert_eq!(newer, vec![REF_KEY, app_key(0).as_str()], "sorted by key");
+        assert_eq!(index_before_change(&one_key()), 99);
+        assert_eq!(index_before_change(b"null"), 0);
     }
 }

@@ -48,6 +48,41 @@ impl Consul {
         Ok(pairs.pop())
     }
 
+    /// One key (or `None`) and the `X-Consul-Index`, as a blocking query: Consul holds the answer
+    /// until the key changes past `index` or `wait` runs out (api-docs/features/blocking.mdx;
+    /// for an existing key the index is its ModifyIndex, kvs_endpoint.go). "No guarantee of a
+    /// change": callers compare what comes back.
+    pub fn kv_get_blocking(
+        &self,
+        key: &str,
+        index: u64,
+        wait: Duration,
+    ) -> Result<(Option<KvPair>, u64), ConsulError> {
+        validate_key(key)?;
+        let path = format!(
+            "/v1/kv/{}?index={index}&wait={}ms",
+            encode_path(key),
+            wait.as_millis()
+        );
+        // Consul adds up to wait/16 of jitter (blocking.mdx).
+        let req = HttpRequest::new("GET", &path).timeout(wait + wait / 16 + Duration::from_secs(5));
+        let resp = self.http.send(req)?;
+        let index = resp
+            .header("X-Consul-Index")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if resp.status == 404 {
+            return Ok((None, index));
+        }
+        if !resp.is_success() {
+            return Err(ConsulError::from_response(
+                &format!("read of key {key:?}"),
+                &resp,
+            ));
+        }
+        Ok((decode_pairs(&resp.body, key)?.pop(), index))
+    }
+
     /// Everything under `prefix` and the `X-Consul-Index`. With `index`, a blocking query that
     /// returns when the prefix changes past `index` or `wait` expires.
     pub fn kv_list(

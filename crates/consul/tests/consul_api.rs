@@ -71,6 +71,39 @@ fn blocking_list_returns_when_the_prefix_changes() {
 }
 
 #[test]
+fn blocking_get_returns_when_the_key_changes_or_the_wait_ends() {
+    let ep = Endpoint::consul();
+    let c = Arc::new(client(&ep.url()));
+    let key = format!("{}main.ref", prefix("blockget"));
+    c.kv_put(&key, b"sha1").unwrap();
+    let first = c.kv_get(&key).unwrap().unwrap();
+    // Unchanged: the wait runs out and the same key comes back.
+    let t = Instant::now();
+    let (same, index) = c
+        .kv_get_blocking(&key, first.modify_index, Duration::from_millis(200))
+        .unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(same.unwrap().modify_index, first.modify_index);
+    assert_eq!(index, first.modify_index);
+    let writer = {
+        let c = Arc::clone(&c);
+        let key = key.clone();
+        std::thread::spawn(move || c.kv_put(&key, b"sha2").unwrap())
+    };
+    let (moved, _) = c
+        .kv_get_blocking(&key, first.modify_index, Duration::from_secs(30))
+        .unwrap();
+    writer.join().unwrap();
+    let moved = moved.unwrap();
+    assert!(moved.modify_index > first.modify_index);
+    assert_eq!(moved.value.as_deref(), Some(&b"sha2"[..]));
+}
+
+#[test]
 fn invalid_keys_never_reach_consul() {
     let c = client("http://127.0.0.1:1");
     for key in ["/abs", "a/../b", "a\u{0}b", ""] {

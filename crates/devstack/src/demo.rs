@@ -178,6 +178,7 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
         4,
         "kv2jobs deploys the changed app and job (only those) and fires shipwatch-deployed",
     );
+    let step_start = seen_kv;
     follow(
         &p,
         "kv2jobs",
@@ -186,9 +187,17 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
         "update-app",
         |p| p.marathon_image("/sami/api").as_deref() == Some("registry.local:5000/sami/api:1.4.2"),
     )?;
+    // The run that deployed: kv2jobs may have been started mid-sync (it waits for the .ref and
+    // deploys), and the watch runs it again after the .ref write (nothing left to do).
     let last = p
         .invocations("kv2jobs")
-        .pop()
+        .into_iter()
+        .skip(step_start)
+        .rfind(|i| {
+            i.stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with("applied"))
+        })
         .map(|i| i.stdout)
         .unwrap_or_default();
     let writes: Vec<&str> = last

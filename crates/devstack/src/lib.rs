@@ -15,4 +15,6 @@ pub mod http;
 pub mod marathon;
 pub mod pipeline;
 pub mod runner;
+pub mod sinks;
 pub mod stack;
+pub mod tls;

@@ -1,5 +1,11 @@
 //! A readable per-field diff of two comparable (normalized) documents, for dry runs and action
 //! details: `cmd: "sleep 1" -> "sleep 2"`, `healthChecks: [...] -> (absent)`.
+//!
+//! Normalization drops empty members (`0`, `false`, `""`, `[]`, `{}`) because Marathon and
+//! Chronos report every field, empty or not. So a live member missing where the desired side
+//! has a value is shown as that empty value of the desired value's type (`disk: 0 -> 100`,
+//! `constraints: [] -> [...]`), which is what the server reports; `(absent)` is only said of the
+//! desired side (a field not in Git).
 
 use serde_json::Value;
 
@@ -35,6 +41,18 @@ fn show(v: Option<&Value>) -> String {
                 s
             }
         }
+    }
+}
+
+/// The empty value of `v`'s type: what a server reports for a member normalization dropped.
+fn empty_like(v: &Value) -> Option<Value> {
+    match v {
+        Value::Null => None,
+        Value::Bool(_) => Some(Value::Bool(false)),
+        Value::Number(_) => Some(Value::from(0)),
+        Value::String(_) => Some(Value::String(String::new())),
+        Value::Array(_) => Some(Value::Array(Vec::new())),
+        Value::Object(_) => Some(Value::Object(serde_json::Map::new())),
     }
 }
 
@@ -76,7 +94,7 @@ fn walk(path: &str, live: Option<&Value>, desired: Option<&Value>, out: &mut Vec
             } else {
                 path.to_string()
             },
-            live: l.cloned(),
+            live: l.cloned().or_else(|| d.and_then(empty_like)),
             desired: d.cloned(),
         }),
         _ => {}
@@ -102,10 +120,30 @@ mod tests {
             vec![
                 r#"cmd: "a" -> "b""#,
                 r#"container.docker.image: "x:1" -> "x:2""#,
-                r#"env: (absent) -> {"A":"1"}"#,
+                r#"env: {} -> {"A":"1"}"#,
                 r#"healthChecks: [{"path":"/"}] -> (absent)"#,
             ]
         );
         assert!(field_diff(&desired, &desired).is_empty());
+    }
+
+    #[test]
+    fn values_the_server_reports_empty_are_shown_as_themselves() {
+        let live = json!({"cmd":"a"});
+        let desired =
+            json!({"cmd":"a","disk":100,"requirePorts":true,"user":"u","constraints":[["a"]]});
+        let lines: Vec<String> = field_diff(&live, &desired)
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        assert_eq!(
+            lines,
+            vec![
+                r#"constraints: [] -> [["a"]]"#,
+                "disk: 0 -> 100",
+                "requirePorts: false -> true",
+                r#"user: "" -> "u""#,
+            ]
+        );
     }
 }

@@ -12,7 +12,9 @@
 //!   defaults, ...);
 //! - numbers that are whole are integers (`32` = `32.0`);
 //! - members that are `null`, `false`, `0`, `""`, `[]` or `{}` are dropped (after defaults are
-//!   filled, so a non-default value never disappears), except inside `env` and `labels`;
+//!   filled, so a non-default value never disappears), except inside `env` and `labels` and
+//!   except fields whose default is not falsy (`instances: 0` is a scaled-down app, not "the
+//!   default": it stays, and a diff shows `instances: 0 -> 2`);
 //! - set-like arrays (`constraints`, `healthChecks`, `dependencies`, `acceptedResourceRoles`,
 //!   Chronos `parents` and `environmentVariables`) are sorted.
 //!
@@ -145,6 +147,24 @@ fn integral_numbers(v: &mut Value) {
     }
 }
 
+/// App fields with a non-falsy default (filled in by [`canonical_app`]): a falsy value there is
+/// a real setting (`instances: 0`, `minimumHealthCapacity: 0`, `maxConsecutiveFailures: 0`) and
+/// is kept, so both sides show it.
+const APP_KEEP_FALSY: &[&str] = &[
+    "instances",
+    "cpus",
+    "mem",
+    "backoffSeconds",
+    "backoffFactor",
+    "minimumHealthCapacity",
+    "maximumOverCapacity",
+    "gracePeriodSeconds",
+    "intervalSeconds",
+    "timeoutSeconds",
+    "maxConsecutiveFailures",
+    "delaySeconds",
+];
+
 fn is_falsy(v: &Value) -> bool {
     match v {
         Value::Null => true,
@@ -156,19 +176,22 @@ fn is_falsy(v: &Value) -> bool {
     }
 }
 
-/// Drops falsy members (see the module doc) and sorts keys; recursively. `keep` names the
-/// objects whose members are user data and are kept as they are.
-fn strip_and_sort(v: &mut Value, keep_members: bool) {
+/// Drops falsy members (see the module doc) and sorts keys; recursively. `keep_members` marks
+/// the objects whose members are user data and are kept as they are; `keep_falsy` names the
+/// members kept even when falsy.
+fn strip_and_sort(v: &mut Value, keep_members: bool, keep_falsy: &[&str]) {
     match v {
-        Value::Array(a) => a.iter_mut().for_each(|e| strip_and_sort(e, false)),
+        Value::Array(a) => a
+            .iter_mut()
+            .for_each(|e| strip_and_sort(e, false, keep_falsy)),
         Value::Object(m) => {
             let mut entries: Vec<(String, Value)> = std::mem::take(m).into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
             for (k, mut val) in entries {
                 if !keep_members {
                     let user_map = matches!(k.as_str(), "env" | "labels");
-                    strip_and_sort(&mut val, user_map);
-                    if is_falsy(&val) {
+                    strip_and_sort(&mut val, user_map, keep_falsy);
+                    if is_falsy(&val) && (val.is_null() || !keep_falsy.contains(&k.as_str())) {
                         continue;
                     }
                 }
@@ -349,7 +372,7 @@ pub fn canonical_app(app: &Value) -> Value {
     }
     let mut v = Value::Object(a);
     integral_numbers(&mut v);
-    strip_and_sort(&mut v, false);
+    strip_and_sort(&mut v, false, APP_KEEP_FALSY);
     // Sorting health checks again: stripping changed their serialization.
     if let Some(obj) = v.as_object_mut() {
         sort_array(obj, "healthChecks");
@@ -481,7 +504,7 @@ pub fn canonical_job(job: &Value) -> Value {
     // A dependent job has no schedule; an empty one is the same as none.
     let mut v = Value::Object(j);
     integral_numbers(&mut v);
-    strip_and_sort(&mut v, false);
+    strip_and_sort(&mut v, false, &[]);
     v
 }
 
@@ -569,6 +592,40 @@ mod tests {
         let mut live = served_simple();
         live["instances"] = json!(1);
         assert!(!apps_equal(&desired, &live));
+    }
+
+    #[test]
+    fn a_scaled_down_app_shows_its_zero() {
+        // Issue 12 item 7: /sami/worker scaled to 0 in Marathon, 2 in Git.
+        let desired = json!({"id":"/sami/worker","cmd":"w","instances":2,"cpus":0.1,"mem":16});
+        let mut live = served_simple();
+        live["id"] = json!("/sami/worker");
+        live["cmd"] = json!("w");
+        live["instances"] = json!(0);
+        let (d, l) = comparable_apps(&desired, &live);
+        let lines: Vec<String> = crate::diff::field_diff(&l, &d)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            lines.contains(&"instances: 0 -> 2".to_string()),
+            "{lines:?}"
+        );
+        // Scaled to 0 in both: equal.
+        let zero = json!({"id":"/sami/worker","cmd":"w","instances":0,"cpus":0.1,"mem":16});
+        assert!(apps_equal(&zero, &live));
+        // Not set in Git (default 1) vs 0 live: a change, shown as 0 -> 1.
+        let unset = json!({"id":"/sami/worker","cmd":"w","cpus":0.1,"mem":16});
+        let (d, l) = comparable_apps(&unset, &live);
+        let lines: Vec<String> = crate::diff::field_diff(&l, &d)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(lines, vec!["instances: 0 -> 1"]);
+        let mut hc = desired.clone();
+        hc["upgradeStrategy"] = json!({"minimumHealthCapacity": 0});
+        let (d, _) = comparable_apps(&hc, &live);
+        assert_eq!(d["upgradeStrategy"]["minimumHealthCapacity"], json!(0));
     }
 
     #[test]

@@ -56,6 +56,11 @@ pub struct CommonArgs {
     )]
     pub notify: Vec<String>,
 
+    /// Route notifications to teams: named Slack, JSON-webhook and email channels, routes by
+    /// app/job id prefix, team label or Chronos owner (JSON, or TOML for `*.toml`; see README).
+    #[arg(long, value_name = "FILE", env = "SHIPWATCH_NOTIFY_CONFIG")]
+    pub notify_config: Option<PathBuf>,
+
     /// After each run, write Prometheus text-format metrics here (atomically) for node-exporter's
     /// textfile collector; a directory gets `shipwatch_<handler>.prom`.
     #[arg(long, value_name = "PATH", env = "SHIPWATCH_METRICS_FILE")]
@@ -127,6 +132,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Parses the handler's flags. `--help`/`--version` print and exit 0; any usage error prints
 /// clap's message and exits 64 (EX_USAGE) instead of clap's default 2.
 pub fn parse_args<P: clap::Parser>() -> P {
+    // Packaging hook, outside the clap definition so it is in no man page or completion:
+    // `HANDLER --generate-docs DIR` writes DIR/man/HANDLER.1 and DIR/completions/* and exits.
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if raw.len() == 3 && raw[1] == "--generate-docs" {
+        let code = match generate_docs(P::command(), std::path::Path::new(&raw[2])) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("--generate-docs: {e}");
+                Exit::Software.code()
+            }
+        };
+        std::process::exit(code);
+    }
     match P::try_parse() {
         Ok(p) => p,
         Err(e) => {
@@ -150,6 +168,28 @@ pub fn parse_args<P: clap::Parser>() -> P {
             std::process::exit(code);
         }
     }
+}
+
+/// Writes the man page (`man/NAME.1`) and bash, zsh and fish completions (`completions/`) of
+/// `cmd` under `dir`.
+pub fn generate_docs(mut cmd: clap::Command, dir: &std::path::Path) -> std::io::Result<()> {
+    use clap_complete::Shell;
+    let name = cmd.get_name().to_string();
+    std::fs::create_dir_all(dir.join("man"))?;
+    std::fs::create_dir_all(dir.join("completions"))?;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+    std::fs::write(dir.join("man").join(format!("{name}.1")), page)?;
+    for (shell, file) in [
+        (Shell::Bash, name.clone()),
+        (Shell::Zsh, format!("_{name}")),
+        (Shell::Fish, format!("{name}.fish")),
+    ] {
+        let mut out = Vec::new();
+        clap_complete::generate(shell, &mut cmd, name.clone(), &mut out);
+        std::fs::write(dir.join("completions").join(file), out)?;
+    }
+    Ok(())
 }
 
 /// Whether the command line asks for `--output json` (read before clap could parse it).

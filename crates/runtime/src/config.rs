@@ -1,6 +1,8 @@
 //! Endpoints from flags, falling back to the environment variables the ecosystem already uses
 //! (Consul's CLI: CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE, CONSUL_CACERT,
-//! CONSUL_HTTP_SSL; marathon-python / marathon-lb: MARATHON_URL, MARATHON_USERNAME,
+//! CONSUL_CAPATH, CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL,
+//! CONSUL_DATACENTER, CONSUL_NAMESPACE, CONSUL_PARTITION; the same _CACERT/_CLIENT_CERT/_CLIENT_KEY
+//! for MARATHON_ and CHRONOS_; marathon-python / marathon-lb: MARATHON_URL, MARATHON_USERNAME,
 //! MARATHON_PASSWORD; CHRONOS_URL). Secrets come from the environment or files only, never flags
 //! (flags show in `ps`), and clap never prints env values in `--help`.
 
@@ -35,6 +37,10 @@ pub struct ConsulArgs {
         hide_env_values = true
     )]
     pub consul_addr: Option<String>,
+
+    /// Consul datacenter to address (Consul's `?dc=`; default: the agent's).
+    #[arg(long = "datacenter", value_name = "DC", env = "CONSUL_DATACENTER")]
+    pub datacenter: Option<String>,
 }
 
 impl ConsulArgs {
@@ -48,7 +54,20 @@ impl ConsulArgs {
             Some(t) => Auth::ConsulToken(t),
             None => Auth::None,
         };
-        cfg.ca_file = env("CONSUL_CACERT").map(PathBuf::from);
+        tls_from_env(&mut cfg, "CONSUL")?;
+        cfg.ca_path = env("CONSUL_CAPATH").map(PathBuf::from);
+        cfg.server_name = env("CONSUL_TLS_SERVER_NAME");
+        // As Consul's own CLI passes them (api/api.go): `dc`, `ns` and `partition` query
+        // parameters on every request.
+        if let Some(dc) = self.datacenter.clone().filter(|d| !d.trim().is_empty()) {
+            cfg.default_query.push(("dc".into(), dc));
+        }
+        if let Some(ns) = env("CONSUL_NAMESPACE") {
+            cfg.default_query.push(("ns".into(), ns));
+        }
+        if let Some(p) = env("CONSUL_PARTITION") {
+            cfg.default_query.push(("partition".into(), p));
+        }
         Ok(HttpClient::new(&[url], cfg)?.with_deadline(deadline))
     }
 }
@@ -157,7 +176,26 @@ fn ha_client(
     };
     let mut cfg = HttpConfig::new(service);
     cfg.auth = basic_or_token(user_var, pass_var, token_var);
+    tls_from_env(&mut cfg, &service.to_ascii_uppercase())?;
     Ok(Some(HttpClient::new(&urls, cfg)?.with_deadline(deadline)))
+}
+
+/// `<PREFIX>_CACERT`, `<PREFIX>_CLIENT_CERT` and `<PREFIX>_CLIENT_KEY` (Consul's CLI names,
+/// applied to Marathon and Chronos alike). A certificate without its key is a usage error.
+fn tls_from_env(cfg: &mut HttpConfig, prefix: &str) -> Result<(), ConfigError> {
+    cfg.ca_file = env(&format!("{prefix}_CACERT")).map(PathBuf::from);
+    let cert = env(&format!("{prefix}_CLIENT_CERT"));
+    let key = env(&format!("{prefix}_CLIENT_KEY"));
+    cfg.client_cert = match (cert, key) {
+        (Some(c), Some(k)) => Some((PathBuf::from(c), PathBuf::from(k))),
+        (None, None) => None,
+        _ => {
+            return Err(ConfigError::Invalid(format!(
+                "{prefix}_CLIENT_CERT and {prefix}_CLIENT_KEY go together: set both or neither"
+            )))
+        }
+    };
+    Ok(())
 }
 
 fn basic_or_token(user_var: &str, pass_var: &str, token_var: &str) -> Auth {

@@ -70,11 +70,24 @@ pub struct HttpConfig {
     pub auth: Auth,
     /// PEM file with the CA certificates to trust instead of the system's web roots.
     pub ca_file: Option<std::path::PathBuf>,
+    /// A directory of PEM CA files (Consul's CONSUL_CAPATH), trusted with `ca_file`.
+    pub ca_path: Option<std::path::PathBuf>,
+    /// Client certificate and key (PEM) for servers that verify clients (Consul's
+    /// `verify_incoming`, a Marathon behind a TLS proxy).
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// The name to verify the server's certificate against instead of the URL's host
+    /// (CONSUL_TLS_SERVER_NAME): still a full verification, against that name.
+    pub server_name: Option<String>,
+    /// Query parameters added to every request (Consul's `dc`, `ns`, `partition`).
+    pub default_query: Vec<(String, String)>,
     /// Statuses that mean "try again / try the next server" (Marathon's standbys answer 502,
     /// 503 or 504 when the leader is unreachable; reference §1.2).
     pub retry_statuses: Vec<u16>,
     /// Largest answer read (the rest is an error, not an allocation).
     pub max_body: u64,
+    /// The URLs' paths are secrets (a Slack webhook's path is its token): messages show only
+    /// the scheme, host and port.
+    pub secret_path: bool,
 }
 
 impl HttpConfig {
@@ -86,8 +99,13 @@ impl HttpConfig {
             backoff: Backoff::default(),
             auth: Auth::None,
             ca_file: None,
+            ca_path: None,
+            client_cert: None,
+            server_name: None,
+            default_query: Vec::new(),
             retry_statuses: vec![429, 502, 503, 504],
             max_body: 512 * 1024 * 1024,
+            secret_path: false,
         }
     }
 }
@@ -349,8 +367,12 @@ impl HttpClient {
             .timeout_connect(cfg.connect_timeout)
             .redirects(0)
             .user_agent(concat!("shipwatch/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &cfg.ca_file {
-            builder = builder.tls_config(Arc::new(tls_with_ca(ca, cfg.service)?));
+        if cfg.ca_file.is_some()
+            || cfg.ca_path.is_some()
+            || cfg.client_cert.is_some()
+            || cfg.server_name.is_some()
+        {
+            builder = builder.tls_config(Arc::new(tls_config(&cfg)?));
         }
         let mut redactor = Redactor::new();
         match &cfg.auth {
@@ -358,6 +380,13 @@ impl HttpClient {
             other => {
                 if let Some(s) = other.secret() {
                     redactor.add(s);
+                }
+            }
+        }
+        if cfg.secret_path {
+            for b in &bases {
+                if let Some(path) = b.splitn(4, '/').nth(3).filter(|p| !p.is_empty()) {
+                    redactor.add_with(&format!("/{path}"), "/***");
                 }
             }
         }
@@ -370,6 +399,11 @@ impl HttpClient {
             requests: AtomicU64::new(0),
             redactor,
         })
+    }
+
+    /// A URL as messages show it: no credentials, no secret path.
+    fn show(&self, url: &str) -> String {
+        self.redactor.scrub(&redact_url(url))
     }
 
     /// Bounds every request and retry by `deadline`.
@@ -432,7 +466,7 @@ impl HttpClient {
                             "{} {} {}: {} (try {attempt}/{attempts})",
                             self.cfg.service,
                             req.method,
-                            redact_url(&url),
+                            self.show(&url),
                             last_reason
                         );
                     }
@@ -445,7 +479,7 @@ impl HttpClient {
                             "{} {} {}: {} (try {attempt}/{attempts})",
                             self.cfg.service,
                             req.method,
-                            redact_url(&url),
+                            self.show(&url),
                             reason
                         );
                         last_reason = reason;
@@ -463,7 +497,7 @@ impl HttpClient {
         Err(HttpError::Unavailable {
             service: self.cfg.service,
             method: req.method.to_string(),
-            url: redact_url(&last_url),
+            url: self.show(&last_url),
             reason: last_reason,
         })
     }
@@ -472,7 +506,7 @@ impl HttpClient {
         HttpError::Deadline {
             service: self.cfg.service,
             method: req.method.to_string(),
-            url: redact_url(url),
+            url: self.show(url),
         }
     }
 
@@ -484,6 +518,13 @@ impl HttpClient {
             timeout = d.cap(timeout).max(Duration::from_millis(1));
         }
         let mut r = self.agent.request(req.method, url).timeout(timeout);
+        for (k, v) in &self.cfg.default_query {
+            // A parameter the caller set itself wins.
+            let set = url.contains(&format!("?{k}=")) || url.contains(&format!("&{k}="));
+            if !set {
+                r = r.query(k, v);
+            }
+        }
         if let Some((name, value)) = self.cfg.auth.header() {
             r = r.set(name, &value);
         }
@@ -529,7 +570,7 @@ impl HttpClient {
             headers,
             body,
             method: req.method.to_string(),
-            url: redact_url(url),
+            url: self.show(url),
             service: self.cfg.service,
             redactor: self.redactor.clone(),
         })
@@ -573,24 +614,124 @@ fn transport_reason(t: &ureq::Transport) -> String {
     }
 }
 
-fn tls_with_ca(path: &Path, service: &str) -> Result<rustls::ClientConfig, ConfigError> {
-    let bad =
-        |why: String| ConfigError::Invalid(format!("{service} CA file {}: {why}", path.display()));
-    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+/// The rustls configuration of a client with the operator's TLS settings: CA file and/or CA
+/// directory (else the web roots), a client certificate, a server name to verify against.
+/// Verification is never turned off.
+fn tls_config(cfg: &HttpConfig) -> Result<rustls::ClientConfig, ConfigError> {
+    let service = cfg.service;
+    let bad = |what: &Path, why: String| {
+        ConfigError::Invalid(format!("{service} TLS file {}: {why}", what.display()))
+    };
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut &pem[..]) {
-        let cert = cert.map_err(|e| bad(e.to_string()))?;
-        roots.add(cert).map_err(|e| bad(e.to_string()))?;
+    let mut ca_files: Vec<std::path::PathBuf> = cfg.ca_file.iter().cloned().collect();
+    if let Some(dir) = &cfg.ca_path {
+        let entries = std::fs::read_dir(dir).map_err(|e| bad(dir, e.to_string()))?;
+        let mut files: Vec<_> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        ca_files.extend(files);
     }
-    if roots.is_empty() {
-        return Err(bad("no PEM certificate found".into()));
+    for path in &ca_files {
+        let pem = std::fs::read(path).map_err(|e| bad(path, e.to_string()))?;
+        for cert in rustls_pemfile::certs(&mut &pem[..]) {
+            let cert = cert.map_err(|e| bad(path, e.to_string()))?;
+            roots.add(cert).map_err(|e| bad(path, e.to_string()))?;
+        }
+    }
+    if ca_files.is_empty() {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    } else if roots.is_empty() {
+        let shown = ca_files[0].clone();
+        return Err(bad(&shown, "no PEM certificate found".into()));
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+        .map_err(|e| ConfigError::Invalid(format!("{service} TLS: {e}")))?;
+    let roots = Arc::new(roots);
+    let builder = match &cfg.server_name {
+        None => builder.with_root_certificates(Arc::clone(&roots)),
+        Some(name) => {
+            let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::clone(&roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| ConfigError::Invalid(format!("{service} TLS: {e}")))?;
+            let name = rustls::pki_types::ServerName::try_from(name.clone()).map_err(|e| {
+                ConfigError::Invalid(format!("{service} TLS server name {name:?}: {e}"))
+            })?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NamedVerifier { inner, name }))
+        }
+    };
+    match &cfg.client_cert {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert, key)) => {
+            let pem = std::fs::read(cert).map_err(|e| bad(cert, e.to_string()))?;
+            let certs = rustls_pemfile::certs(&mut &pem[..])
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(cert, e.to_string()))?;
+            if certs.is_empty() {
+                return Err(bad(cert, "no PEM certificate found".into()));
+            }
+            let pem = std::fs::read(key).map_err(|e| bad(key, e.to_string()))?;
+            let key_der = rustls_pemfile::private_key(&mut &pem[..])
+                .map_err(|e| bad(key, e.to_string()))?
+                .ok_or_else(|| bad(key, "no PEM private key found".into()))?;
+            builder
+                .with_client_auth_cert(certs, key_der)
+                .map_err(|e| bad(cert, e.to_string()))
+        }
+    }
+}
+
+/// Verifies the server's certificate in full, against a configured name instead of the URL's
+/// host (Consul's CONSUL_TLS_SERVER_NAME: agents reached by IP present `server.dc1.consul`).
+#[derive(Debug)]
+struct NamedVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    name: rustls::pki_types::ServerName<'static>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for NamedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 #[cfg(test)]
@@ -607,6 +748,61 @@ mod tests {
         };
         c.timeout = Duration::from_secs(5);
         c
+    }
+
+    /// Consul's `dc`, `ns` and `partition` go on every request, unless the caller set one.
+    #[test]
+    fn default_query_parameters_are_added_once() {
+        let s = Server::start(
+            "127.0.0.1:0",
+            Arc::new(|r: Request| {
+                let q: Vec<String> = r.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                Response::text(200, &q.join("&"))
+            }),
+        )
+        .unwrap();
+        let mut cfg = fast("consul");
+        cfg.default_query = vec![("dc".into(), "dc2".into()), ("ns".into(), "team-a".into())];
+        let c = HttpClient::new(&[s.url()], cfg).unwrap();
+        assert_eq!(
+            c.get("/v1/kv/x?recurse").unwrap().text(),
+            "recurse=&dc=dc2&ns=team-a"
+        );
+        assert_eq!(c.get("/v1/kv/x?dc=dc9").unwrap().text(), "dc=dc9&ns=team-a");
+    }
+
+    /// Real TLS with a local CA: a client certificate gets through a listener that requires
+    /// one, a missing or foreign one does not, and a configured server name is verified.
+    #[test]
+    fn client_certificates_and_server_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = devstack::tls::TestPki::generate(dir.path(), &["consul.test"]).unwrap();
+        let backend = echo();
+        let front = devstack::tls::TlsFront::start(backend.addr(), &pki, true).unwrap();
+        let client = |cert: Option<(&Path, &Path)>, name: Option<&str>| {
+            let mut cfg = fast("consul");
+            cfg.backoff.attempts = 1;
+            cfg.ca_file = Some(pki.ca_cert.clone());
+            cfg.client_cert = cert.map(|(c, k)| (c.to_path_buf(), k.to_path_buf()));
+            cfg.server_name = name.map(str::to_string);
+            HttpClient::new(&[front.url()], cfg).unwrap()
+        };
+        let mine = Some((pki.client_cert.as_path(), pki.client_key.as_path()));
+        let theirs = Some((pki.stranger_cert.as_path(), pki.stranger_key.as_path()));
+        // The certificate names consul.test, the URL says 127.0.0.1.
+        assert_eq!(
+            client(mine, Some("consul.test")).get("/").unwrap().status,
+            200
+        );
+        let e = client(mine, None).get("/").unwrap_err();
+        assert!(e.to_string().contains("consul unavailable"), "{e}");
+        assert!(client(None, Some("consul.test")).get("/").is_err());
+        assert!(client(theirs, Some("consul.test")).get("/").is_err());
+        assert!(client(mine, Some("other.test")).get("/").is_err());
+        // Certificate and key files that are not PEM are a configuration error.
+        let mut cfg = fast("consul");
+        cfg.client_cert = Some((pki.ca_cert.clone(), dir.path().join("missing.pem")));
+        assert!(HttpClient::new(&[front.url()], cfg).is_err());
     }
 
     fn echo() -> Server {

@@ -29,7 +29,7 @@ pub use deadline::Deadline;
 pub use exit::{Exit, ToExit};
 pub use input::{read_payload, InputError};
 pub use retry::Backoff;
-pub use summary::{Action, Status, Summary};
+pub use summary::{Action, ActionMeta, Status, Summary};
 
 /// What a handler's logic gets.
 #[derive(Debug)]
@@ -94,9 +94,17 @@ where
     let started_at = std::time::Instant::now();
     let consul_index = watch::consul_index_from_env();
     let deadline = Deadline::after(common.timeout);
-    let outcome = match read_payload(common.input.as_deref()) {
-        Err(e) => Err((e.to_string(), e.exit())),
-        Ok(payload) => {
+    let notify_config = common
+        .notify_config
+        .as_deref()
+        .map(notify::NotifyConfig::load)
+        .transpose();
+    let outcome = match (read_payload(common.input.as_deref()), &notify_config) {
+        (Err(e), _) => Err((e.to_string(), e.exit())),
+        // A configuration that cannot be read stops the run before it acts (64): its
+        // notifications could not be sent.
+        (Ok(_), Err(e)) => Err((e.clone(), Exit::Usage)),
+        (Ok(payload), Ok(_)) => {
             let ctx = Context {
                 handler,
                 payload,
@@ -124,6 +132,16 @@ where
         log::warn!("stopped by a signal; the summary lists what was done");
         summary.error("stopped by a signal before the run completed; replay the payload");
         summary.raise_exit(Exit::TempFail);
+    }
+    if let (Ok(Some(cfg)), false) = (&notify_config, common.dry_run) {
+        for e in notify::send_routed(
+            cfg,
+            &summary,
+            Deadline::after(std::time::Duration::from_secs(30)),
+        ) {
+            log::warn!("{e}");
+            summary.error(e);
+        }
     }
     if !common.notify.is_empty() && !common.dry_run && notify::worth_notifying(&summary) {
         // Failures to notify are reported but do not change the outcome of the run.

@@ -55,6 +55,19 @@ impl Action {
     }
 }
 
+/// What a handler knows about an action's target that routes its notification to a team (issue
+/// 16): the job file's labels (`team`, `shipwatch.notify`), a Chronos job's `owner`, where the
+/// config came from (KV key, git commit). Not part of the JSON summary contract.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionMeta {
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub owner: Option<String>,
+    /// The KV key the config came from.
+    pub source: Option<String>,
+    /// The git commit the config came from (git2consul's `.ref`, or tag2git's commit).
+    pub commit: Option<String>,
+}
+
 /// The outcome of one invocation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -67,11 +80,13 @@ pub struct Summary {
     /// deletes held back by a guard): shown in the text summary and sent with `--notify`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Per-target facts for routing notifications (by action target).
+    #[serde(skip)]
+    pub meta: std::collections::BTreeMap<String, ActionMeta>,
     /// The exit code raised explicitly by the handler (beyond what failed actions imply).
     #[serde(skip)]
     exit: Option<Exit>,
-    /// How many of the failed actions are rejected input ([`Summary::reject`]): they imply 65,
-    /// not 75.
+    /// How many of the failed actions are rejections of bad input (65), not failed writes (75).
     #[serde(skip)]
     rejected: usize,
 }
@@ -85,6 +100,7 @@ impl Summary {
             actions: Vec::new(),
             errors: Vec::new(),
             warnings: Vec::new(),
+            meta: Default::default(),
             exit: None,
             rejected: 0,
         }
@@ -92,6 +108,16 @@ impl Summary {
 
     pub fn push(&mut self, action: Action) {
         self.actions.push(action);
+    }
+
+    /// Records a rejected entry of the payload (a bad config, a bad image reference): a `failed`
+    /// action, so `select(.status=="failed")` finds it, that means exit 65 (bad input, nothing
+    /// changed for it) rather than 75 (a write that failed).
+    pub fn reject(&mut self, kind: &str, target: &str, detail: impl Into<String>) {
+        self.actions
+            .push(Action::new(kind, target, Status::Failed, detail));
+        self.rejected += 1;
+        self.raise_exit(Exit::DataErr);
     }
 
     /// Records an error message (shown in `errors`) without changing the exit code.
@@ -109,21 +135,7 @@ impl Summary {
         self.exit = Some(self.exit.unwrap_or(Exit::Success).worst(exit));
     }
 
-    /// Records an entry of the payload that was rejected as invalid (a bad value, a config that
-    /// is not a job): a `failed` action, so `select(.status=="failed")` finds it, that implies
-    /// exit 65 rather than 75 (nothing was attempted for it; a replay cannot fix it).
-    pub fn reject(
-        &mut self,
-        kind: impl Into<String>,
-        target: impl Into<String>,
-        detail: impl Into<String>,
-    ) {
-        self.push(Action::new(kind, target, Status::Failed, detail));
-        self.rejected += 1;
-        self.raise_exit(Exit::DataErr);
-    }
-
-    /// The exit code: the raised one, and 75 when an action failed (other than rejected input).
+    /// The exit code: the raised one, and 75 when an action failed (other than a rejection).
     pub fn exit(&self) -> Exit {
         let mut e = self.exit.unwrap_or(Exit::Success);
         if self.count(Status::Failed) > self.rejected {
@@ -199,22 +211,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rejected_input_is_failed_and_exits_65_unless_something_else_failed() {
-        let mut s = Summary::new("tag2git", false, None);
-        s.reject("update-image", "images/x", "key \"images/x\": bad");
-        s.push(Action::new(
-            "update-image",
-            "a.json#/x",
-            Status::Applied,
-            "",
-        ));
-        assert_eq!(s.count(Status::Failed), 1);
-        assert_eq!(s.exit(), Exit::DataErr);
-        s.push(Action::new("update-image", "b.json#/x", Status::Failed, ""));
-        assert_eq!(s.exit(), Exit::TempFail);
-    }
-
-    #[test]
     fn json_has_the_contract_shape() {
         let mut s = Summary::new("tag2git", false, Some(123));
         s.push(Action::new(
@@ -245,5 +241,15 @@ mod tests {
         let mut t = Summary::new("kv2jobs", false, None);
         t.raise_exit(Exit::DataErr);
         assert_eq!(t.exit(), Exit::DataErr);
+    }
+
+    #[test]
+    fn rejections_are_failed_actions_with_exit_65() {
+        let mut s = Summary::new("kv2jobs", false, None);
+        s.reject("config", "a.json", "invalid JSON");
+        assert_eq!(s.count(Status::Failed), 1);
+        assert_eq!(s.exit(), Exit::DataErr);
+        s.push(Action::new("update-app", "/b", Status::Failed, "500"));
+        assert_eq!(s.exit(), Exit::TempFail);
     }
 }

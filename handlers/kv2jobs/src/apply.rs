@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use marathon::normalize::apps_equal;
 use marathon::{Chronos, Marathon, MarathonError};
-use runtime::{Backoff, Deadline, Status};
+use runtime::{stop, Backoff, Deadline, Status};
 use serde_json::Value;
 
 use crate::plan::{Item, Op};
@@ -41,7 +41,8 @@ impl Outcome {
     }
 }
 
-/// Polls `/v2/deployments` until none of `ids` is running, or `until`.
+/// Polls `/v2/deployments` until none of `ids` is running, or `until`, or a stop signal (then
+/// the ones still running are returned).
 pub fn wait_deployments(
     m: &Marathon,
     ids: &BTreeSet<String>,
@@ -66,12 +67,18 @@ pub fn wait_deployments(
         }
         let wait = backoff.delay(attempt.min(10));
         let now = Instant::now();
-        if now >= until {
+        if now >= until || !stop::sleep(wait.min(until - now)) {
             return Ok(running);
         }
-        std::thread::sleep(wait.min(until - now));
         attempt += 1;
     }
+}
+
+fn stopped_while(what: String) -> Outcome {
+    Outcome::new(
+        Status::Skipped,
+        format!("not applied: stopped by a signal while {what}"),
+    )
 }
 
 /// PUT with the 409 policy: `--force` overrides; otherwise wait for the deployments that hold
@@ -102,12 +109,18 @@ fn put_app(
                 let ids: BTreeSet<String> = deployments.into_iter().collect();
                 log::info!("{id} is locked by deployment(s) {ids:?}; waiting (or use --force)");
                 match wait_deployments(m, &ids, until) {
+                    Ok(_) if stop::requested() => {
+                        return stopped_while(format!(
+                            "waiting for deployment(s) {} that lock the app",
+                            runtime::text::capped_list(&ids)
+                        ))
+                    }
                     Ok(still) if !still.is_empty() => {
                         return Outcome::new(
                             Status::Failed,
                             format!(
                                 "locked by deployment(s) {} for longer than --deploy-timeout; replay later or use --force",
-                                still.into_iter().collect::<Vec<_>>().join(", ")
+                                runtime::text::capped_list(&still)
                             ),
                         )
                     }
@@ -141,6 +154,11 @@ fn put_app(
                 if let Err(e) = wait_any_gone(m, &running, until) {
                     return Outcome::new(Status::Failed, e.to_string());
                 }
+                if stop::requested() {
+                    return stopped_while(
+                        "waiting for Marathon's running-deployments limit".into(),
+                    );
+                }
                 if Instant::now() >= until {
                     return Outcome::new(
                         Status::Failed,
@@ -169,7 +187,7 @@ fn wait_any_gone(
     if ids.is_empty() {
         // The limit was hit by deployments that ended since: pause briefly, not a hot loop.
         let now = Instant::now();
-        std::thread::sleep(backoff.delay(2).min(until.saturating_duration_since(now)));
+        stop::sleep(backoff.delay(2).min(until.saturating_duration_since(now)));
         return Ok(());
     }
     loop {
@@ -180,10 +198,12 @@ fn wait_any_gone(
             .filter(|id| ids.contains(*id))
             .count();
         let now = Instant::now();
-        if running < ids.len() || now >= until {
+        if running < ids.len()
+            || now >= until
+            || !stop::sleep(backoff.delay(attempt.min(10)).min(until - now))
+        {
             return Ok(());
         }
-        std::thread::sleep(backoff.delay(attempt.min(10)).min(until - now));
         attempt += 1;
     }
 }
@@ -239,6 +259,11 @@ pub fn apply_marathon(
                 let Some(&i) = indices.get(k) else {
                     break;
                 };
+                // A stop signal: no new write starts (writes in flight finish); the items left
+                // without an outcome are reported as not started.
+                if stop::requested() {
+                    break;
+                }
                 let out = if deadline.expired() {
                     Outcome::new(
                         Status::Failed,
@@ -294,6 +319,12 @@ pub fn follow(
     let t0 = Instant::now();
     let until = t0 + deadline.cap(timeout);
     let running = match wait_deployments(m, &started, until) {
+        Ok(_) if stop::requested() => {
+            for o in outcomes.values_mut().filter(|o| o.deployment.is_some()) {
+                o.detail = format!("{}; not followed (--wait): stopped by a signal", o.detail);
+            }
+            return;
+        }
         Ok(r) => r,
         Err(e) => {
             for o in outcomes.values_mut().filter(|o| o.deployment.is_some()) {

@@ -47,10 +47,13 @@ pub struct Desired {
     pub skipped: Vec<(String, String)>,
     /// Configs rejected: (key, reason). Their apps/jobs are neither written nor pruned.
     pub rejected: Vec<(String, String)>,
-    /// Set when git2consul is mid-sync: why nothing is done this run.
-    pub gate: Option<String>,
+    /// `.json` keys that hold no job config (`{}`, `{"ID": ...}`, `package.json`): (key, why).
+    /// When a live app or job came from one of them, that config is rejected and the app kept.
+    pub non_configs: BTreeMap<String, String>,
     /// The payload was a single key (a `key` watch), not a whole prefix.
     pub single_key: bool,
+    /// What the payload says about git2consul's snapshots (for `--prune`).
+    pub snapshot: Snapshot,
 }
 
 impl Desired {
@@ -65,32 +68,146 @@ impl Desired {
     }
 }
 
-/// The mid-sync check (issue: consistent snapshots). git2consul writes every file, then
-/// `<repo>/<branch>.ref` last; a config under `<repo>/<branch>/` that is newer than the `.ref`
-/// means a sync is under way. Only branches that overlap `prefix` count (a watch on `jobs/` with
-/// `--prefix jobs/main/` is not held up by a sync of `jobs/dev`).
-pub fn sync_in_progress(pairs: &[KvPair], prefix: &str) -> Option<String> {
-    for r in pairs
-        .iter()
-        .filter(|p| p.key.ends_with(".ref") && !p.is_folder())
-    {
-        let branch = format!("{}/", &r.key[..r.key.len() - 4]);
-        if !(branch.starts_with(prefix) || prefix.starts_with(&branch)) {
-            continue;
-        }
-        if let Some(newer) = pairs
+/// `--prefix` by whole path segments: `deploy/main` means `deploy/main/`, never
+/// `deploy/main-canary/` (the same greedy-prefix trap as breser/git2consul#128).
+pub fn segment_prefix(prefix: &str) -> String {
+    if prefix.is_empty() || prefix.ends_with('/') {
+        prefix.to_string()
+    } else {
+        format!("{prefix}/")
+    }
+}
+
+/// A git2consul branch present in the payload: `<repo>/<branch>/` and its `<repo>/<branch>.ref`
+/// (written last, only after every file of the sync; shared/reference
+/// marathon-chronos-and-registrars.md "Last processed ref").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Branch {
+    /// `<repo>/<branch>/`.
+    pub prefix: String,
+    pub ref_key: String,
+    pub ref_index: u64,
+}
+
+/// A file key newer than its branch's `.ref`: git2consul is mid-sync, or the key was edited by
+/// hand in KV, or git2consul died after writing files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stale {
+    pub key: String,
+    pub index: u64,
+    pub ref_key: String,
+    pub ref_index: u64,
+}
+
+impl std::fmt::Display for Stale {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (ModifyIndex {} > {} {})",
+            self.key, self.index, self.ref_key, self.ref_index
+        )
+    }
+}
+
+/// The evidence `--prune` needs: which branches the payload holds completely.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    /// Branches with their `.ref` in the payload that overlap `--prefix`.
+    pub branches: Vec<Branch>,
+    /// Files newer than their branch's `.ref` (branches overlapping `--prefix`).
+    pub stale: Vec<Stale>,
+    /// Set when `CONSUL_INDEX` is above the newest `.ref` and no key of the payload carries it:
+    /// only a deletion after git2consul's last complete sync explains it (a rename in progress).
+    pub unexplained_deletion: Option<String>,
+}
+
+/// Whether the deletes of apps/jobs from one source key may be made on this payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    /// The key's branch is in the payload, complete and consistent.
+    Complete,
+    /// The key's branch is not part of this payload (another branch's watch): not considered.
+    OutOfScope,
+    /// The key's branch may be incomplete: hold the deletes back (why).
+    Doubtful(String),
+}
+
+fn overlaps(branch: &str, prefix: &str) -> bool {
+    branch.starts_with(prefix) || prefix.starts_with(branch)
+}
+
+impl Snapshot {
+    /// Reads the snapshot markers of `pairs` for `prefix` (segment form) and `consul_index`.
+    pub fn of(pairs: &[KvPair], prefix: &str, consul_index: Option<u64>) -> Snapshot {
+        let mut branches: Vec<Branch> = pairs
             .iter()
-            .filter(|p| p.key.starts_with(&branch) && p.modify_index > r.modify_index)
-            .max_by_key(|p| p.modify_index)
-        {
-            return Some(format!(
-                "git2consul sync in progress: {} (ModifyIndex {}) is newer than {} (ModifyIndex {}); \
-                 nothing done, the run after the .ref write acts",
-                newer.key, newer.modify_index, r.key, r.modify_index
-            ));
+            .filter(|p| p.key.ends_with(".ref") && !p.is_folder())
+            .map(|r| Branch {
+                prefix: format!("{}/", &r.key[..r.key.len() - 4]),
+                ref_key: r.key.clone(),
+                ref_index: r.modify_index,
+            })
+            .filter(|b| overlaps(&b.prefix, prefix))
+            .collect();
+        // Longest first: a key belongs to the innermost branch that holds it.
+        branches.sort_by_key(|b| std::cmp::Reverse(b.prefix.len()));
+        let mut stale = Vec::new();
+        for p in pairs {
+            let Some(b) = branches.iter().find(|b| p.key.starts_with(&b.prefix)) else {
+                continue;
+            };
+            if p.modify_index > b.ref_index {
+                stale.push(Stale {
+                    key: p.key.clone(),
+                    index: p.modify_index,
+                    ref_key: b.ref_key.clone(),
+                    ref_index: b.ref_index,
+                });
+            }
+        }
+        stale.sort_by(|a, b| b.index.cmp(&a.index).then(a.key.cmp(&b.key)));
+        let newest_ref = branches.iter().map(|b| b.ref_index).max();
+        let unexplained_deletion = match (consul_index, newest_ref) {
+            (Some(ci), Some(r)) if ci > r && !pairs.iter().any(|p| p.modify_index == ci) => {
+                Some(format!(
+                    "CONSUL_INDEX {ci} is above the newest .ref (ModifyIndex {r}) and no key of \
+                     the payload carries it: a key was deleted after git2consul's last complete \
+                     sync (a rename in progress?)"
+                ))
+            }
+            _ => None,
+        };
+        Snapshot {
+            branches,
+            stale,
+            unexplained_deletion,
         }
     }
-    None
+
+    /// May the apps/jobs whose config came from `source_key` be deleted on this payload?
+    pub fn evidence(&self, source_key: &str) -> Evidence {
+        let Some(b) = self
+            .branches
+            .iter()
+            .find(|b| source_key.starts_with(&b.prefix))
+        else {
+            if self.branches.is_empty() {
+                return Evidence::Doubtful(
+                    "the payload holds no git2consul .ref marker for its branch (a wiped prefix \
+                     being re-mirrored, a new git2consul host?), so it may be incomplete"
+                        .into(),
+                );
+            }
+            return Evidence::OutOfScope;
+        };
+        if let Some(s) = self.stale.iter().find(|s| s.ref_key == b.ref_key) {
+            return Evidence::Doubtful(format!("git2consul sync in progress: {s}"));
+        }
+        if let Some(why) = &self.unexplained_deletion {
+            return Evidence::Doubtful(why.clone());
+        }
+        Evidence::Complete
+    }
 }
 
 /// What a config document is.
@@ -207,11 +324,14 @@ fn push_app(d: &mut Desired, mut body: Value, key: &str) {
     });
 }
 
-/// Classifies every pair under `prefix` (all pairs when empty).
+/// Classifies every pair under `prefix` (all pairs when empty; whole segments, see
+/// [`segment_prefix`]). The snapshot is read without `CONSUL_INDEX` (the caller sets it).
 pub fn classify(pairs: &[KvPair], prefix: &str, single_key: bool) -> Desired {
+    let prefix = segment_prefix(prefix);
+    let prefix = prefix.as_str();
     let mut d = Desired {
         single_key,
-        gate: sync_in_progress(pairs, prefix),
+        snapshot: Snapshot::of(pairs, prefix, None),
         ..Desired::default()
     };
     for p in pairs.iter().filter(|p| p.key.starts_with(prefix)) {
@@ -256,9 +376,11 @@ pub fn classify(pairs: &[KvPair], prefix: &str, single_key: bool) -> Desired {
             }
         };
         match doc_kind(&doc) {
-            Doc::Other(why) => d
-                .skipped
-                .push((p.key.clone(), format!("not a job config ({why})"))),
+            Doc::Other(why) => {
+                let why = format!("not a job config ({why})");
+                d.non_configs.insert(p.key.clone(), why.clone());
+                d.skipped.push((p.key.clone(), why));
+            }
             Doc::Job => match validate_job(&doc) {
                 Ok(kind) => {
                     let mut body = doc;
@@ -322,7 +444,7 @@ fn reject_duplicates(d: &mut Desired) {
                 bad.entry(k.to_string()).or_insert_with(|| {
                     format!(
                         "{what} {id} is defined more than once (in {})",
-                        uniq.join(", ")
+                        runtime::text::capped_list(&uniq)
                     )
                 });
             }
@@ -384,7 +506,7 @@ mod tests {
             ),
         ];
         let d = classify(&pairs, "", false);
-        assert!(d.gate.is_none());
+        assert!(d.snapshot.stale.is_empty());
         let ids: Vec<&str> = d.apps.iter().map(|a| a.id.as_str()).collect();
         assert_eq!(ids, vec!["/api", "/g/a"]);
         assert_eq!(d.jobs.len(), 1);
@@ -426,19 +548,59 @@ mod tests {
             kv("jobs/master/a.json", 12, Some("{}")),
             kv("jobs/other/a.json", 15, Some("{}")),
         ];
-        let why = sync_in_progress(&pairs, "").unwrap();
-        assert!(why.contains("jobs/master/a.json"), "{why}");
-        assert!(sync_in_progress(&pairs, "jobs/master/").is_some());
+        let stale = Snapshot::of(&pairs, "", None).stale;
+        assert_eq!(stale.len(), 1);
         assert!(
-            sync_in_progress(&pairs, "jobs/other/").is_none(),
+            stale[0].to_string().contains("jobs/master/a.json"),
+            "{stale:?}"
+        );
+        assert_eq!(Snapshot::of(&pairs, "jobs/master/", None).stale.len(), 1);
+        assert!(
+            Snapshot::of(&pairs, "jobs/other/", None).stale.is_empty(),
             "another branch's sync"
         );
         let done = vec![
             kv("jobs/master.ref", 13, Some("abc")),
             kv("jobs/master/a.json", 12, Some("{}")),
         ];
-        assert!(sync_in_progress(&done, "").is_none());
-        assert!(sync_in_progress(&[kv("jobs/master/a.json", 12, Some("{}"))], "").is_none());
+        let snap = Snapshot::of(&done, "", None);
+        assert!(snap.stale.is_empty());
+        assert_eq!(snap.evidence("jobs/master/b.json"), Evidence::Complete);
+        assert_eq!(snap.evidence("jobs/dev/b.json"), Evidence::OutOfScope);
+        // CONSUL_INDEX above every key: a deletion after the .ref.
+        let renamed = Snapshot::of(&done, "", Some(14));
+        assert!(matches!(
+            renamed.evidence("jobs/master/b.json"),
+            Evidence::Doubtful(w) if w.contains("CONSUL_INDEX 14")
+        ));
+        assert_eq!(
+            Snapshot::of(&done, "", Some(13)).evidence("jobs/master/b.json"),
+            Evidence::Complete
+        );
+        // No .ref at all: doubtful.
+        let no_ref = Snapshot::of(&[kv("jobs/master/a.json", 12, Some("{}"))], "", None);
+        assert!(matches!(
+            no_ref.evidence("jobs/master/b.json"),
+            Evidence::Doubtful(_)
+        ));
+    }
+
+    #[test]
+    fn prefixes_are_whole_segments() {
+        assert_eq!(segment_prefix("deploy/main"), "deploy/main/");
+        assert_eq!(segment_prefix("deploy/main/"), "deploy/main/");
+        assert_eq!(segment_prefix(""), "");
+        let pairs = vec![
+            kv("deploy/main/a.json", 1, Some(r#"{"id":"a","cmd":"x"}"#)),
+            kv(
+                "deploy/main-canary/b.json",
+                1,
+                Some(r#"{"id":"b","cmd":"x"}"#),
+            ),
+        ];
+        let d = classify(&pairs, "deploy/main", false);
+        assert_eq!(d.apps.len(), 1);
+        assert_eq!(d.apps[0].id, "/a");
     }
 
     #[test]

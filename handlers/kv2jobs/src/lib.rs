@@ -9,17 +9,22 @@
 pub mod apply;
 pub mod config;
 pub mod plan;
+pub mod refwait;
 pub mod report;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use marathon::{Chronos, ChronosError, Marathon, MarathonError};
 use runtime::http::ConfigError;
-use runtime::{Action, Context, Exit, Status, Summary, ToExit};
+use runtime::text::{capped_str, MAX_LISTED};
+use runtime::{stop, Action, Context, Exit, Status, Summary, ToExit};
 
 use crate::apply::{ApplyOptions, Outcome};
-use crate::plan::{Op, Plan, PlanOptions};
+use crate::config::{segment_prefix, Snapshot};
+use crate::plan::{MaxDelete, Op, Plan, PlanOptions};
+use crate::refwait::Settled;
 
 /// What can stop a run before any action (each maps to an exit code).
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +61,10 @@ pub struct Options {
     pub deploy_timeout: Duration,
     pub fire_event: Option<String>,
     pub parallel: usize,
+    /// `--max-delete`: the most deletes one run may make.
+    pub max_delete: MaxDelete,
+    /// `--ref-wait`: how long to wait for git2consul's `.ref` when files are newer than it.
+    pub ref_wait: Duration,
 }
 
 impl Default for Options {
@@ -69,6 +78,8 @@ impl Default for Options {
             deploy_timeout: Duration::from_secs(120),
             fire_event: None,
             parallel: 4,
+            max_delete: MaxDelete::default(),
+            ref_wait: Duration::from_secs(60),
         }
     }
 }
@@ -80,7 +91,7 @@ pub struct Remotes<'a> {
     /// checked with --dry-run and no Marathon.
     pub marathon: Result<&'a Marathon, String>,
     pub chronos: Option<&'a Chronos>,
-    /// Built only when an event is to be fired.
+    /// Built only when needed: to fire an event, or to wait for git2consul's `.ref`.
     pub consul: Option<&'a dyn Fn() -> Result<consul::Consul, ConfigError>>,
 }
 
@@ -88,8 +99,26 @@ fn config_action(key: &str, status: Status, detail: String) -> Action {
     Action::new("config", key, status, detail)
 }
 
-/// One whole run over a payload: decode, classify, read live state (one request per remote),
-/// plan, apply (unless dry run), follow, fire the event (runtime posts `--notify`).
+/// Rejected configs: each a `failed` action (exit 65); `errors` names the first
+/// [`MAX_LISTED`] (a payload of a million bad keys must not become a huge error line).
+fn reject_all(summary: &mut Summary, rejected: &[(String, String)]) {
+    for (i, (key, why)) in rejected.iter().enumerate() {
+        summary.reject("config", key, format!("rejected: {why}"));
+        if i < MAX_LISTED {
+            summary.error(capped_str(&format!("{key}: {why}"), 500));
+        }
+    }
+    if rejected.len() > MAX_LISTED {
+        summary.error(format!(
+            "and {} more rejected config(s): each is a failed config action",
+            rejected.len() - MAX_LISTED
+        ));
+    }
+}
+
+/// One whole run over a payload: decode, wait for a consistent snapshot, classify, read live
+/// state (one request per remote), plan, guard the deletes, apply (unless dry run), follow, fire
+/// the event (runtime posts `--notify`).
 pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summary, Kv2jobsError> {
     let pairs = watch::decode_kv(&ctx.payload)?;
     let single_key = ctx
@@ -97,28 +126,51 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
         .iter()
         .find(|b| !b.is_ascii_whitespace())
         .is_some_and(|b| *b == b'{');
-    let mut desired = config::classify(&pairs, &opts.prefix, single_key);
-    drop(pairs);
+    let prefix = segment_prefix(&opts.prefix);
     let mut summary = ctx.summary();
-    if let Some(why) = &desired.gate {
-        log::info!("{why}");
-        summary.push(config_action(&opts.prefix, Status::Skipped, why.clone()));
-        return Ok(summary);
-    }
-    for (key, why) in &desired.skipped {
-        summary.push(config_action(key, Status::Skipped, why.clone()));
-    }
-    for (key, why) in &desired.rejected {
-        summary.push(config_action(
-            key,
-            Status::Skipped,
-            format!("rejected: {why}"),
-        ));
-        summary.error(format!("{key}: {why}"));
-        summary.raise_exit(Exit::DataErr);
-    }
+    let mut consul_index = ctx.consul_index;
+    let pairs = if Snapshot::of(&pairs, &prefix, None).stale.is_empty() {
+        pairs
+    } else {
+        let consul = match remotes.consul.map(|make| make()).transpose() {
+            Ok(c) => c.map(Arc::new),
+            Err(e) => return Err(e.into()),
+        };
+        let t0 = std::time::Instant::now();
+        match refwait::settle(pairs, &prefix, opts.ref_wait, consul, ctx.deadline) {
+            Settled::Consistent { pairs, index } => {
+                log::info!("git2consul finished its sync; acting on the re-read snapshot");
+                consul_index = index.or(consul_index);
+                pairs
+            }
+            Settled::Stuck(stale) => {
+                let msg = refwait::stuck_message(&stale, t0.elapsed());
+                log::error!("{msg}");
+                let target = stale.first().map(|s| s.ref_key.clone()).unwrap_or_default();
+                summary.push(Action::new("snapshot", target, Status::Failed, msg.clone()));
+                summary.error(msg);
+                return Ok(summary);
+            }
+            Settled::Stopped => {
+                summary.error(
+                    "stopped by a signal while waiting for git2consul's .ref; nothing was deployed or deleted",
+                );
+                return Ok(summary);
+            }
+            Settled::Failed(e) => {
+                summary.error(format!(
+                    "waiting for git2consul's .ref (files are newer than it): {e}; nothing was deployed or deleted"
+                ));
+                summary.raise_exit(e.exit());
+                return Ok(summary);
+            }
+        }
+    };
+    let mut desired = config::classify(&pairs, &prefix, single_key);
+    desired.snapshot = Snapshot::of(&pairs, &prefix, consul_index);
+    drop(pairs);
     let popts = PlanOptions {
-        prefix: opts.prefix.clone(),
+        prefix: prefix.clone(),
         prune: opts.prune,
         allow_empty: opts.allow_empty,
     };
@@ -156,15 +208,18 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
             }
         }
     }
-    for (key, why) in &plan.rejected {
-        summary.push(config_action(
-            key,
-            Status::Skipped,
-            format!("rejected: {why}"),
-        ));
-        summary.error(format!("{key}: {why}"));
-        summary.raise_exit(Exit::DataErr);
+    // Keys that plan rejected (a former config that now holds none) are not "skipped" too.
+    let rejected_in_plan: std::collections::BTreeSet<&str> =
+        plan.rejected.iter().map(|(k, _)| k.as_str()).collect();
+    for (key, why) in &desired.skipped {
+        if !rejected_in_plan.contains(key.as_str()) {
+            summary.push(config_action(key, Status::Skipped, why.clone()));
+        }
     }
+    let mut rejected = std::mem::take(&mut desired.rejected);
+    rejected.append(&mut plan.rejected);
+    reject_all(&mut summary, &rejected);
+    guard_deletes(opts, &mut plan, &mut summary);
     log::info!(
         "{} config(s), {} write(s) planned",
         desired.apps.len() + desired.jobs.len(),
@@ -175,19 +230,47 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
     } else {
         execute(ctx, opts, remotes, &plan)
     };
+    let mut not_started = 0;
     for (i, item) in plan.items.iter().enumerate() {
         let (status, detail) = match outcomes.get(&i) {
             Some(o) => (o.status, join_detail(&item.detail, &o.detail)),
-            None if item.is_write() => (Status::Planned, item.detail.clone()),
+            None if item.is_write() && ctx.dry_run => (Status::Planned, item.detail.clone()),
+            None if item.is_write() => {
+                // Only a stop signal leaves a write without an outcome.
+                not_started += 1;
+                (
+                    Status::Skipped,
+                    join_detail(&item.detail, "not started: stopped by a signal"),
+                )
+            }
             None if item.unchanged => (Status::Unchanged, item.detail.clone()),
             None => (Status::Skipped, item.detail.clone()),
         };
         summary.push(Action::new(item.kind, &item.target, status, detail));
     }
+    if not_started > 0 {
+        summary.warn(stop::stopped_message(not_started));
+    }
     if !ctx.dry_run {
         tell(opts, remotes, &mut summary);
     }
     Ok(summary)
+}
+
+/// The delete guards' summary lines: deletes held back for want of a complete snapshot (a
+/// warning, exit unchanged: the next consistent run prunes), and the delete cap (every delete
+/// held back, exit 75). Warnings are sent with `--notify`.
+fn guard_deletes(opts: &Options, plan: &mut Plan, summary: &mut Summary) {
+    for (why, n) in &plan.held_back {
+        summary.warn(format!(
+            "{n} delete(s) held back: {why}; creates and updates were made, the next consistent run prunes"
+        ));
+    }
+    if let Some(w) = plan.cap_deletes(opts.max_delete) {
+        log::warn!("{w}");
+        summary.warn(w);
+        summary.raise_exit(Exit::TempFail);
+    }
 }
 
 fn join_detail(plan: &str, outcome: &str) -> String {
@@ -233,7 +316,12 @@ fn execute(
         ));
     }
     if let Some(c) = remotes.chronos {
+        // On a stop signal no new write starts (those left without an outcome are reported as
+        // not started).
         for i in select(|op| matches!(op, Op::PutJob(_))) {
+            if stop::requested() {
+                break;
+            }
             out.insert(i, apply::apply_chronos_item(c, &plan.items[i]));
         }
     }
@@ -249,6 +337,9 @@ fn execute(
     }
     if let Some(c) = remotes.chronos {
         for i in select(|op| matches!(op, Op::DeleteJob)) {
+            if stop::requested() {
+                break;
+            }
             out.insert(i, apply::apply_chronos_item(c, &plan.items[i]));
         }
     }

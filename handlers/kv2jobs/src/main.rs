@@ -12,7 +12,8 @@ use runtime::{ChronosArgs, CommonArgs, ConsulArgs, MarathonArgs};
 #[command(
     name = "kv2jobs",
     version,
-    about = "Deploy job configs from Consul KV to Marathon and Chronos"
+    about = "Deploy job configs from Consul KV to Marathon and Chronos",
+    after_help = GUARDS
 )]
 struct Args {
     #[command(flatten)]
@@ -25,15 +26,18 @@ struct Args {
     consul: ConsulArgs,
 
     /// Only keys under this prefix are configs, and --prune only deletes apps/jobs whose
-    /// source key is under it (use it when several watches share a Marathon).
+    /// source key is under it (use it when several watches share a Marathon). Whole path
+    /// segments: `jobs/main` means `jobs/main/`, never `jobs/main-canary/`.
     #[arg(long, value_name = "PREFIX", default_value = "")]
     prefix: String,
 
-    /// Delete apps and jobs that kv2jobs manages (ownership mark) whose config is gone.
+    /// Delete apps and jobs that kv2jobs manages (ownership mark) whose config is gone, behind
+    /// the delete guards below.
     #[arg(long)]
     prune: bool,
 
-    /// With --prune: let an empty payload (no job config at all) delete every managed app/job.
+    /// With --prune: let a branch snapshot with no job config at all (its .ref, no file) delete
+    /// every managed app/job of that branch.
     #[arg(long)]
     allow_empty: bool,
 
@@ -53,10 +57,35 @@ struct Args {
     #[arg(long, value_name = "NAME")]
     fire_event: Option<String>,
 
+    /// With --prune: the most deletes one run may make, a count (7) or a percentage of the
+    /// managed apps and jobs (20%, at least 5). Above it nothing is deleted (exit 75).
+    /// `100%` turns the cap off.
+    #[arg(long, value_name = "N|P%", default_value = "20%", value_parser = kv2jobs::plan::MaxDelete::parse)]
+    max_delete: kv2jobs::plan::MaxDelete,
+
+    /// When files are newer than their branch's .ref (git2consul mid-sync, a hand edit in KV):
+    /// how long to wait for the .ref (Consul blocking query) before exiting 75.
+    #[arg(long, value_name = "DUR", default_value = "60s", value_parser = runtime::parse_duration)]
+    ref_wait: Duration,
+
     /// Marathon writes in flight at once.
     #[arg(long, value_name = "N", default_value_t = 4, hide = true)]
     parallel: usize,
 }
+
+/// The delete guards, in `--help` (the README has the same table).
+const GUARDS: &str = "\
+Delete guards (--prune): a delete is held back (reported `skipped`, the rest still deployed) when
+  - the payload is not a complete snapshot of the key's branch: no <repo>/<branch>.ref, or
+    CONSUL_INDEX above the newest .ref (a key deleted since, e.g. a rename in progress):
+    warning, exit 0, no override (the next consistent run prunes)
+  - its config key is still in the payload but holds no job config ({} or a typo): the config
+    is rejected (`failed`), exit 65; fix the file
+  - the run would delete more than --max-delete (default 20% of the managed apps and jobs,
+    at least 5): no delete at all, exit 75; override: --max-delete N or 100%
+  - the payload is empty (no job config): override --allow-empty (the .ref is still needed)
+Files newer than their branch's .ref: wait up to --ref-wait for git2consul, then exit 75.
+Lists in Marathon `apps`/Chronos jobs that are not arrays: exit 69, nothing written there.";
 
 fn main() {
     let args: Args = runtime::parse_args();
@@ -69,6 +98,8 @@ fn main() {
         deploy_timeout: args.deploy_timeout,
         fire_event: args.fire_event.clone(),
         parallel: args.parallel,
+        max_delete: args.max_delete,
+        ref_wait: args.ref_wait,
     };
     consul::lock::run_locked("kv2jobs", &args.common, &args.consul, |ctx| {
         let marathon = args

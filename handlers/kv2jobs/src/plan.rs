@@ -7,7 +7,7 @@ use marathon::job::{parents_first, parents_of};
 use marathon::normalize::{comparable_apps_canonical, comparable_jobs};
 use serde_json::Value;
 
-use crate::config::{app_owner, job_owner, Desired};
+use crate::config::{app_owner, job_owner, Desired, Evidence};
 
 /// What to do for one target.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,16 +67,114 @@ pub struct PlanOptions {
     pub allow_empty: bool,
 }
 
-/// The plan, plus configs rejected while planning (unknown parents, cycles): (key, reason).
+/// The plan, plus configs rejected while planning (unknown parents, cycles, a config key that
+/// now holds no job config): (key, reason).
 #[derive(Debug, Default)]
 pub struct Plan {
     pub items: Vec<Item>,
     pub rejected: Vec<(String, String)>,
+    /// Live apps and jobs with the ownership mark under `--prefix` (the base of
+    /// `--max-delete`'s percentage).
+    pub managed: usize,
+    /// Deletes held back because the payload is not a complete, consistent snapshot:
+    /// why → how many.
+    pub held_back: BTreeMap<String, usize>,
 }
 
 impl Plan {
     pub fn writes(&self) -> usize {
         self.items.iter().filter(|i| i.is_write()).count()
+    }
+
+    pub fn deletes(&self) -> usize {
+        self.items
+            .iter()
+            .filter(|i| matches!(i.op, Op::DeleteApp | Op::DeleteJob))
+            .count()
+    }
+
+    /// The delete cap: when the plan deletes more than `max` allows, no delete is made; each is
+    /// turned into a skipped item naming the guard and the override. Returns the warning.
+    pub fn cap_deletes(&mut self, max: MaxDelete) -> Option<String> {
+        let deletes = self.deletes();
+        let cap = max.cap(self.managed);
+        if deletes <= cap {
+            return None;
+        }
+        let why = format!(
+            "{deletes} deletes exceed --max-delete {max} (at most {cap} of {} managed apps and jobs)",
+            self.managed
+        );
+        for it in self
+            .items
+            .iter_mut()
+            .filter(|i| matches!(i.op, Op::DeleteApp | Op::DeleteJob))
+        {
+            it.op = Op::Nothing;
+            it.detail = format!(
+                "{}; not deleted: {why}; if these removals are intended, rerun with --max-delete {deletes} (or 100%)",
+                it.detail
+            );
+        }
+        Some(format!(
+            "delete cap: {why}; nothing was deleted (rerun with --max-delete {deletes}, or 100%, if intended)"
+        ))
+    }
+}
+
+/// `--max-delete N|P%`: how many deletes one run may make.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MaxDelete {
+    Count(usize),
+    /// A percentage of the managed apps and jobs, at least [`MaxDelete::FLOOR`].
+    Percent(f64),
+}
+
+impl MaxDelete {
+    /// A percentage never allows fewer deletes than this (a small cluster can still prune).
+    pub const FLOOR: usize = 5;
+
+    pub fn cap(self, managed: usize) -> usize {
+        match self {
+            MaxDelete::Count(n) => n,
+            MaxDelete::Percent(p) if p >= 100.0 => usize::MAX,
+            MaxDelete::Percent(p) => {
+                ((managed as f64 * p / 100.0).floor() as usize).max(Self::FLOOR)
+            }
+        }
+    }
+
+    /// Parses `20%` or `7` (clap value parser).
+    pub fn parse(s: &str) -> Result<MaxDelete, String> {
+        let s = s.trim();
+        if let Some(p) = s.strip_suffix('%') {
+            let v: f64 = p
+                .trim()
+                .parse()
+                .map_err(|_| format!("{s:?} is not a percentage like 20%"))?;
+            if !(0.0..=100.0).contains(&v) || v.is_nan() {
+                return Err(format!("{s:?}: a percentage is between 0% and 100%"));
+            }
+            return Ok(MaxDelete::Percent(v));
+        }
+        s.parse()
+            .map(MaxDelete::Count)
+            .map_err(|_| format!("{s:?} is neither a count (7) nor a percentage (20%)"))
+    }
+}
+
+impl Default for MaxDelete {
+    fn default() -> Self {
+        MaxDelete::Percent(20.0)
+    }
+}
+
+impl std::fmt::Display for MaxDelete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxDelete::Count(n) => write!(f, "{n}"),
+            MaxDelete::Percent(p) => write!(f, "{p}%"),
+        }
     }
 }
 
@@ -127,33 +225,91 @@ pub fn plan_apps(desired: &mut Desired, live: &[Value], opts: &PlanOptions, plan
             }
         }
     }
+    let wanted: BTreeSet<&str> = desired.apps.iter().map(|a| a.id.as_str()).collect();
+    let managed: Vec<(&str, &str)> = live
+        .iter()
+        .filter_map(|a| Some((a.get("id")?.as_str()?, app_owner(a)?)))
+        .filter(|(_, key)| key.starts_with(&opts.prefix))
+        .collect();
+    plan.managed += managed.len();
+    let mut unwanted: Vec<(&str, &str)> = managed
+        .into_iter()
+        .filter(|(id, _)| !wanted.contains(id))
+        .collect();
+    unwanted.sort();
+    reject_non_configs(desired, &unwanted, "app", plan);
     if !prune_allowed(desired, opts, plan) {
         return;
     }
-    let wanted: BTreeSet<&str> = desired.apps.iter().map(|a| a.id.as_str()).collect();
     let rejected = desired.rejected_keys();
-    let mut ids: Vec<(&str, &str)> = live
-        .iter()
-        .filter_map(|a| Some((a.get("id")?.as_str()?, app_owner(a)?)))
-        .filter(|(id, key)| key.starts_with(&opts.prefix) && !wanted.contains(id))
-        .collect();
-    ids.sort();
-    for (id, key) in ids {
-        if rejected.contains(key) {
-            plan.items.push(Item::nothing(
-                "delete-app",
-                id,
-                false,
-                format!("kept: its config {key} was rejected this run"),
-            ));
+    for (id, key) in unwanted {
+        let fate = if rejected.contains(key) {
+            Fate::Keep(format!("kept: its config {key} was rejected this run"))
         } else {
-            plan.items.push(Item::write(
+            prune_fate(desired, key, plan)
+        };
+        match fate {
+            Fate::Delete => plan.items.push(Item::write(
                 "delete-app",
                 id,
                 Op::DeleteApp,
                 format!("managed by kv2jobs, config {key} is gone"),
-            ));
+            )),
+            Fate::Keep(why) => plan.items.push(Item::nothing("delete-app", id, false, why)),
+            Fate::Ignore => {}
         }
+    }
+}
+
+/// What `--prune` does with a live app/job whose config is not in this payload.
+enum Fate {
+    Delete,
+    /// Reported as skipped, with why.
+    Keep(String),
+    /// Its branch is not part of this payload: not considered at all.
+    Ignore,
+}
+
+/// The guards every delete passes (issue 11): a source key still in the payload keeps its
+/// apps whatever it holds, and a delete needs a complete, consistent snapshot of its branch.
+fn prune_fate(desired: &Desired, key: &str, plan: &mut Plan) -> Fate {
+    if desired.non_configs.contains_key(key) {
+        return Fate::Keep(format!(
+            "kept: its config {key} is still in the payload but holds no job config (rejected)"
+        ));
+    }
+    match desired.snapshot.evidence(key) {
+        Evidence::Complete => Fate::Delete,
+        Evidence::OutOfScope => Fate::Ignore,
+        Evidence::Doubtful(why) => {
+            *plan.held_back.entry(why.clone()).or_default() += 1;
+            Fate::Keep(format!(
+                "not deleted (config {key} not in the payload): {why}; held back until a complete \
+                 snapshot (no override: the next consistent run prunes)"
+            ))
+        }
+    }
+}
+
+/// A key that defined live apps/jobs and is still in the payload but now holds no job config
+/// (a typo `"ID"`, a file truncated to `{}`) is a broken config, not a removal: rejected (65).
+fn reject_non_configs(desired: &Desired, unwanted: &[(&str, &str)], what: &str, plan: &mut Plan) {
+    let mut by_key: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (id, key) in unwanted {
+        if desired.non_configs.contains_key(*key) {
+            by_key.entry(key).or_default().push(id);
+        }
+    }
+    for (key, ids) in by_key {
+        let why = &desired.non_configs[key];
+        plan.rejected.push((
+            key.to_string(),
+            format!(
+                "{why}, but live {what}(s) {} came from it: kept; fix the file (removing it from Git deletes {})",
+                runtime::text::capped_list(&ids),
+                if ids.len() == 1 { "it" } else { "them" }
+            ),
+        ));
     }
 }
 
@@ -299,11 +455,23 @@ pub fn plan_jobs(desired: &Desired, live: Option<&[Value]>, opts: &PlanOptions, 
             }
         }
     }
+    let managed: Vec<(&str, &str, &Value)> = live
+        .iter()
+        .filter_map(|l| Some((l.get("name")?.as_str()?, job_owner(l)?, l)))
+        .filter(|(_, key, _)| key.starts_with(&opts.prefix))
+        .collect();
+    plan.managed += managed.len();
+    let unwanted: Vec<(&str, &str, &Value)> = managed
+        .into_iter()
+        .filter(|(name, _, _)| !desired_names.contains(name))
+        .collect();
+    let pairs: Vec<(&str, &str)> = unwanted.iter().map(|(n, k, _)| (*n, *k)).collect();
+    reject_non_configs(desired, &pairs, "job", plan);
     if !prune_allowed(desired, opts, plan) {
         return;
     }
     let rejected = desired.rejected_keys();
-    let rejected_now: BTreeSet<&str> = plan.rejected.iter().map(|(k, _)| k.as_str()).collect();
+    let rejected_now: BTreeSet<String> = plan.rejected.iter().map(|(k, _)| k.clone()).collect();
     // Parents of a wanted job stay (Chronos would rewire the children on delete).
     let needed: BTreeSet<String> = desired
         .jobs
@@ -312,24 +480,26 @@ pub fn plan_jobs(desired: &Desired, live: Option<&[Value]>, opts: &PlanOptions, 
         .collect();
     let mut gone: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut keys: HashMap<String, String> = HashMap::new();
-    for l in live {
-        let (Some(name), Some(key)) = (l.get("name").and_then(Value::as_str), job_owner(l)) else {
-            continue;
+    for (name, key, l) in unwanted {
+        let fate = if rejected.contains(key) || rejected_now.contains(key) {
+            Fate::Keep(format!("kept: its config {key} was rejected this run"))
+        } else if needed.contains(name) {
+            Fate::Keep(format!(
+                "kept: a configured job names it as a parent (its config {key} is gone)"
+            ))
+        } else {
+            prune_fate(desired, key, plan)
         };
-        if !key.starts_with(&opts.prefix) || desired_names.contains(name) {
-            continue;
+        match fate {
+            Fate::Delete => {
+                gone.insert(name.to_string(), parents_of(l));
+                keys.insert(name.to_string(), key.to_string());
+            }
+            Fate::Keep(why) => plan
+                .items
+                .push(Item::nothing("delete-job", name, false, why)),
+            Fate::Ignore => {}
         }
-        if rejected.contains(key) || rejected_now.contains(key) || needed.contains(name) {
-            plan.items.push(Item::nothing(
-                "delete-job",
-                name,
-                false,
-                format!("kept: its config {key} was rejected, or a configured job depends on it"),
-            ));
-            continue;
-        }
-        gone.insert(name.to_string(), parents_of(l));
-        keys.insert(name.to_string(), key.to_string());
     }
     // Children before parents.
     let mut order = parents_first(&gone).unwrap_or_else(|_| gone.keys().cloned().collect());
@@ -455,7 +625,11 @@ mod tests {
 
     #[test]
     fn prune_only_touches_managed_apps_under_the_prefix() {
-        let mut d = desired(&[kv("j/b/a.json", r#"{"id":"a","cmd":"x"}"#)]);
+        // With the branch's .ref: a complete snapshot of j/b/.
+        let mut d = desired(&[
+            kv("j/b/a.json", r#"{"id":"a","cmd":"x"}"#),
+            kv("j/b.ref", "sha"),
+        ]);
         let live = canon(vec![
             served(&d.apps[0].body),
             json!({"id":"/gone","cmd":"x","labels":{"shipwatch.managed-by":"kv2jobs","shipwatch.source-key":"j/b/gone.json"}}),
@@ -477,7 +651,7 @@ mod tests {
             .collect();
         assert_eq!(deletes, vec!["/gone"]);
         // Empty payload: refused unless --allow-empty.
-        let mut empty = desired(&[]);
+        let mut empty = desired(&[kv("j/b.ref", "sha")]);
         let mut plan = Plan::default();
         plan_apps(&mut empty, &live, &opts, &mut plan);
         assert_eq!(plan.writes(), 0);
@@ -493,6 +667,47 @@ mod tests {
             &mut plan,
         );
         assert_eq!(plan.writes(), 2);
+        // Without the .ref (a wiped prefix being re-mirrored): nothing deleted, held back.
+        let mut no_ref = desired(&[kv("j/b/a.json", r#"{"id":"a","cmd":"x"}"#)]);
+        let mut plan = Plan::default();
+        plan_apps(&mut no_ref, &live, &opts, &mut plan);
+        assert_eq!(plan.deletes(), 0);
+        assert_eq!(
+            plan.held_back.values().sum::<usize>(),
+            1,
+            "{:?}",
+            plan.items
+        );
+    }
+
+    #[test]
+    fn the_delete_cap_holds_back_every_delete() {
+        assert_eq!(MaxDelete::parse("20%"), Ok(MaxDelete::Percent(20.0)));
+        assert_eq!(MaxDelete::parse("7"), Ok(MaxDelete::Count(7)));
+        assert!(MaxDelete::parse("120%").is_err() && MaxDelete::parse("x").is_err());
+        assert_eq!(MaxDelete::Percent(20.0).cap(3), 5, "at least 5");
+        assert_eq!(MaxDelete::Percent(20.0).cap(100), 20);
+        assert_eq!(MaxDelete::Percent(100.0).cap(100), usize::MAX);
+        let mut plan = Plan {
+            managed: 10,
+            ..Plan::default()
+        };
+        for i in 0..6 {
+            plan.items.push(Item::write(
+                "delete-app",
+                &format!("/a{i}"),
+                Op::DeleteApp,
+                "gone".into(),
+            ));
+        }
+        let w = plan.cap_deletes(MaxDelete::default()).unwrap();
+        assert!(w.contains("--max-delete 6"), "{w}");
+        assert_eq!(plan.deletes(), 0);
+        assert!(
+            plan.items[0].detail.contains("--max-delete"),
+            "{:?}",
+            plan.items[0]
+        );
     }
 
     #[test]

@@ -3,18 +3,13 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{action, actions, count, kv, Stack};
+use common::{action, actions, app, count, kv, recorder, Stack};
 use devstack::chronos::ChronosOptions;
-use devstack::http::{Fault, Request, Response, Server};
+use devstack::http::Fault;
 use devstack::marathon::MarathonOptions;
 use serde_json::{json, Value};
-
-fn app(id: &str, cmd: &str) -> Value {
-    json!({"id": id, "cmd": cmd, "cpus": 0.1, "mem": 32, "instances": 1})
-}
 
 #[test]
 fn first_deploy_then_replay_makes_zero_writes() {
@@ -175,8 +170,11 @@ fn docker_networking_in_the_14_form_matches_a_15_server() {
     assert_eq!(s.marathon_writes(), writes);
 }
 
+/// Issue 12 item 3 changed this from "skipped, exit 0" (which waited forever when the .ref never
+/// moved): with no time to wait (`--ref-wait 0`) a mid-sync payload exits 75, names the newer
+/// key, and makes no request. Waiting for the .ref is tested in tests/guards.rs.
 #[test]
-fn mid_sync_payload_does_nothing_until_the_ref_is_written() {
+fn mid_sync_payload_without_time_to_wait_exits_75_and_makes_no_request() {
     let s = Stack::new("midsync");
     // git2consul wrote the .ref at 10, then started a new sync: a.json at 11.
     let payload = serde_json::to_vec(&json!([
@@ -188,15 +186,13 @@ fn mid_sync_payload_does_nothing_until_the_ref_is_written() {
         ),
     ]))
     .unwrap();
-    let (code, sum, _) = s.run(&payload, &["--prune"]);
-    assert_eq!(code, 0, "{sum}");
+    let (code, sum, _) = s.run(&payload, &["--prune", "--ref-wait", "0s"]);
+    assert_eq!(code, 75, "{sum}");
     assert_eq!(sum["actions"].as_array().unwrap().len(), 1, "{sum}");
+    let why = sum["errors"][0].as_str().unwrap();
     assert!(
-        sum["actions"][0]["detail"]
-            .as_str()
-            .unwrap()
-            .contains("sync in progress"),
-        "{sum}"
+        why.contains(&s.key("a.json")) && why.contains("hand edit"),
+        "{why}"
     );
     if let Some(m) = s.double() {
         assert_eq!(m.request_count(), 0, "not even a read");
@@ -253,6 +249,9 @@ fn prune_deletes_only_managed_apps_whose_config_is_gone() {
     assert!(s.live_app("/prune/a").is_some());
 }
 
+/// `--allow-empty` lets an emptied branch (git2consul deleted every file, then wrote the .ref)
+/// delete its apps; a `null` payload (the whole prefix gone, .ref included) never does: it is
+/// no snapshot of any branch (issue 11).
 #[test]
 fn an_empty_payload_never_prunes_without_allow_empty() {
     let s = Stack::new("empty");
@@ -271,7 +270,16 @@ fn an_empty_payload_never_prunes_without_allow_empty() {
         &["--prune", "--allow-empty", "--prefix", &s.prefix],
     );
     assert_eq!(code, 0, "{sum}");
-    assert_eq!(actions(&sum, "delete-app").len(), 1, "{sum}");
+    let held = actions(&sum, "delete-app");
+    assert_eq!(held.len(), 1, "{sum}");
+    assert_eq!(held[0]["status"], "skipped", "{sum}");
+    assert!(s.live_app("/empty/a").is_some(), "no .ref, no delete");
+    let (code, sum, _) = s.run(
+        &s.payload(&[]),
+        &["--prune", "--allow-empty", "--prefix", &s.prefix],
+    );
+    assert_eq!(code, 0, "{sum}");
+    assert_eq!(actions(&sum, "delete-app")[0]["status"], "applied", "{sum}");
     s.settle();
     assert!(s.live_app("/empty/a").is_none());
 }
@@ -476,29 +484,6 @@ fn chronos_2x_is_reached_at_scheduler_and_jobs_are_pruned_children_first() {
     assert_eq!(names, vec!["c2-other"]);
 }
 
-/// A webhook (or Consul agent) stand-in that records what it receives.
-fn recorder(status: u16) -> (Server, Arc<Mutex<Vec<Request>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let s2 = seen.clone();
-    let server = Server::start(
-        "127.0.0.1:0",
-        Arc::new(move |r: Request| {
-            let fire = r.path.starts_with("/v1/event/fire/");
-            s2.lock().unwrap().push(r);
-            if fire {
-                Response::json(
-                    200,
-                    &json!({"ID":"b54f","Name":"deploy","Payload":null,"Version":1,"LTime":0}),
-                )
-            } else {
-                Response::text(status, "ok")
-            }
-        }),
-    )
-    .unwrap();
-    (server, seen)
-}
-
 #[test]
 fn notification_is_sent_on_change_and_not_on_a_no_op() {
     let s = Stack::new("notify");
@@ -614,6 +599,21 @@ fn bad_configs_are_rejected_while_good_ones_deploy() {
     let (code, sum, err) = s.run(&serde_json::to_vec(&pairs).unwrap(), &[]);
     assert_eq!(code, 65, "{sum}\n{err}");
     assert_eq!(action(&sum, "/mixed/good")["status"], "applied");
+    // Issue 12 item 5: a rejected config is `failed` (jq select(.status=="failed") finds it).
+    for file in [
+        "broken.json",
+        "badid.json",
+        "nocmd.json",
+        "dup1.json",
+        "dup2.json",
+        "job.json",
+    ] {
+        assert_eq!(
+            action(&sum, &s.key(file))["status"],
+            "failed",
+            "{file}: {sum}"
+        );
+    }
     let errors: Vec<&str> = sum["errors"]
         .as_array()
         .unwrap()

@@ -49,6 +49,7 @@ fn main() {
         },
         consul: ConsulArgs {
             consul_addr: Some(consul.url()),
+            ..ConsulArgs::default()
         },
         cfg: Config::default(),
         agent: None,

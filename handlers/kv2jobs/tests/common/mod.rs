@@ -5,12 +5,14 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
 use devstack::chronos::{Chronos, ChronosOptions};
+use devstack::http::{Request, Response, Server};
 use devstack::marathon::{Marathon, MarathonOptions};
 use serde_json::{json, Value};
 
@@ -107,6 +109,13 @@ impl Stack {
         args: &[&str],
         extra_env: &[(&str, &str)],
     ) -> (i32, Value, String) {
+        let child = self.spawn(payload, args, extra_env);
+        let out = child.wait_with_output().unwrap();
+        parse_output(out)
+    }
+
+    /// Starts kv2jobs as [`Stack::run_env`] does, payload written, without waiting for it.
+    pub fn spawn(&self, payload: &[u8], args: &[&str], extra_env: &[(&str, &str)]) -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kv2jobs"));
         cmd.args(["--output", "json", "--timeout", "60s"])
             .args(args)
@@ -125,13 +134,7 @@ impl Stack {
         }
         let mut child = cmd.spawn().expect("spawn kv2jobs");
         child.stdin.take().unwrap().write_all(payload).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        let summary: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-            panic!("stdout is not one JSON document ({e}): {stdout}\nstderr: {stderr}")
-        });
-        (out.status.code().unwrap_or(-1), summary, stderr)
+        child
     }
 
     /// Live apps via one `GET /v2/apps` (works for the double and a real server).
@@ -186,6 +189,44 @@ impl Stack {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
+}
+
+/// (exit code, JSON summary, stderr) of a finished run.
+pub fn parse_output(out: Output) -> (i32, Value, String) {
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let summary: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!("stdout is not one JSON document ({e}): {stdout}\nstderr: {stderr}")
+    });
+    (out.status.code().unwrap_or(-1), summary, stderr)
+}
+
+/// A webhook (or Consul agent) stand-in that records what it receives.
+pub fn recorder(status: u16) -> (Server, Arc<Mutex<Vec<Request>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let server = Server::start(
+        "127.0.0.1:0",
+        Arc::new(move |r: Request| {
+            let fire = r.path.starts_with("/v1/event/fire/");
+            s2.lock().unwrap().push(r);
+            if fire {
+                Response::json(
+                    200,
+                    &json!({"ID":"b54f","Name":"deploy","Payload":null,"Version":1,"LTime":0}),
+                )
+            } else {
+                Response::text(status, "ok")
+            }
+        }),
+    )
+    .unwrap();
+    (server, seen)
+}
+
+/// A small Marathon app definition.
+pub fn app(id: &str, cmd: &str) -> Value {
+    json!({"id": id, "cmd": cmd, "cpus": 0.1, "mem": 32, "instances": 1})
 }
 
 /// One KV pair as the agent writes it.
