@@ -4,9 +4,11 @@
 //!
 //! What the binaries accept is read from the binaries themselves (each one's `--help`, which clap
 //! builds from the same definitions that parse the flags), so the check follows every new flag
-//! without an edit here. Variables read outside clap (`std::env::var`) are listed in
-//! [`READ_BY_CODE`], and each entry of that list must appear in the sources, so the list cannot
-//! hold a variable the code no longer reads.
+//! without an edit here. Variables read outside clap (`std::env::var("CONSUL_CAPATH")`, and names
+//! composed as `format!("{prefix}_CACERT")` for Consul, Marathon and Chronos) are collected from
+//! the string literals of the crates' and handlers' sources ([`names_in_sources`]): a variable the
+//! code reads is accepted without an edit here, and one that no source names (`KV2JOBS_NOTIFY`) is
+//! not.
 //!
 //! Needs the handler binaries built (`cargo test --workspace` builds them, or SHIPWATCH_BIN_DIR).
 
@@ -19,7 +21,7 @@ use serde_json::Value;
 const HANDLERS: [&str; 3] = ["tag2git", "kv2jobs", "tasks2consul"];
 
 /// Prefixes of the environment variables that belong to shipwatch's world: a name with one of
-/// them in the docs must be one the binaries read (or in [`NOT_HANDLER_ENV`]).
+/// them in the docs must be one the binaries read.
 const ENV_PREFIXES: &[&str] = &[
     "CONSUL_",
     "MARATHON_",
@@ -28,38 +30,6 @@ const ENV_PREFIXES: &[&str] = &[
     "TAG2GIT_",
     "KV2JOBS_",
     "TASKS2CONSUL_",
-];
-
-/// Variables the handlers read without clap (runtime::config, watch, consul::lock, ...).
-const READ_BY_CODE: &[&str] = &[
-    "CONSUL_INDEX",
-    "CONSUL_HTTP_TOKEN",
-    "CONSUL_HTTP_TOKEN_FILE",
-    "CONSUL_CACERT",
-    "CONSUL_HTTP_SSL",
-    "MARATHON_USERNAME",
-    "MARATHON_PASSWORD",
-    "MARATHON_TOKEN",
-    "CHRONOS_USERNAME",
-    "CHRONOS_PASSWORD",
-    "CHRONOS_TOKEN",
-];
-
-/// Names with a shipwatch prefix that the docs mention but that are not the handlers' own
-/// settings (each must still appear in the sources).
-const NOT_HANDLER_ENV: &[(&str, &str)] = &[
-    (
-        "SHIPWATCH_MANAGED_BY",
-        "kv2jobs writes it into a Chronos job's environment (ownership)",
-    ),
-    (
-        "SHIPWATCH_SOURCE_KEY",
-        "kv2jobs writes it into a Chronos job's environment (source key)",
-    ),
-    (
-        "SHIPWATCH_BIN_DIR",
-        "read by the devstack (where the built handlers are)",
-    ),
 ];
 
 fn repo_root() -> PathBuf {
@@ -336,16 +306,14 @@ fn check_env(
     owner: &Owner,
     accepts: &BTreeMap<String, Accepts>,
 ) -> Vec<String> {
+    let in_sources = names_in_sources();
     let mut problems = Vec::new();
     for name in env_in(text).into_iter().collect::<BTreeSet<_>>() {
         let by_clap = match owner {
             Owner::One(h) => accepts[h].env.contains(&name),
             Owner::Any => accepts.values().any(|a| a.env.contains(&name)),
         };
-        let known = by_clap
-            || READ_BY_CODE.contains(&name.as_str())
-            || NOT_HANDLER_ENV.iter().any(|(n, _)| *n == name);
-        if !known {
+        if !(by_clap || in_sources.contains(&name)) {
             problems.push(format!(
                 "{doc}: {name} is not an environment variable the binaries read"
             ));
@@ -450,11 +418,13 @@ fn the_shipped_watch_configs_run_installed_binaries_with_flags_they_accept() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
-/// The lists above stay true: every variable named in them appears in the sources.
-#[test]
-fn the_variables_listed_as_read_by_code_are_in_the_sources() {
+/// Names with a shipwatch prefix that the sources of the crates and handlers spell as string
+/// literals (`"CONSUL_CAPATH"`), plus those composed per service from a `"{prefix}_SUFFIX"`
+/// literal (`CONSUL_`, `MARATHON_`, `CHRONOS_` + `_CACERT`, …). Test directories are left out.
+fn names_in_sources() -> BTreeSet<String> {
     let root = repo_root();
-    let mut sources = String::new();
+    let mut names = BTreeSet::new();
+    let mut suffixes = BTreeSet::new();
     let mut dirs: Vec<PathBuf> = ["crates", "handlers"]
         .iter()
         .map(|d| root.join(d))
@@ -465,19 +435,36 @@ fn the_variables_listed_as_read_by_code_are_in_the_sources() {
             if p.is_dir() && p.file_name().is_some_and(|n| n != "target" && n != "tests") {
                 dirs.push(p);
             } else if p.extension().is_some_and(|x| x == "rs") {
-                sources.push_str(&read(&p));
+                for literal in read(&p).split('"').skip(1).step_by(2) {
+                    if let Some(suffix) = literal.strip_prefix("{prefix}") {
+                        suffixes.insert(suffix.to_string());
+                    } else if env_in(literal) == [literal] {
+                        names.insert(literal.to_string());
+                    }
+                }
             }
         }
     }
-    for name in READ_BY_CODE
-        .iter()
-        .chain(NOT_HANDLER_ENV.iter().map(|(n, _)| n))
-    {
-        assert!(
-            sources.contains(&format!("\"{name}\"")),
-            "{name} is listed but no source names it"
-        );
+    for service in ["CONSUL", "MARATHON", "CHRONOS"] {
+        for suffix in &suffixes {
+            names.insert(format!("{service}{suffix}"));
+        }
     }
+    names
+}
+
+#[test]
+fn the_variables_the_code_reads_are_found_in_the_sources() {
+    let names = names_in_sources();
+    for name in [
+        "CONSUL_INDEX",
+        "CONSUL_HTTP_TOKEN_FILE",
+        "MARATHON_USERNAME",
+        "CHRONOS_CACERT",
+    ] {
+        assert!(names.contains(name), "{name} not found: {names:?}");
+    }
+    assert!(!names.contains("KV2JOBS_NOTIFY"), "{names:?}");
 }
 
 /// The checker itself: it finds the drift it exists for.
