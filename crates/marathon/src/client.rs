@@ -80,6 +80,26 @@ impl Marathon {
         Ok(apps)
     }
 
+    /// `GET /v2/leader`: `Some("host:port")` when Marathon names a leader (200
+    /// `{"leader":"host:port"}`), `None` during an election (404 `{"message":"There is no
+    /// leader"}`; reference §1.1, leader.raml). Any other answer is an error.
+    pub fn leader(&self) -> Result<Option<String>, MarathonError> {
+        let resp = self.http.get("/v2/leader")?;
+        if resp.status == 404 {
+            return Ok(None);
+        }
+        if !resp.is_success() {
+            return Err(MarathonError::from_read(&resp));
+        }
+        let v: Value = resp.json()?;
+        match v.get("leader").and_then(Value::as_str) {
+            Some(l) if !l.is_empty() => Ok(Some(l.to_string())),
+            _ => Err(MarathonError::Http(
+                resp.decode_error(r#"expected an object {"leader": "host:port"}"#),
+            )),
+        }
+    }
+
     /// `GET /v2/apps/{id}?embed=app.tasks` (Marathon embeds tasks, counts and deployments on
     /// this endpoint anyway, AppsResource.show); `None` for 404.
     pub fn get_app(&self, app_id: &str) -> Result<Option<Value>, MarathonError> {

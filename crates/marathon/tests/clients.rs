@@ -104,3 +104,20 @@ fn chronos_falls_back_to_the_2x_prefix_and_posts_by_kind() {
         assert!(!c.delete_job("c").unwrap(), "unknown job: already gone");
     }
 }
+
+// GET /v2/leader: 200 {"leader":"host:port"}, 404 {"message":"There is no leader"} during an
+// election (reference §1.1, leader.raml); a standby names the instance it proxies to.
+#[test]
+fn leader_names_the_leader_or_none_during_an_election() {
+    use devstack::marathon::Leader;
+    let d = MarathonDouble::start(MarathonOptions::default()).unwrap();
+    let other = MarathonDouble::start(MarathonOptions::default()).unwrap();
+    let m = Marathon::new(client(&d.url(), "marathon"));
+    let host = d.url().trim_start_matches("http://").to_string();
+    assert_eq!(m.leader().unwrap(), Some(host));
+    d.set_leader(Leader::None);
+    assert_eq!(m.leader().unwrap(), None);
+    d.set_leader(Leader::Other(other.url()));
+    let other_host = other.url().trim_start_matches("http://").to_string();
+    assert_eq!(m.leader().unwrap(), Some(other_host));
+}

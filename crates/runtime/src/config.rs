@@ -47,6 +47,12 @@ impl ConsulArgs {
     /// The client for Consul, configured from the flag and the environment.
     pub fn client(&self, deadline: Deadline) -> Result<HttpClient, ConfigError> {
         let url = consul_url(self.consul_addr.as_deref())?;
+        Ok(HttpClient::new(&[url], self.http_config()?)?.with_deadline(deadline))
+    }
+
+    /// The settings of every Consul client (token, TLS, `dc`/`ns`/`partition`), for clients of
+    /// other agents than `--consul` too (tasks2consul's per-host agents).
+    pub fn http_config(&self) -> Result<HttpConfig, ConfigError> {
         let mut cfg = HttpConfig::new("consul");
         // Consul answers 500 for "No cluster leader" and other transient server-side states.
         cfg.retry_statuses = vec![429, 500, 502, 503, 504];
@@ -68,7 +74,7 @@ impl ConsulArgs {
         if let Some(p) = env("CONSUL_PARTITION") {
             cfg.default_query.push(("partition".into(), p));
         }
-        Ok(HttpClient::new(&[url], cfg)?.with_deadline(deadline))
+        Ok(cfg)
     }
 }
 

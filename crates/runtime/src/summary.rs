@@ -86,7 +86,8 @@ pub struct Summary {
     /// The exit code raised explicitly by the handler (beyond what failed actions imply).
     #[serde(skip)]
     exit: Option<Exit>,
-    /// How many of the failed actions are rejections of bad input (65), not failed writes (75).
+    /// How many of the failed actions are rejected input ([`Summary::reject`]): they imply 65,
+    /// not 75.
     #[serde(skip)]
     rejected: usize,
 }
@@ -110,16 +111,6 @@ impl Summary {
         self.actions.push(action);
     }
 
-    /// Records a rejected entry of the payload (a bad config, a bad image reference): a `failed`
-    /// action, so `select(.status=="failed")` finds it, that means exit 65 (bad input, nothing
-    /// changed for it) rather than 75 (a write that failed).
-    pub fn reject(&mut self, kind: &str, target: &str, detail: impl Into<String>) {
-        self.actions
-            .push(Action::new(kind, target, Status::Failed, detail));
-        self.rejected += 1;
-        self.raise_exit(Exit::DataErr);
-    }
-
     /// Records an error message (shown in `errors`) without changing the exit code.
     pub fn error(&mut self, msg: impl Into<String>) {
         self.errors.push(msg.into());
@@ -135,7 +126,21 @@ impl Summary {
         self.exit = Some(self.exit.unwrap_or(Exit::Success).worst(exit));
     }
 
-    /// The exit code: the raised one, and 75 when an action failed (other than a rejection).
+    /// Records an entry of the payload that was rejected as invalid (a bad value, a config that
+    /// is not a job): a `failed` action, so `select(.status=="failed")` finds it, that implies
+    /// exit 65 rather than 75 (nothing was attempted for it; a replay cannot fix it).
+    pub fn reject(
+        &mut self,
+        kind: impl Into<String>,
+        target: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
+        self.push(Action::new(kind, target, Status::Failed, detail));
+        self.rejected += 1;
+        self.raise_exit(Exit::DataErr);
+    }
+
+    /// The exit code: the raised one, and 75 when an action failed (other than rejected input).
     pub fn exit(&self) -> Exit {
         let mut e = self.exit.unwrap_or(Exit::Success);
         if self.count(Status::Failed) > self.rejected {
@@ -209,6 +214,22 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rejected_input_is_failed_and_exits_65_unless_something_else_failed() {
+        let mut s = Summary::new("tag2git", false, None);
+        s.reject("update-image", "images/x", "key \"images/x\": bad");
+        s.push(Action::new(
+            "update-image",
+            "a.json#/x",
+            Status::Applied,
+            "",
+        ));
+        assert_eq!(s.count(Status::Failed), 1);
+        assert_eq!(s.exit(), Exit::DataErr);
+        s.push(Action::new("update-image", "b.json#/x", Status::Failed, ""));
+        assert_eq!(s.exit(), Exit::TempFail);
+    }
 
     #[test]
     fn json_has_the_contract_shape() {

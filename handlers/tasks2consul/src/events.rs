@@ -127,9 +127,20 @@ pub fn run<R: BufRead + Send + 'static>(
     let mut attached_seen = false;
     let mut events = 0u64;
     loop {
-        let wait = next_sync.saturating_duration_since(Instant::now());
+        if runtime::stop::requested() {
+            // Start nothing new; the summary says what was done (exit 75: replay/restart).
+            log::warn!("stopped by a signal after {events} event(s)");
+            summary.error("stopped by a signal; restart the event consumer");
+            summary.raise_exit(Exit::TempFail);
+            break;
+        }
+        // Short waits so that a stop signal ends the loop promptly.
+        let wait = next_sync
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(200));
         let item = match rx.recv_timeout(wait) {
             Ok(item) => item,
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < next_sync => continue,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 resync(factory, cfg, opts, &mut state, &mut summary, "interval");
                 next_sync = Instant::now() + opts.resync_interval;
@@ -208,13 +219,11 @@ fn full_sync(
     summary: &mut Summary,
 ) -> Result<(), String> {
     let result = factory.with_syncer(&mut |s: &Syncer<'_>| -> Result<(), SyncError> {
-        let apps = s.read_apps(&Scope::All)?;
-        let (owned, nodes) = s.read_owned_nodes()?;
-        let p = plan::plan(&apps, &owned, None, cfg);
-        for e in &p.errors {
-            summary.error(e.to_string());
-            summary.raise_exit(Exit::DataErr);
-        }
+        // The same reads and guards as a single run (strict list, stable leader, cap).
+        let (snap, p) = s.prepare(&Scope::All)?;
+        let crate::sync::Snapshot {
+            apps, owned, nodes, ..
+        } = snap;
         state.apps = apps
             .into_iter()
             .filter_map(|a| {
@@ -225,11 +234,8 @@ fn full_sync(
         state.owned = owned.into_iter().map(|o| (o.reg.id.clone(), o)).collect();
         state.tombstones.clear();
         state.unselected.clear();
-        let done = s.apply_each(&p.changes, opts.dry_run, summary);
+        let done = s.execute(&p, &nodes, opts.dry_run, summary);
         state.record(&p.changes, &done, cfg);
-        if !nodes.is_empty() {
-            s.remove_empty_nodes(&nodes, &p.changes, &done, opts.dry_run, summary);
-        }
         Ok(())
     });
     // The clients could not be built (no Marathon URL, bad CA file…): a usage error.
@@ -260,10 +266,7 @@ fn replan_app(
         .cloned()
         .collect();
     let p = plan::plan(&apps, &owned, Some(&scope), cfg);
-    for e in &p.errors {
-        summary.error(e.to_string());
-    }
-    let done = s.apply_each(&p.changes, opts.dry_run, summary);
+    let done = s.execute(&p, &Default::default(), opts.dry_run, summary);
     state.record(&p.changes, &done, cfg);
 }
 
@@ -336,7 +339,7 @@ fn on_event(
                         && str_of(d, "version")
                             .is_some_and(|v| Some(v) != cached_version.as_deref()));
                 if fresh {
-                    refresh_app(s, app_id, state)?;
+                    refresh_app(s, app_id, state, summary)?;
                 } else {
                     set_task(state, app_id, task_id, status, d);
                 }
@@ -359,7 +362,7 @@ fn on_event(
             };
             factory.with_syncer(&mut |s: &Syncer<'_>| -> Result<(), String> {
                 if !matched {
-                    refresh_app(s, app_id, state)?;
+                    refresh_app(s, app_id, state, summary)?;
                 }
                 replan_app(s, app_id, cfg, opts, state, summary);
                 Ok(())
@@ -384,7 +387,7 @@ fn on_event(
             };
             state.unselected.remove(&app_id);
             factory.with_syncer(&mut |s: &Syncer<'_>| -> Result<(), String> {
-                refresh_app(s, &app_id, state)?;
+                refresh_app(s, &app_id, state, summary)?;
                 replan_app(s, &app_id, cfg, opts, state, summary);
                 Ok(())
             })?
@@ -393,9 +396,30 @@ fn on_event(
     }
 }
 
-/// Reads one app from Marathon into the state (removed when gone or no longer labelled).
-fn refresh_app(s: &Syncer<'_>, app_id: &str, state: &mut State) -> Result<(), String> {
-    match s.marathon.get_app(app_id).map_err(|e| e.to_string())? {
+/// Reads one app from Marathon into the state (removed when gone or no longer labelled). A 404
+/// is confirmed with the full list and a stable leader (a failover answers 404 for apps that
+/// exist, issue 11); unconfirmed, the cached app is kept and the run exits 75.
+fn refresh_app(
+    s: &Syncer<'_>,
+    app_id: &str,
+    state: &mut State,
+    summary: &mut Summary,
+) -> Result<(), String> {
+    let scope = Scope::Apps([app_id.to_string()].into());
+    let (apps, leader_problem) = s.read_apps_with_leader(&scope).map_err(|e| e.to_string())?;
+    let app = apps.into_iter().next();
+    if let (None, Some(problem)) = (&app, &leader_problem) {
+        if state.apps.contains_key(app_id) {
+            let w = format!(
+                "app {app_id} answered 404 while Marathon's leader was not stable ({problem}): its registrations kept; the next full sync decides"
+            );
+            log::warn!("{w}");
+            summary.warn(w);
+            summary.raise_exit(Exit::TempFail);
+            return Ok(());
+        }
+    }
+    match app {
         Some(app) if plan::app_selected(&app, s.cfg) => {
             // Tasks Marathon still lists but we saw die keep their terminal state.
             let mut app = app;

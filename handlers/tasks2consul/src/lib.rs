@@ -42,7 +42,10 @@ impl Clients {
         let marathon = Marathon::new(self.marathon.client(deadline).map_err(|e| e.to_string())?);
         let consul = Consul::new(self.consul.client(deadline).map_err(|e| e.to_string())?);
         let pool = match (&self.agent, self.cfg.mode) {
-            (Some(addr), Mode::Agent) => Some(AgentPool::new(addr.clone(), deadline)?),
+            (Some(addr), Mode::Agent) => {
+                let cfg = self.consul.http_config().map_err(|e| e.to_string())?;
+                Some(AgentPool::new(addr.clone(), cfg, deadline)?)
+            }
             _ => None,
         };
         let syncer = Syncer {

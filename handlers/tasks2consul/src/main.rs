@@ -65,6 +65,27 @@ struct Args {
     /// --events: time between full resyncs.
     #[arg(long, default_value = "5m", value_name = "DUR", value_parser = runtime::parse_duration)]
     resync_interval: Duration,
+
+    /// The Marathon cluster this run speaks for, written to service and node meta
+    /// `marathon-cluster`. Only registrations of this cluster are owned (one without that meta
+    /// is `default`'s), so clusters sharing one Consul never touch each other's services.
+    #[arg(
+        long,
+        env = "SHIPWATCH_CLUSTER",
+        default_value = "default",
+        value_name = "NAME"
+    )]
+    cluster: String,
+
+    /// Mass-deregistration guard: the most owned registrations one run may deregister, a count
+    /// (20) or a percentage of the owned ones (never below 1). Above it, or when a run would
+    /// remove all of more than 3, nothing is deregistered (each reported skipped), registrations
+    /// are still made, exit 75. `100%` turns the guard off (a cluster really emptied).
+    /// Deregistrations are also held back (exit 75) when Marathon's leader (GET /v2/leader) is
+    /// missing or changes during the read, and for an app listing fewer running tasks than its
+    /// tasksRunning count.
+    #[arg(long, default_value = "50%", value_name = "N|P%")]
+    max_deregister: tasks2consul::plan::MaxDeregister,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +115,18 @@ fn clients(args: &Args) -> Result<Clients, Error> {
     };
     if args.label.is_empty() || args.label.chars().any(|c| c.is_control() || c == '&') {
         return Err(Error::Config(format!("invalid --label {:?}", args.label)));
+    }
+    let cluster_ok = |c: &str| {
+        !c.is_empty()
+            && c.len() <= 128
+            && c.chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '-' | '_'))
+    };
+    if !cluster_ok(&args.cluster) {
+        return Err(Error::Config(format!(
+            "invalid --cluster {:?}: use 1 to 128 letters, digits, '.', '-' or '_'",
+            runtime::text::capped_str(&args.cluster, 64)
+        )));
     }
     if args.node_prefix.chars().any(char::is_control) {
         return Err(Error::Config("invalid --node-prefix".into()));
@@ -129,6 +162,8 @@ fn clients(args: &Args) -> Result<Clients, Error> {
             mode,
             node_prefix: args.node_prefix.clone(),
             external_probe: args.external_probe,
+            cluster: args.cluster.clone(),
+            max_deregister: args.max_deregister,
         },
         agent,
         timeout: args.common.timeout,
@@ -165,7 +200,10 @@ fn main() {
 
 /// `--events`: stdin (or --input) is a stream, read as it arrives rather than to EOF first.
 fn run_events(args: &Args) -> ! {
-    runtime::init_logging();
+    runtime::init_logging_as(args.common.log_format);
+    let started = std::time::SystemTime::now();
+    let started_at = std::time::Instant::now();
+    runtime::stop::install();
     if args.common.lock.is_some() {
         log::warn!("--lock is not supported with --events (run one event consumer); ignored");
     }
@@ -196,7 +234,8 @@ fn run_events(args: &Args) -> ! {
         max_actions: 10_000,
     };
     let cfg = clients.cfg.clone();
-    let summary = events::run(input, &clients, &cfg, &opts, summary);
+    let mut summary = events::run(input, &clients, &cfg, &opts, summary);
+    runtime::record(&args.common, &mut summary, started, started_at.elapsed());
     runtime::finish(&summary, args.common.output)
 }
 

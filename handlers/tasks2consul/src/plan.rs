@@ -14,6 +14,96 @@ pub const META_APP_VERSION: &str = "marathon-app-version";
 pub const META_PORT_INDEX: &str = "marathon-port-index";
 pub const META_SOURCE: &str = "external-source";
 pub const SOURCE: &str = "marathon";
+/// Which Marathon cluster a registration (service meta) or an external node (node meta) belongs
+/// to. Without it, ownership was `external-source=marathon` alone, and two clusters sharing a
+/// Consul deregistered each other's services (marathon-consul #29, #261; issue 11).
+pub const META_CLUSTER: &str = "marathon-cluster";
+/// The cluster of registrations made without [`META_CLUSTER`] (by older versions).
+pub const DEFAULT_CLUSTER: &str = "default";
+
+/// A run that would remove every owned registration is held back (whatever the cap) only when
+/// more than this many would go: the death of the only task or two of a small cluster is real
+/// and must be deregistered; an empty answer for a larger one is far more likely a Marathon
+/// between leaders (issue 11).
+pub const ALL_GONE_MIN: usize = 3;
+
+/// `--max-deregister N|P%`: the most owned registrations one run may deregister.
+///
+/// The rule: a percentage is of the owned registrations (this cluster and mode), rounded down
+/// but never below 1, so the death of 1 of 2 tasks is still deregistered; a count is used as
+/// given. Independently, a run that would leave none of more than [`ALL_GONE_MIN`] owned
+/// registrations is held back. `100%` turns both checks off (a real empty cluster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaxDeregister {
+    Count(usize),
+    Percent(u8),
+}
+
+impl Default for MaxDeregister {
+    fn default() -> Self {
+        MaxDeregister::Percent(50)
+    }
+}
+
+impl std::fmt::Display for MaxDeregister {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxDeregister::Count(n) => write!(f, "{n}"),
+            MaxDeregister::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl std::str::FromStr for MaxDeregister {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let bad =
+            || format!("{s:?} is neither a count (20) nor a percentage from 0% to 100% (50%)");
+        match s.strip_suffix('%') {
+            Some(p) => match p.trim().parse::<u8>() {
+                Ok(p) if p <= 100 => Ok(MaxDeregister::Percent(p)),
+                _ => Err(bad()),
+            },
+            None => s.parse().map(MaxDeregister::Count).map_err(|_| bad()),
+        }
+    }
+}
+
+impl MaxDeregister {
+    /// `100%`: no cap, and a run may leave none.
+    pub fn is_off(self) -> bool {
+        self == MaxDeregister::Percent(100)
+    }
+
+    /// How many of `owned` registrations one run may deregister.
+    pub fn cap(self, owned: usize) -> usize {
+        match self {
+            MaxDeregister::Count(n) => n,
+            MaxDeregister::Percent(p) => (owned * p as usize / 100).max(1),
+        }
+    }
+
+    /// Why `losses` deregistrations out of `owned` must be held back, if they must.
+    pub fn exceeded(self, losses: usize, owned: usize) -> Option<String> {
+        if self.is_off() || losses == 0 {
+            return None;
+        }
+        let cap = self.cap(owned);
+        if losses > cap {
+            return Some(format!(
+                "{losses} of {owned} owned registration(s) would be deregistered, more than --max-deregister {self} allows ({cap})"
+            ));
+        }
+        if losses >= owned && losses > ALL_GONE_MIN {
+            return Some(format!(
+                "all {owned} owned registration(s) would be deregistered (an empty or partial answer from Marathon?)"
+            ));
+        }
+        None
+    }
+}
 
 /// The check that mirrors Marathon's health in catalog mode: `<service id>:marathon-health`.
 pub const MIRROR_CHECK_SUFFIX: &str = ":marathon-health";
@@ -41,6 +131,11 @@ pub struct Config {
     /// services when the ping fails). Off by default: Marathon is the source of task health, and
     /// where ICMP is filtered a probing consul-esm would fail every service.
     pub external_probe: bool,
+    /// `--cluster`: written to service and node meta [`META_CLUSTER`]; only registrations of
+    /// this cluster are owned.
+    pub cluster: String,
+    /// `--max-deregister`: the mass-deregistration guard.
+    pub max_deregister: MaxDeregister,
 }
 
 impl Default for Config {
@@ -50,6 +145,8 @@ impl Default for Config {
             mode: Mode::Catalog,
             node_prefix: "marathon-".into(),
             external_probe: false,
+            cluster: DEFAULT_CLUSTER.into(),
+            max_deregister: MaxDeregister::default(),
         }
     }
 }
@@ -119,6 +216,11 @@ impl Registration {
             .unwrap_or("")
     }
 
+    /// The cluster that made it (meta [`META_CLUSTER`], `default` without it).
+    pub fn cluster(&self) -> &str {
+        cluster_in(&self.meta)
+    }
+
     pub fn mirror_check_id(&self) -> String {
         format!("{}{}", self.id, MIRROR_CHECK_SUFFIX)
     }
@@ -138,6 +240,7 @@ impl Registration {
     /// `external-probe` as consul-esm expects them, hashicorp/consul-esm README), the service and
     /// a check whose status mirrors Marathon's.
     pub fn catalog_body(&self, node: &str, external_probe: bool) -> Value {
+        let cluster = self.cluster();
         let mut service = self.service_fields();
         service.insert("Service".into(), json!(self.name));
         let output = match self.health {
@@ -151,6 +254,7 @@ impl Registration {
                 "external-node": "true",
                 "external-probe": if external_probe { "true" } else { "false" },
                 META_SOURCE: SOURCE,
+                META_CLUSTER: cluster,
             },
             "Service": Value::Object(service),
             "Check": {
@@ -551,6 +655,7 @@ pub fn desired_for_app(app: &Value, cfg: &Config) -> Result<AppDesired, AppError
             meta.insert(META_APP_VERSION.to_string(), version.to_string());
             meta.insert(META_PORT_INDEX.to_string(), i.to_string());
             meta.insert(META_SOURCE.to_string(), SOURCE.to_string());
+            meta.insert(META_CLUSTER.to_string(), cfg.cluster.clone());
             let checks = if cfg.mode == Mode::Agent {
                 translate_checks(app, &sid, i, &address, &ports)
             } else {
@@ -593,20 +698,30 @@ pub fn is_external_node(node: &Value) -> bool {
         || meta.get(META_SOURCE).map(String::as_str) == Some(SOURCE)
 }
 
-/// True for the external nodes tasks2consul creates (node meta `external-source=marathon`).
-pub fn is_our_node(node: &Value) -> bool {
-    meta_of(node.get("Meta"))
-        .get(META_SOURCE)
-        .map(String::as_str)
-        == Some(SOURCE)
+/// True for the external nodes tasks2consul creates for `cluster` (node meta
+/// `external-source=marathon` and `marathon-cluster`, `default` without it).
+pub fn is_our_node(node: &Value, cluster: &str) -> bool {
+    let meta = meta_of(node.get("Meta"));
+    meta.get(META_SOURCE).map(String::as_str) == Some(SOURCE) && cluster_in(&meta) == cluster
 }
 
-/// True when a service's meta says tasks2consul wrote it.
-pub fn is_owned_service(service: &Value) -> bool {
-    let meta = meta_of(service.get("Meta"));
+/// The cluster named by service or node meta (`default` without [`META_CLUSTER`]).
+fn cluster_in(meta: &BTreeMap<String, String>) -> &str {
+    meta.get(META_CLUSTER)
+        .map_or(DEFAULT_CLUSTER, String::as_str)
+}
+
+/// True when a service's meta says tasks2consul wrote it (for any cluster).
+fn is_marathon_service(meta: &BTreeMap<String, String>) -> bool {
     meta.get(META_SOURCE).map(String::as_str) == Some(SOURCE)
         && meta.contains_key(META_TASK_ID)
         && meta.contains_key(META_APP_ID)
+}
+
+/// True when a service's meta says tasks2consul wrote it for `cluster`.
+pub fn is_owned_service(service: &Value, cluster: &str) -> bool {
+    let meta = meta_of(service.get("Meta"));
+    is_marathon_service(&meta) && cluster_in(&meta) == cluster
 }
 
 /// Reads one `/v1/health/service/<name>` entry (`{Node, Service, Checks}`). `None` unless tasks2consul owns it: Service
@@ -614,10 +729,10 @@ pub fn is_owned_service(service: &Value) -> bool {
 /// touched.
 pub fn owned_from_health_entry(entry: &Value) -> Option<Owned> {
     let service = entry.get("Service")?;
-    if !is_owned_service(service) {
+    let meta = meta_of(service.get("Meta"));
+    if !is_marathon_service(&meta) {
         return None;
     }
-    let meta = meta_of(service.get("Meta"));
     let node = entry.get("Node")?;
     let node_name = str_of(node, "Node")?.to_string();
     let node_address = str_of(node, "Address").unwrap_or_default().to_string();
@@ -727,15 +842,115 @@ impl Change {
     }
 }
 
-/// The result of planning: the changes, the count of registrations already right, and apps that
-/// could not be planned (their registrations are left alone).
+/// A deregistration a guard held back, and why (reported `skipped` with the override).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub change: Change,
+    pub why: String,
+}
+
+/// The result of planning: the changes, the registrations already right, and apps that could
+/// not be planned (their registrations are left alone).
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
     pub changes: Vec<Change>,
-    pub unchanged: usize,
+    /// Registrations already right (listed and counted as `unchanged`).
+    pub unchanged: Vec<Registration>,
     /// Ready-to-register tasks that are not healthy yet (not registered).
     pub waiting: usize,
     pub errors: Vec<AppError>,
+    /// Deregistrations held back by a guard (not made).
+    pub held: Vec<Held>,
+    /// One readable line per guard that held something back (the run exits 75).
+    pub warnings: Vec<String>,
+    /// New registrations per app id (tasks that replace dead ones in a deployment).
+    pub new_by_app: BTreeMap<String, usize>,
+}
+
+impl Plan {
+    /// Deregistrations that shrink the catalog: not a moved or duplicate copy of a service that
+    /// stays registered, and, per app, beyond the new registrations the same run makes for it
+    /// (a deployment replacing every task of an app is not a loss). What the
+    /// mass-deregistration guard counts.
+    pub fn losses(&self) -> usize {
+        let kept: BTreeSet<&str> = self
+            .changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Register { reg, .. } => Some(reg.id.as_str()),
+                Change::Deregister { .. } => None,
+            })
+            .chain(self.unchanged.iter().map(|r| r.id.as_str()))
+            .collect();
+        let mut by_app: BTreeMap<&str, usize> = BTreeMap::new();
+        for c in &self.changes {
+            if let Change::Deregister { owned, .. } = c {
+                if !kept.contains(owned.reg.id.as_str()) {
+                    *by_app.entry(owned.reg.app_id()).or_default() += 1;
+                }
+            }
+        }
+        by_app
+            .into_iter()
+            .map(|(app, n)| n.saturating_sub(self.new_by_app.get(app).copied().unwrap_or(0)))
+            .sum()
+    }
+
+    /// Moves every deregistration to `held` with `why`; registrations stay.
+    pub fn hold_deregistrations(&mut self, why: &str) -> usize {
+        let (dereg, keep): (Vec<Change>, Vec<Change>) = std::mem::take(&mut self.changes)
+            .into_iter()
+            .partition(|c| matches!(c, Change::Deregister { .. }));
+        self.changes = keep;
+        let n = dereg.len();
+        self.held.extend(dereg.into_iter().map(|change| Held {
+            change,
+            why: why.to_string(),
+        }));
+        n
+    }
+
+    /// The guards that need the whole read: a stable Marathon leader (`leader_problem` says
+    /// what was wrong), then the mass-deregistration cap over `owned` registrations.
+    pub fn guard(&mut self, owned: usize, leader_problem: Option<&str>, cfg: &Config) {
+        if let Some(problem) = leader_problem {
+            let n = self.hold_deregistrations(&format!(
+                "held back: Marathon leader not stable ({problem}); the next sync with a stable leader deregisters it"
+            ));
+            self.warnings.push(format!(
+                "Marathon leader not stable ({problem}): {n} deregistration(s) held back, registrations made; replay once Marathon has a stable leader"
+            ));
+            return;
+        }
+        let losses = self.losses();
+        if let Some(why) = cfg.max_deregister.exceeded(losses, owned) {
+            let n = self.hold_deregistrations(&format!(
+                "held back by the mass-deregistration guard (--max-deregister {}); override: --max-deregister 100%",
+                cfg.max_deregister
+            ));
+            self.warnings.push(format!(
+                "mass-deregistration guard: {why}: none of the {n} deregistration(s) made, registrations made; if Marathon's answer is right, rerun with --max-deregister 100% (or a larger count)"
+            ));
+        }
+    }
+}
+
+/// Running tasks an app lists (`tasks` with state `TASK_RUNNING`).
+fn running_listed(app: &Value) -> usize {
+    app.get("tasks").and_then(Value::as_array).map_or(0, |ts| {
+        ts.iter()
+            .filter(|t| task_state(t) == "TASK_RUNNING")
+            .count()
+    })
+}
+
+/// `Some((listed, tasksRunning))` when an app lists fewer running tasks than its own
+/// `tasksRunning` count says it has (Marathon always embeds the counts, AppsResource.index): an
+/// incomplete answer, not dead tasks.
+pub fn incomplete_tasks(app: &Value) -> Option<(usize, u64)> {
+    let counted = app.get("tasksRunning").and_then(Value::as_u64)?;
+    let listed = running_listed(app);
+    (counted > listed as u64).then_some((listed, counted))
 }
 
 /// What to compare: fields tasks2consul writes. Catalog mode also compares the mirrored status;
@@ -748,7 +963,11 @@ fn same(desired: &Registration, owned: &Owned, cfg: &Config) -> Result<(), Strin
         diffs.push(format!("name {} -> {}", o.name, d.name));
     }
     if d.tags != o.tags {
-        diffs.push(format!("tags {:?} -> {:?}", o.tags, d.tags));
+        diffs.push(format!(
+            "tags [{}] -> [{}]",
+            runtime::text::capped_list(&o.tags),
+            runtime::text::capped_list(&d.tags)
+        ));
     }
     if d.address != o.address || d.port != o.port {
         diffs.push(format!(
@@ -814,10 +1033,15 @@ pub fn plan(
     let mut task_states: HashMap<String, String> = HashMap::new();
     let mut planned_apps: BTreeSet<String> = BTreeSet::new();
     let mut failed_apps: BTreeSet<String> = BTreeSet::new();
+    // Apps listing fewer running tasks than they count: their registrations are kept.
+    let mut incomplete: BTreeMap<String, (usize, u64)> = BTreeMap::new();
     for app in apps {
         let app_id = str_of(app, "id").unwrap_or_default();
         if !in_scope(app_id) || !app_selected(app, cfg) {
             continue;
+        }
+        if let Some(counts) = incomplete_tasks(app) {
+            incomplete.insert(app_id.to_string(), counts);
         }
         match desired_for_app(app, cfg) {
             Ok(d) => {
@@ -833,10 +1057,13 @@ pub fn plan(
             }
         }
     }
-    // Owned registrations of this mode, in scope.
-    let mine = owned.iter().filter(|o| match cfg.mode {
-        Mode::Catalog => o.external,
-        Mode::Agent => !o.external,
+    // Owned registrations of this mode and cluster, in scope.
+    let mine = owned.iter().filter(|o| {
+        o.reg.cluster() == cfg.cluster
+            && match cfg.mode {
+                Mode::Catalog => o.external,
+                Mode::Agent => !o.external,
+            }
     });
     let mut owned_by_id: BTreeMap<&str, Vec<&Owned>> = BTreeMap::new();
     for o in mine {
@@ -872,13 +1099,16 @@ pub fn plan(
         }
         match (here.first(), gate) {
             (None, Gate::Unhealthy) => out.waiting += 1,
-            (None, Gate::Ready) => out.changes.push(Change::Register {
-                reg: reg.clone(),
-                node,
-                reason: "new running task".into(),
-            }),
+            (None, Gate::Ready) => {
+                *out.new_by_app.entry(reg.app_id().to_string()).or_default() += 1;
+                out.changes.push(Change::Register {
+                    reg: reg.clone(),
+                    node,
+                    reason: "new running task".into(),
+                })
+            }
             (Some(o), _) => match same(reg, o, cfg) {
-                Ok(()) => out.unchanged += 1,
+                Ok(()) => out.unchanged.push(reg.clone()),
                 Err(diff) => out.changes.push(Change::Register {
                     reg: reg.clone(),
                     node,
@@ -893,9 +1123,23 @@ pub fn plan(
             });
         }
     }
+    let mut kept: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, copies) in owned_by_id {
         for o in copies {
             let app_id = o.reg.app_id();
+            if let Some((listed, counted)) = incomplete.get(app_id) {
+                *kept.entry(app_id).or_default() += 1;
+                out.held.push(Held {
+                    change: Change::Deregister {
+                        owned: o.clone(),
+                        reason: "not in the app's task list".into(),
+                    },
+                    why: format!(
+                        "held back: app {app_id} lists {listed} running task(s) but counts {counted} (tasksRunning): an incomplete answer"
+                    ),
+                });
+                continue;
+            }
             let reason = if !planned_apps.contains(app_id) {
                 format!("app {app_id} is gone or no longer has the label")
             } else {
@@ -910,6 +1154,12 @@ pub fn plan(
                 reason,
             });
         }
+    }
+    for (app_id, (listed, counted)) in &incomplete {
+        out.warnings.push(format!(
+            "app {app_id}: Marathon lists {listed} running task(s) but counts {counted} (tasksRunning): an incomplete answer, its {} registration(s) missing from the list kept; replay when Marathon lists every task",
+            kept.get(app_id.as_str()).copied().unwrap_or(0)
+        ));
     }
     out
 }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use consul::{Consul, ConsulError};
 use marathon::{Marathon, MarathonError};
-use runtime::http::{Auth, HttpClient, HttpConfig, HttpError};
+use runtime::http::{HttpClient, HttpConfig, HttpError};
 use runtime::{Action, Exit, Status, Summary, ToExit};
 use serde_json::{json, Value};
 
@@ -23,6 +23,10 @@ pub enum SyncError {
     Marathon(#[from] MarathonError),
     #[error("reading Consul: {0}")]
     Consul(#[from] ConsulError),
+    /// A 200 that is not a complete Marathon answer (an app without its `tasks` array): the
+    /// remote is not answering as Marathon, nothing is written (exit 69).
+    #[error("Marathon is not answering as Marathon ({0}); nothing written, replay is safe")]
+    NotMarathon(String),
 }
 
 impl ToExit for SyncError {
@@ -30,7 +34,40 @@ impl ToExit for SyncError {
         match self {
             SyncError::Marathon(e) => e.exit(),
             SyncError::Consul(e) => e.exit(),
+            SyncError::NotMarathon(_) => Exit::Unavailable,
         }
+    }
+}
+
+/// Marathon embeds `tasks` in every app when asked (`embed=apps.tasks`) and always on
+/// `GET /v2/apps/<id>` (AppsResource.show); an app without them says nothing about its tasks and
+/// must never read as "no tasks" (issue 11).
+fn require_tasks(app: &Value, what: &str) -> Result<(), SyncError> {
+    match app.get("tasks") {
+        Some(Value::Array(_)) => Ok(()),
+        _ => Err(SyncError::NotMarathon(format!(
+            "app {} in {what} has no \"tasks\" array",
+            app.get("id").and_then(Value::as_str).unwrap_or("(no id)")
+        ))),
+    }
+}
+
+/// What one sync read: the selected apps, the owned registrations, the external nodes (catalog
+/// mode), and what was wrong with Marathon's leader around the apps read (if anything).
+pub struct Snapshot {
+    pub apps: Vec<Value>,
+    pub owned: Vec<Owned>,
+    pub nodes: BTreeMap<String, usize>,
+    pub leader_problem: Option<String>,
+}
+
+/// The leader Marathon names, for comparing before and after a read: `Err(problem)` when it
+/// names none or cannot say.
+fn leader_of(m: &Marathon) -> Result<String, String> {
+    match m.leader() {
+        Ok(Some(l)) => Ok(l),
+        Ok(None) => Err("GET /v2/leader: There is no leader".into()),
+        Err(e) => Err(format!("GET /v2/leader: {e}")),
     }
 }
 
@@ -57,19 +94,17 @@ pub struct AgentPool {
 }
 
 impl AgentPool {
-    pub fn new(addr: AgentAddr, deadline: runtime::Deadline) -> Result<AgentPool, String> {
-        let mut cfg = HttpConfig::new("consul agent");
-        cfg.retry_statuses = vec![429, 500, 502, 503, 504];
+    /// `base` is the `--consul` client's configuration (token, TLS, datacenter): every agent is
+    /// reached the same way.
+    pub fn new(
+        addr: AgentAddr,
+        mut cfg: HttpConfig,
+        deadline: runtime::Deadline,
+    ) -> Result<AgentPool, String> {
+        cfg.service = "consul agent";
         // A dead host's agent must not hold the whole sync for long: fewer tries.
         cfg.backoff.attempts = 2;
         cfg.connect_timeout = std::time::Duration::from_secs(3);
-        cfg.auth = match runtime::config::consul_token().map_err(|e| e.to_string())? {
-            Some(t) => Auth::ConsulToken(t),
-            None => Auth::None,
-        };
-        cfg.ca_file = std::env::var_os("CONSUL_CACERT")
-            .filter(|v| !v.is_empty())
-            .map(Into::into);
         Ok(AgentPool {
             addr,
             cfg,
@@ -123,22 +158,81 @@ pub struct Stats {
 }
 
 impl Syncer<'_> {
-    /// The selected apps with their tasks. Full sync: one bulk read
-    /// (`/v2/apps?embed=apps.tasks&label=<label>`). Scoped: one read per named app
-    /// (`/v2/apps/<id>?embed=app.tasks`); a 404 means the app is gone.
+    /// The selected apps with their tasks, strictly: the list must hold an `apps` array and
+    /// every app a `tasks` array (anything else is [`SyncError::NotMarathon`] or a Marathon read
+    /// error, exit 69). Full sync: one bulk read (`/v2/apps?embed=apps.tasks&label=<label>`).
+    /// Scoped: one read per named app (`/v2/apps/<id>?embed=app.tasks`); a 404 is confirmed
+    /// with the full list (a leader failover answers 404 for apps that exist): an app in the
+    /// list is synced from it, only one missing from both is gone.
     pub fn read_apps(&self, scope: &Scope) -> Result<Vec<Value>, SyncError> {
         match scope {
-            Scope::All => Ok(self.marathon.list_apps(true, Some(&self.cfg.label))?),
+            Scope::All => self.list_apps(),
             Scope::Apps(ids) => {
                 let mut apps = Vec::new();
+                let mut missing = BTreeSet::new();
                 for id in ids {
-                    if let Some(app) = self.marathon.get_app(id)? {
+                    match self.marathon.get_app(id)? {
+                        Some(app) => {
+                            require_tasks(&app, &format!("GET /v2/apps{id}"))?;
+                            apps.push(app);
+                        }
+                        None => {
+                            missing.insert(id.as_str());
+                        }
+                    }
+                }
+                if missing.is_empty() {
+                    return Ok(apps);
+                }
+                let listed = self.list_apps()?;
+                for app in listed {
+                    let id = app.get("id").and_then(Value::as_str).unwrap_or_default();
+                    if missing.remove(id) {
+                        log::warn!(
+                            "app {id} answered 404 but is in the full list (a leader failover?): synced from the list"
+                        );
                         apps.push(app);
                     }
+                }
+                if !missing.is_empty() {
+                    log::info!(
+                        "app(s) {} answered 404 and are not in the full list: gone",
+                        runtime::text::capped_list(&missing)
+                    );
                 }
                 Ok(apps)
             }
         }
+    }
+
+    fn list_apps(&self) -> Result<Vec<Value>, SyncError> {
+        let what = "GET /v2/apps?embed=apps.tasks";
+        let apps = self
+            .marathon
+            .list_apps_map(true, Some(&self.cfg.label), |app| {
+                require_tasks(&app, what).map(|()| app)
+            })?;
+        apps.into_iter().collect()
+    }
+
+    /// [`Syncer::read_apps`] between two reads of Marathon's leader: `Some(problem)` unless
+    /// Marathon named the same leader before and after (deregistrations need it, issue 11).
+    pub fn read_apps_with_leader(
+        &self,
+        scope: &Scope,
+    ) -> Result<(Vec<Value>, Option<String>), SyncError> {
+        let before = leader_of(self.marathon);
+        let apps = self.read_apps(scope)?;
+        let after = leader_of(self.marathon);
+        let problem = match (before, after) {
+            (Ok(b), Ok(a)) if a == b => None,
+            (Ok(b), Ok(a)) => Some(format!(
+                "leader changed during the read: {b} before, {a} after"
+            )),
+            (Err(e), _) => Some(format!("before the read, {e}")),
+            (Ok(_), Err(e)) => Some(format!("after the read, {e}")),
+        };
+        Ok((apps, problem))
     }
 
     /// Every registration tasks2consul owns, in few reads whatever the number of services: the
@@ -176,12 +270,12 @@ impl Syncer<'_> {
                 .get("Services")
                 .and_then(Value::as_object)
                 .map_or(0, |m| m.len());
-            if self.cfg.mode == Mode::Catalog && plan::is_our_node(&node_obj) {
+            if self.cfg.mode == Mode::Catalog && plan::is_our_node(&node_obj, &self.cfg.cluster) {
                 node_counts.insert(name.to_string(), services_here);
             }
             if let Some(Value::Object(services)) = detail.get("Services") {
                 for svc in services.values() {
-                    if plan::is_owned_service(svc) {
+                    if plan::is_owned_service(svc, &self.cfg.cluster) {
                         entries.push(json!({"Node": node_obj, "Service": svc, "Checks": []}));
                     }
                 }
@@ -221,27 +315,26 @@ impl Syncer<'_> {
         Ok((owned, node_counts))
     }
 
-    /// Reads both sides and plans.
-    pub fn plan(&self, scope: &Scope) -> Result<(Plan, Stats), SyncError> {
-        let (p, stats, _) = self.plan_with_nodes(scope)?;
-        Ok((p, stats))
-    }
-
-    fn plan_with_nodes(
-        &self,
-        scope: &Scope,
-    ) -> Result<(Plan, Stats, BTreeMap<String, usize>), SyncError> {
-        let apps = self.read_apps(scope)?;
+    /// Reads Marathon (between two leader reads) and Consul, plans, and applies the guards:
+    /// deregistrations are held back when the leader was not stable or too many would go.
+    pub fn prepare(&self, scope: &Scope) -> Result<(Snapshot, Plan), SyncError> {
+        let (apps, leader_problem) = self.read_apps_with_leader(scope)?;
         let (owned, nodes) = self.read_owned_nodes()?;
-        let p = plan::plan(&apps, &owned, scope.apps(), self.cfg);
-        let stats = Stats {
-            apps: apps.len(),
-            owned: owned.len(),
-            unchanged: p.unchanged,
-            waiting: p.waiting,
-            ..Stats::default()
-        };
-        Ok((p, stats, nodes))
+        let mut p = plan::plan(&apps, &owned, scope.apps(), self.cfg);
+        let mine = owned
+            .iter()
+            .filter(|o| o.external == (self.cfg.mode == Mode::Catalog))
+            .count();
+        p.guard(mine, leader_problem.as_deref(), self.cfg);
+        Ok((
+            Snapshot {
+                apps,
+                owned,
+                nodes,
+                leader_problem,
+            },
+            p,
+        ))
     }
 
     /// Plans and applies (or, dry run, lists) the changes into `summary`.
@@ -251,27 +344,66 @@ impl Syncer<'_> {
         dry_run: bool,
         summary: &mut Summary,
     ) -> Result<Stats, SyncError> {
-        let (p, mut stats, nodes) = self.plan_with_nodes(scope)?;
+        let (snap, p) = self.prepare(scope)?;
+        let mut stats = Stats {
+            apps: snap.apps.len(),
+            owned: snap.owned.len(),
+            unchanged: p.unchanged.len(),
+            waiting: p.waiting,
+            ..Stats::default()
+        };
         log::info!(
-            "{} app(s), {} owned registration(s): {} change(s), {} unchanged, {} waiting for health",
+            "{} app(s), {} owned registration(s): {} change(s), {} unchanged, {} waiting for health, {} held back",
             stats.apps,
             stats.owned,
             p.changes.len(),
-            p.unchanged,
-            p.waiting
+            p.unchanged.len(),
+            p.waiting,
+            p.held.len()
         );
-        for e in &p.errors {
-            log::error!("{e}");
-            summary.error(e.to_string());
-            summary.raise_exit(Exit::DataErr);
+        for r in &p.unchanged {
+            summary.push(Action::new(
+                "register",
+                r.id.clone(),
+                Status::Unchanged,
+                r.describe(),
+            ));
         }
-        let done = self.apply_each(&p.changes, dry_run, summary);
+        let done = self.execute(&p, &snap.nodes, dry_run, summary);
         stats.applied = done.iter().filter(|d| **d == Some(true)).count();
         stats.failed = done.iter().filter(|d| **d == Some(false)).count();
-        if !nodes.is_empty() {
-            self.remove_empty_nodes(&nodes, &p.changes, &done, dry_run, summary);
-        }
         Ok(stats)
+    }
+
+    /// Reports the plan's rejected apps, held-back deregistrations and guard warnings, applies
+    /// its changes and removes external nodes left empty. Returns what [`Syncer::apply_each`]
+    /// returns.
+    pub fn execute(
+        &self,
+        p: &Plan,
+        nodes: &BTreeMap<String, usize>,
+        dry_run: bool,
+        summary: &mut Summary,
+    ) -> Vec<Option<bool>> {
+        report_rejected(&p.errors, summary);
+        for h in &p.held {
+            summary.push(Action::new(
+                h.change.kind(),
+                h.change.target(),
+                Status::Skipped,
+                format!("{}; {}", h.change.detail(), h.why),
+            ));
+        }
+        for w in &p.warnings {
+            log::warn!("{w}");
+            summary.warn(w.clone());
+            summary.raise_exit(Exit::TempFail);
+        }
+        let done = self.apply_each(&p.changes, dry_run, summary);
+        if !nodes.is_empty() {
+            self.remove_empty_nodes(nodes, &p.changes, &done, dry_run, summary);
+        }
+        done
     }
 
     /// Writes `changes` one by one; a failed one never stops the others (mesos-consul#59),
@@ -290,7 +422,8 @@ impl Syncer<'_> {
     }
 
     /// Like [`Syncer::apply`], telling for each change whether it was written (`Some(true)`),
-    /// failed (`Some(false)`) or not attempted (`None`: dry run, or Consul unreachable).
+    /// failed (`Some(false)`) or not attempted (`None`: dry run, Consul unreachable, or a stop
+    /// signal: no new write starts after it).
     pub fn apply_each(
         &self,
         changes: &[Change],
@@ -315,11 +448,16 @@ impl Syncer<'_> {
             let (kind, target, detail) = (change.kind(), change.target(), change.detail());
             match result {
                 None => {
+                    let why = if runtime::stop::requested() {
+                        "stopped by a signal"
+                    } else {
+                        "Consul unreachable"
+                    };
                     summary.push(Action::new(
                         kind,
                         target,
                         Status::Skipped,
-                        format!("{detail} (not attempted: Consul unreachable)"),
+                        format!("{detail} (not attempted: {why})"),
                     ));
                     done.push(None);
                 }
@@ -367,7 +505,8 @@ impl Syncer<'_> {
             changes.iter().map(|_| Mutex::new(None)).collect();
         let work = || loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= changes.len() || stop.load(Ordering::Relaxed) {
+            // A stop signal: start no new write (the ones in flight finish).
+            if i >= changes.len() || stop.load(Ordering::Relaxed) || runtime::stop::requested() {
                 break;
             }
             let result = self.write(&changes[i]);
@@ -436,6 +575,15 @@ impl Syncer<'_> {
             }
             let target = format!("node:{node}");
             let detail = format!("external node {node} has no services left");
+            if !dry_run && runtime::stop::requested() {
+                summary.push(Action::new(
+                    "deregister",
+                    target,
+                    Status::Skipped,
+                    format!("{detail} (not attempted: stopped by a signal)"),
+                ));
+                continue;
+            }
             if dry_run {
                 summary.push(Action::new("deregister", target, Status::Planned, detail));
                 continue;
@@ -517,6 +665,21 @@ impl Syncer<'_> {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Apps whose registrations were rejected (a service name Consul and DNS cannot carry): each is
+/// a `failed` register action (issue 12 item 5) and an error; exit 65. Their existing
+/// registrations are left as they are.
+pub fn report_rejected(errors: &[plan::AppError], summary: &mut Summary) {
+    for e in errors {
+        log::error!("{e}");
+        summary.reject(
+            "register",
+            e.app_id.as_str(),
+            format!("rejected: {}", e.reason),
+        );
+        summary.error(e.to_string());
     }
 }
 

@@ -236,3 +236,50 @@ fn unreachable_marathon_at_start_exits_69() {
     assert_eq!(code, 69, "{summary}");
     assert!(!summary["errors"].as_array().unwrap().is_empty());
 }
+
+/// Issue 11: during a leader failover Marathon answers 404 for apps that exist. An event that
+/// re-reads one app and gets 404 confirms it with the full list before deregistering anything.
+#[test]
+fn a_404_for_an_app_during_failover_is_confirmed_before_deregistering() {
+    let s = Stack::start();
+    let Some(m) = s.double("events 404 failover") else {
+        return;
+    };
+    s.create_apps(vec![
+        web_app("/ok", "true", 1, 1),
+        web_app("/fo", "true", 2, 1),
+    ]);
+    let expected = s.expected_ids(&["/ok", "/fo"]);
+    let (child, mut stdin) = spawn(&s, &[]);
+    poll(LIMIT, || s.registered_ids() == expected);
+    let fo = s.id("/fo");
+    m.faults().fail_next_on(
+        &format!("/v2/apps{fo}"),
+        1,
+        devstack::http::Fault::Answer {
+            status: 404,
+            content_type: "application/json".into(),
+            body: json!({"message": format!("App '{fo}' does not exist")}).to_string(),
+        },
+    );
+    send(
+        &mut stdin,
+        &frame(
+            "api_post_event",
+            json!({"clientIp": "10.0.0.9", "uri": format!("/v2/apps{fo}"),
+                                         "appDefinition": {"id": fo}}),
+        ),
+    );
+    drop(stdin);
+    let (code, summary, stderr) = finish(child);
+    assert_eq!(code, 0, "{summary}\n{stderr}");
+    assert!(
+        targets(&summary, "deregister", "applied").is_empty(),
+        "{summary}"
+    );
+    assert_eq!(s.registered_ids(), expected);
+    assert!(
+        stderr.contains("answered 404 but is in the full list"),
+        "{stderr}"
+    );
+}

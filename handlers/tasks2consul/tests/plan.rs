@@ -216,7 +216,7 @@ fn full_sync_then_replay_writes_nothing() {
     apply(&mut owned, &p.changes, &cfg);
     let again = plan::plan(&apps, &owned, None, &cfg);
     assert!(again.changes.is_empty(), "{:?}", again.changes);
-    assert_eq!(again.unchanged, 3);
+    assert_eq!(again.unchanged.len(), 3);
 }
 
 #[test]
@@ -456,4 +456,136 @@ fn switching_external_probe_rewrites_the_registrations() {
         [Change::Register { reason, .. }] => assert!(reason.contains("external-probe"), "{reason}"),
         other => panic!("{other:?}"),
     }
+}
+
+// The mass-deregistration guard's arithmetic (issue 11): a percentage never caps below 1, a
+// count is used as given, "would leave none" holds back only beyond a handful, 100% is off.
+#[test]
+fn max_deregister_parses_and_caps() {
+    use tasks2consul::plan::MaxDeregister;
+    let p50: MaxDeregister = "50%".parse().unwrap();
+    assert_eq!(p50, MaxDeregister::Percent(50));
+    assert_eq!(
+        "20".parse::<MaxDeregister>().unwrap(),
+        MaxDeregister::Count(20)
+    );
+    for bad in ["", "x", "101%", "-1", "1.5"] {
+        assert!(bad.parse::<MaxDeregister>().is_err(), "{bad}");
+    }
+    assert_eq!(p50.cap(9), 4);
+    assert_eq!(p50.cap(2), 1);
+    assert_eq!(p50.cap(1), 1);
+    // A real death of 1 of 2, or of the only task: allowed.
+    assert!(p50.exceeded(1, 2).is_none());
+    assert!(p50.exceeded(1, 1).is_none());
+    assert!(p50.exceeded(0, 0).is_none());
+    // An empty answer for 9: held.
+    assert!(p50.exceeded(9, 9).unwrap().contains("9 of 9"));
+    assert!(p50.exceeded(5, 9).is_some());
+    let c20 = MaxDeregister::Count(20);
+    assert!(c20.exceeded(9, 30).is_none());
+    assert!(c20.exceeded(9, 9).unwrap().contains("all 9"));
+    assert!(c20.exceeded(3, 3).is_none(), "a handful may go");
+    assert!(MaxDeregister::Percent(100).exceeded(9, 9).is_none());
+}
+
+#[test]
+fn losses_net_out_replacements_and_the_guard_holds_every_deregistration() {
+    let cfg = Config::default();
+    let mut owned = Vec::new();
+    let apps = vec![
+        app(
+            "/a",
+            "true",
+            vec![
+                task("a.1", "h1", &[31000], "TASK_RUNNING"),
+                task("a.2", "h2", &[31001], "TASK_RUNNING"),
+            ],
+        ),
+        app(
+            "/b",
+            "true",
+            vec![task("b.1", "h1", &[31002], "TASK_RUNNING")],
+        ),
+    ];
+    settle(&mut owned, &apps, &cfg);
+    // /a's tasks replaced by a deployment, /b gone: one loss (b), not three.
+    let apps2 = vec![app(
+        "/a",
+        "true",
+        vec![
+            task("a.3", "h1", &[31003], "TASK_RUNNING"),
+            task("a.4", "h2", &[31004], "TASK_RUNNING"),
+        ],
+    )];
+    let mut p = plan::plan(&apps2, &owned, None, &cfg);
+    assert_eq!(p.losses(), 1);
+    p.guard(owned.len(), None, &cfg);
+    assert!(p.held.is_empty());
+    // The same plan while the leader changed: every deregistration held, registrations kept.
+    let mut p = plan::plan(&apps2, &owned, None, &cfg);
+    p.guard(owned.len(), Some("leader changed"), &cfg);
+    assert_eq!(p.held.len(), 3);
+    assert!(p.changes.iter().all(|c| c.kind() == "register"));
+    assert!(p.warnings[0].contains("leader changed"));
+}
+
+#[test]
+fn an_app_counting_more_running_tasks_than_it_lists_keeps_its_registrations() {
+    let cfg = Config::default();
+    let mut owned = Vec::new();
+    let full = vec![app(
+        "/a",
+        "true",
+        vec![
+            task("a.1", "h1", &[31000], "TASK_RUNNING"),
+            task("a.2", "h2", &[31001], "TASK_RUNNING"),
+        ],
+    )];
+    settle(&mut owned, &full, &cfg);
+    let mut partial = full.clone();
+    partial[0]["tasks"] = json!([]);
+    partial[0]["tasksRunning"] = json!(2);
+    let p = plan::plan(&partial, &owned, None, &cfg);
+    assert!(p.changes.is_empty(), "{:?}", p.changes);
+    assert_eq!(p.held.len(), 2);
+    assert!(p.warnings[0].contains("tasksRunning"), "{:?}", p.warnings);
+}
+
+// --cluster: a registration of another cluster is never owned; one without the meta is the
+// default cluster's.
+#[test]
+fn only_registrations_of_this_cluster_are_owned() {
+    let east = Config {
+        cluster: "east".into(),
+        ..Config::default()
+    };
+    let mut owned = Vec::new();
+    let apps = vec![app(
+        "/a",
+        "true",
+        vec![task("a.1", "h1", &[31000], "TASK_RUNNING")],
+    )];
+    settle(&mut owned, &apps, &east);
+    assert_eq!(owned[0].reg.cluster(), "east");
+    let body = owned[0].reg.catalog_body("marathon-h1", false);
+    assert_eq!(body["NodeMeta"]["marathon-cluster"], "east");
+    // West sees nothing of it: no deregistration even with no apps.
+    let p = plan::plan(
+        &[],
+        &owned,
+        None,
+        &Config {
+            cluster: "west".into(),
+            ..Config::default()
+        },
+    );
+    assert!(p.changes.is_empty());
+    let p = plan::plan(&[], &owned, None, &Config::default());
+    assert!(p.changes.is_empty());
+    let mut legacy = owned[0].clone();
+    legacy.reg.meta.remove("marathon-cluster");
+    assert_eq!(legacy.reg.cluster(), "default");
+    let p = plan::plan(&[], &[legacy], None, &Config::default());
+    assert_eq!(p.changes.len(), 1);
 }

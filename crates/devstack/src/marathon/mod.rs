@@ -71,7 +71,55 @@ impl Default for MarathonOptions {
     }
 }
 
+/// Who this instance thinks leads (switchable while running, to reproduce a leader election or
+/// failover between two instances: `POST /_devstack/marathon/leader`, [`Marathon::set_leader`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leader {
+    /// This instance leads and answers from its own state.
+    Me,
+    /// A standby: every request is proxied to this leader URL (`http://host:port`).
+    Other(String),
+    /// No leader (an election): `GET /v2/leader` answers 404 `{"message":"There is no
+    /// leader"}`, other API requests 503 "Could not determine the current leader" (reference
+    /// §1.1, §1.2; Marathon ≤1.6).
+    None,
+}
+
+impl Leader {
+    /// The JSON form of the admin endpoint: `"self"`, `null` or the leader URL.
+    fn to_json(&self) -> Value {
+        match self {
+            Leader::Me => json!("self"),
+            Leader::Other(u) => json!(u),
+            Leader::None => Value::Null,
+        }
+    }
+
+    fn from_json(v: Option<&Value>) -> Result<Leader, String> {
+        match v {
+            Some(Value::Null) => Ok(Leader::None),
+            Some(Value::String(s)) if s == "self" => Ok(Leader::Me),
+            Some(Value::String(s)) if s.starts_with("http://") || s.starts_with("https://") => {
+                Ok(Leader::Other(s.clone()))
+            }
+            Some(Value::String(s)) if !s.is_empty() => Ok(Leader::Other(format!("http://{s}"))),
+            _ => Err(r#""leader" must be "self", null, or the leader's URL or host:port"#.into()),
+        }
+    }
+}
+
+/// The current leader and a switch that happens once a request under a path has been served
+/// (so a test can change the leader between two reads of one run).
+struct LeaderState {
+    now: Leader,
+    after: Option<(String, Leader)>,
+}
+
+/// The admin endpoint that switches the leader.
+pub const LEADER_PATH: &str = "/_devstack/marathon/leader";
+
 struct Inner {
+    leader: Mutex<LeaderState>,
     opts: MarathonOptions,
     state: Mutex<State>,
     wake: Condvar,
@@ -93,6 +141,23 @@ impl Inner {
     fn addr(&self) -> &str {
         self.addr.get().map(String::as_str).unwrap_or("127.0.0.1:0")
     }
+
+    fn leader_state(&self) -> MutexGuard<'_, LeaderState> {
+        self.leader.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies a pending leader switch once a request under its path was answered.
+    fn served(&self, path: &str) {
+        let mut l = self.leader_state();
+        if l.after
+            .as_ref()
+            .is_some_and(|(p, _)| path.starts_with(p.as_str()))
+        {
+            if let Some((_, next)) = l.after.take() {
+                l.now = next;
+            }
+        }
+    }
 }
 
 /// A running Marathon double. Dropping it stops the server and ends open event streams.
@@ -113,6 +178,10 @@ impl Handler for Api {
 impl Marathon {
     pub fn start(opts: MarathonOptions) -> std::io::Result<Marathon> {
         let inner = Arc::new(Inner {
+            leader: Mutex::new(LeaderState {
+                now: opts.proxy_to.clone().map_or(Leader::Me, Leader::Other),
+                after: None,
+            }),
             state: Mutex::new(State::new(opts.hosts.clone(), opts.deploy_duration)),
             opts,
             wake: Condvar::new(),
@@ -140,6 +209,24 @@ impl Marathon {
 
     pub fn faults(&self) -> &Faults {
         self.server.faults()
+    }
+
+    /// Who this instance thinks leads now.
+    pub fn leader(&self) -> Leader {
+        self.inner.leader_state().now.clone()
+    }
+
+    /// Switches the leader now (cancels a pending switch).
+    pub fn set_leader(&self, leader: Leader) {
+        let mut l = self.inner.leader_state();
+        l.now = leader;
+        l.after = None;
+    }
+
+    /// Switches the leader once the next request whose path starts with `path` has been
+    /// answered (a failover right after a read: `set_leader_after("/v2/apps", ...)`).
+    pub fn set_leader_after(&self, path: &str, leader: Leader) {
+        self.inner.leader_state().after = Some((path.to_string(), leader));
     }
 
     /// All apps as `GET /v2/apps?embed=apps.tasks` shows them.
@@ -253,15 +340,69 @@ fn msg(status: u16, message: &str) -> Response {
 }
 
 fn handle(inner: &Arc<Inner>, req: Request) -> Response {
+    if req.path == LEADER_PATH {
+        return leader_admin(inner, &req);
+    }
     if let Some(resp) = check_auth(&inner.opts, &req) {
         return resp;
     }
-    if let Some(leader) = &inner.opts.proxy_to {
-        return proxy(inner, leader, req);
+    let path = req.path.clone();
+    let now = inner.leader_state().now.clone();
+    let resp = match now {
+        Leader::Other(leader) => proxy(inner, &leader, req),
+        Leader::None => match path.trim_end_matches('/') {
+            "/ping" => ping(&req),
+            "/v2/leader" => msg(404, "There is no leader"),
+            _ => msg(503, "Could not determine the current leader"),
+        },
+        Leader::Me => {
+            let leader = format!("http://{}", inner.addr());
+            route(inner, req).with_header("X-Marathon-Leader", leader)
+        }
+    };
+    inner.served(&path);
+    resp
+}
+
+/// `GET /_devstack/marathon/leader`: `{"leader": "self"|null|URL, "pending": ...}`;
+/// `POST` `{"leader": "self"|null|"http://host:port", "after": "/v2/apps"}` switches (after the
+/// next request under `after` when given).
+fn leader_admin(inner: &Inner, req: &Request) -> Response {
+    let pending = |l: &LeaderState| {
+        l.after
+            .as_ref()
+            .map(|(p, n)| json!({"after": p, "leader": n.to_json()}))
+    };
+    if req.method == "GET" {
+        let l = inner.leader_state();
+        return Response::json(
+            200,
+            &json!({"leader": l.now.to_json(), "pending": pending(&l)}),
+        );
     }
-    let leader = format!("http://{}", inner.addr());
-    let resp = route(inner, req);
-    resp.with_header("X-Marathon-Leader", leader)
+    if req.method != "POST" && req.method != "PUT" {
+        return msg(405, "use GET to read the leader, POST to switch it");
+    }
+    let spec: Value = match serde_json::from_slice(&req.body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => return msg(400, "the body must be a JSON object"),
+    };
+    let next = match Leader::from_json(spec.get("leader")) {
+        Ok(l) => l,
+        Err(m) => return msg(400, &m),
+    };
+    let mut l = inner.leader_state();
+    match spec.get("after").and_then(Value::as_str) {
+        Some(p) => l.after = Some((p.to_string(), next)),
+        None => {
+            l.now = next;
+            l.after = None;
+        }
+    }
+    Response::json(
+        200,
+        &json!({"leader": l.now.to_json(), "pending": pending(&l)}),
+    )
 }
 
 fn route(inner: &Arc<Inner>, req: Request) -> Response {

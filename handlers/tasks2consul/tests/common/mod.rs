@@ -18,7 +18,7 @@ pub struct Stack {
     pub ns: String,
 }
 
-fn client(service: &'static str, url: &str) -> HttpClient {
+pub fn client(service: &'static str, url: &str) -> HttpClient {
     let mut cfg = HttpConfig::new(service);
     cfg.timeout = Duration::from_secs(10);
     cfg.backoff.attempts = 1;
