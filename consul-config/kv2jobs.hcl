@@ -8,12 +8,16 @@ watches = [
     # consistent snapshots. --prefix selects the branch.
     prefix       = "jobs/"
     handler_type = "script"
-    # With ACLs on: a token that can read jobs/ and write the lock key and events.
-    token = "REPLACE-WITH-WATCH-TOKEN"
+    # With ACLs on (default deny), uncomment and set a token that can read jobs/: watches in agent
+    # config do NOT use the agent's token (consul #3470). Without ACLs, leave it commented out: a
+    # placeholder token makes the watch fail ("ACL not found"). The handler's own token (lock,
+    # events) comes from CONSUL_HTTP_TOKEN_FILE in the agent's environment (README.md).
+    # token = "REPLACE-WITH-WATCH-TOKEN"
     # Marathon/Chronos URLs and credentials come from the agent's environment
     # (MARATHON_URL, MARATHON_USERNAME, MARATHON_PASSWORD, CHRONOS_URL): see README.md.
+    # An absolute path: the agent looks a bare name up on its own PATH (systemd's has no ~/.cargo/bin).
     args = [
-      "kv2jobs",
+      "/usr/local/bin/kv2jobs",
       "--prefix", "jobs/main/",
       # Delete managed apps/jobs whose config was removed from Git.
       "--prune",

@@ -3,16 +3,19 @@
 watches = [
   {
     # keyprefix delivers the whole subtree on any change (and on every agent start/reload);
-    # tag2git skips entries whose key and ModifyIndex are already in the Git history.
+    # tag2git skips entries whose key, ModifyIndex and value are already in the Git
+    # history (commit trailers).
     type   = "keyprefix"
     prefix = "images/"
     # "script" runs args directly, without a shell (the deprecated "handler" field would use sh).
     handler_type = "script"
-    # Watches in agent config do NOT use the agent's token (consul #3470): with ACLs on, set a
-    # token that can read images/ (key_prefix "images/" { policy = "read" }).
-    token = "REPLACE-WITH-WATCH-TOKEN"
+    # Watches in agent config do NOT use the agent's token (consul #3470): with ACLs on (default
+    # deny), uncomment and set a token that can read images/ (key_prefix "images/" { policy =
+    # "read" }). Without ACLs, leave it commented out: a placeholder token makes the watch fail.
+    # token = "REPLACE-WITH-WATCH-TOKEN"
+    # An absolute path: the agent looks a bare name up on its own PATH (systemd's has no ~/.cargo/bin).
     args = [
-      "tag2git",
+      "/usr/local/bin/tag2git",
       "--repo", "ssh://git@git.example.com/ops/jobs.git",
       "--branch", "main",
       "--key-prefix", "images/",

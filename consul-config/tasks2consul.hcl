@@ -7,10 +7,14 @@ watches = [
     type         = "event"
     name         = "shipwatch-deployed"
     handler_type = "script"
-    # With ACLs on: a token that can read events and write the services/nodes it registers.
-    token = "REPLACE-WITH-WATCH-TOKEN"
+    # With ACLs on (default deny), uncomment and set a token that can read the events (watches in
+    # agent config do NOT use the agent's token, consul #3470). Without ACLs, leave it commented
+    # out: a placeholder token makes the watch fail. tasks2consul's own writes (services, nodes)
+    # use CONSUL_HTTP_TOKEN_FILE from the agent's environment (README.md).
+    # token = "REPLACE-WITH-WATCH-TOKEN"
+    # An absolute path: the agent looks a bare name up on its own PATH (systemd's has no ~/.cargo/bin).
     args = [
-      "tasks2consul",
+      "/usr/local/bin/tasks2consul",
       # Register on an external node per Mesos host (no agent needed on dead hosts).
       "--mode", "catalog",
       # Only apps labelled "consul" are registered; the label value names the service.

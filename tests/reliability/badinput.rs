@@ -3,7 +3,7 @@
 //! file). Each case: the documented exit code, a message naming the problem, no panic, stdin
 //! drained, one JSON document on stdout, and nothing changed anywhere (snapshot before/after).
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::ensure;
 use crate::gitrepo::{kv, payload, Repo, API_KEY};
@@ -212,17 +212,54 @@ pub fn tag2git(r: &Report) {
         65,
         &["utf-8"],
     );
-    // One bad entry among good ones refuses the whole payload: nothing half-applied.
-    run_refused(
-        "one-bad-among-good",
-        payload(&[
+    // One bad entry among good ones (issue 12 item 1): the bad one is refused (failed, exit 65,
+    // never executed), the good ones are committed in one commit; a replay commits nothing more.
+    // Its own repository: the shared one must stay unchanged.
+    r.case("bad-input/tag2git/one-bad-among-good", || {
+        let own = Repo::new();
+        let before = own.commit_count();
+        let body = payload(&[
             kv(API_KEY, b"1.4.2", 12),
             kv("images/nginx", b"1.27", 13),
-            kv("images/redis", b"$(reboot)", 14),
-        ]),
-        65,
-        &["images/redis"],
-    );
+            kv("images/redis", format!("$(touch {c})").as_bytes(), 14),
+        ]);
+        let out = own.tag2git(body.clone()).run();
+        let doc = out.expect(65, &["images/redis"])?;
+        ensure!(
+            !canary.exists(),
+            "INJECTION: {c} was created\n{}",
+            out.show()
+        );
+        ensure!(
+            own.commit_count() == before + 1,
+            "expected one commit of the good entries\n{}",
+            out.show()
+        );
+        ensure!(
+            own.file("marathon/edge.json").contains("\"nginx:1.27\""),
+            "nginx not committed\n{}",
+            out.show()
+        );
+        let failed: Vec<&Value> = doc["actions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["status"] == "failed")
+            .collect();
+        ensure!(
+            failed.len() == 1 && failed[0]["target"] == "images/redis",
+            "expected the redis entry failed\n{}",
+            out.show()
+        );
+        let again = own.tag2git(body).run();
+        again.expect(65, &["images/redis"])?;
+        ensure!(
+            own.commit_count() == before + 1,
+            "a replay committed again\n{}",
+            again.show()
+        );
+        Ok(())
+    });
 
     // Positive control: the same harness sees a valid payload change the repository, so the
     // "nothing changed" checks above can fail.

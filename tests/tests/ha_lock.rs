@@ -164,3 +164,79 @@ fn a_killed_holder_blocks_the_next_run_no_longer_than_the_ttl() {
     }
     assert!(marathon.app("/ha/killed").is_some());
 }
+
+/// An ACL denial when taking `--lock` is a configuration problem: exit 64 with the message, for
+/// every handler (issue 12 item 6: it exited 75, "temporary", and looked like a retry would help).
+/// Consul's own denial is 403 (default-deny ACLs, no token); a proxy in front of Consul that wants
+/// credentials answers 401.
+#[test]
+fn an_acl_denial_on_lock_exits_64_for_every_handler() {
+    use devstack::http::Fault;
+    let consul = Consul::start(ConsulOptions {
+        acl_master_token: Some("root".into()),
+        ..ConsulOptions::default()
+    })
+    .unwrap();
+    let marathon = Marathon::start(MarathonOptions::default()).unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    let handlers: [(&str, Vec<String>, &[u8]); 3] = [
+        (
+            "tag2git",
+            vec![
+                "--repo".into(),
+                repo.path().join("jobs.git").display().to_string(),
+            ],
+            br#"[{"Key":"images/nginx","ModifyIndex":1,"Value":"MS4yNw=="}]"#,
+        ),
+        (
+            "kv2jobs",
+            vec!["--prefix".into(), "jobs/main/".into()],
+            &payload("/acl/app"),
+        ),
+        ("tasks2consul", vec![], b""),
+    ];
+    for (token, fault) in [(None, None), (Some("root"), Some(401))] {
+        consul.faults().clear();
+        if let Some(status) = fault {
+            consul.faults().fail_always_on(
+                "/v1/session/create",
+                Fault::Status {
+                    status,
+                    body: "Unauthorized".into(),
+                },
+            );
+        }
+        for (handler, args, stdin) in &handlers {
+            let mut cmd = Command::new(bin(handler));
+            cmd.args(args)
+                .args(["--output", "json", "--timeout", "30s"])
+                .args(["--lock", &format!("shipwatch/locks/{handler}")])
+                .env_remove("CONSUL_HTTP_TOKEN")
+                .env_remove("CONSUL_HTTP_TOKEN_FILE")
+                .env_remove("CHRONOS_URL")
+                .env("CONSUL_HTTP_ADDR", consul.url())
+                .env("MARATHON_URL", marathon.url())
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            if let Some(t) = token {
+                cmd.env("CONSUL_HTTP_TOKEN", t);
+            }
+            let mut child = cmd.spawn().unwrap();
+            child.stdin.take().unwrap().write_all(stdin).unwrap();
+            let (code, summary, stderr) = finish(child);
+            let what = format!("{handler} with fault {fault:?}");
+            assert_eq!(code, 64, "{what}: {summary}\n{stderr}");
+            let error = summary["errors"][0].as_str().unwrap_or_default();
+            assert!(
+                error.starts_with("--lock: consul denied ") && error.contains("CONSUL_HTTP_TOKEN"),
+                "{what}: {error}"
+            );
+            assert!(!acted(&summary), "{what}: {summary}");
+        }
+    }
+    assert!(
+        marathon.apps().is_empty(),
+        "nothing deployed without the lock"
+    );
+}

@@ -5,7 +5,9 @@ use runtime::{Exit, ToExit};
 pub enum ConsulError {
     #[error(transparent)]
     Http(#[from] HttpError),
-    /// 403: the ACL token is missing or lacks a permission (a configuration problem).
+    /// 401/403: the ACL token is missing, unknown or lacks a permission (a configuration problem,
+    /// exit 64: retrying cannot help). Consul answers 403 ("Permission denied", "ACL not found");
+    /// a proxy in front of it that wants credentials answers 401.
     #[error("consul denied {what}: {message} (set CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE, or the watch's token)")]
     Forbidden { what: String, message: String },
     #[error("invalid Consul key {key:?}: {reason}")]
@@ -29,9 +31,9 @@ impl ToExit for ConsulError {
 }
 
 impl ConsulError {
-    /// Maps a non-success answer to an error, recognising ACL denials.
+    /// Maps a non-success answer to an error, recognising ACL denials (401 and 403).
     pub(crate) fn from_response(what: &str, resp: &runtime::http::HttpResponse) -> ConsulError {
-        if resp.status == 403 {
+        if matches!(resp.status, 401 | 403) {
             ConsulError::Forbidden {
                 what: what.to_string(),
                 message: match resp.error() {

@@ -127,6 +127,29 @@ fn acl_denial_is_a_configuration_error() {
     assert_eq!(runtime::ToExit::exit(&err), runtime::Exit::Usage);
 }
 
+/// A proxy in front of Consul that wants credentials answers 401: a configuration problem like
+/// Consul's own 403 (issue 12 item 6: `--lock` exited 75 on it).
+#[test]
+fn a_401_is_an_acl_denial_too() {
+    use devstack::http::Fault;
+    let double = ConsulDouble::start(ConsulOptions::default()).unwrap();
+    double.faults().fail_always_on(
+        "/v1/session/create",
+        Fault::Status {
+            status: 401,
+            body: "Unauthorized".into(),
+        },
+    );
+    let c = Arc::new(client(&double.url()));
+    let err = match acquire(c, "locks/x", "me", Duration::from_secs(15)) {
+        Err(e) => e,
+        Ok(_) => panic!("acquired despite the 401"),
+    };
+    assert!(matches!(err, ConsulError::Forbidden { .. }), "{err}");
+    assert_eq!(runtime::ToExit::exit(&err), runtime::Exit::Usage);
+    assert!(err.to_string().contains("CONSUL_HTTP_TOKEN"), "{err}");
+}
+
 #[test]
 fn one_of_three_concurrent_lockers_wins_and_release_frees_the_key() {
     let ep = Endpoint::consul();

@@ -4,6 +4,26 @@ use std::path::{Path, PathBuf};
 
 pub const HANDLERS: [&str; 3] = ["tag2git", "kv2jobs", "tasks2consul"];
 
+/// Where the shipped watch configs (consul-config/) expect the handlers to be installed.
+pub const INSTALL_DIR: &str = "/usr/local/bin";
+
+/// The built binary for a watch's `args[0]` that names an installed handler
+/// (`/usr/local/bin/kv2jobs` → `<bin_dir>/kv2jobs`), so the devstack runs the shipped configs
+/// against the handlers of this checkout. Any other program is left to the runner's lookup.
+pub fn local_handler(program: &str, bin_dir: &Path) -> Option<PathBuf> {
+    let name = program.strip_prefix(INSTALL_DIR)?.strip_prefix('/')?;
+    HANDLERS.contains(&name).then(|| bin_dir.join(name))
+}
+
+/// Points every installed-handler `args[0]` of `specs` at `bin_dir` ([`local_handler`]).
+pub fn use_local_handlers(specs: &mut [crate::runner::WatchSpec], bin_dir: &Path) {
+    for spec in specs {
+        if let Some(local) = spec.args.first().and_then(|p| local_handler(p, bin_dir)) {
+            spec.args[0] = local.display().to_string();
+        }
+    }
+}
+
 /// The directory holding the built handlers: `SHIPWATCH_BIN_DIR` when set, else the cargo target
 /// directory of the running executable (`target/<profile>/`, also from `target/<profile>/deps/`).
 pub fn handler_dir() -> Result<PathBuf, String> {
@@ -62,5 +82,23 @@ pub fn build_handlers_if_run_by_cargo(release: bool) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("cargo build of the handlers failed ({status})"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installed_handlers_map_to_the_built_ones() {
+        let bin = Path::new("/build/target/debug");
+        assert_eq!(
+            local_handler("/usr/local/bin/kv2jobs", bin),
+            Some(bin.join("kv2jobs"))
+        );
+        assert_eq!(local_handler("/usr/local/bin/other", bin), None);
+        assert_eq!(local_handler("/usr/local/bin/kv2jobsx", bin), None);
+        assert_eq!(local_handler("kv2jobs", bin), None);
+        assert_eq!(local_handler("/opt/bin/kv2jobs", bin), None);
     }
 }

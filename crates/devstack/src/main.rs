@@ -121,6 +121,8 @@ fn up(configs: Vec<PathBuf>, port_base: Option<u16>, deploy_duration: Duration) 
     }
     let mut path = Vec::new();
     if let Ok(d) = bins::handler_dir() {
+        // The shipped configs call /usr/local/bin/<handler>: run this checkout's builds instead.
+        bins::use_local_handlers(&mut specs, &d);
         path.push(d);
     }
     let _runner = if specs.is_empty() {

@@ -183,16 +183,19 @@ pub fn wait_until(
     }
 }
 
-/// Loads the three handlers' watches and points them at this pipeline's repository and workdir.
+/// Loads the three handlers' watches and points them at this pipeline's repository and workdir,
+/// and at the built handlers (the configs call `/usr/local/bin/<handler>`).
 fn load_watches(
     config_dir: &Path,
+    bin_dir: &Path,
     bare: &Path,
     workdir: &Path,
 ) -> Result<Vec<(String, WatchSpec)>, PipelineError> {
     let mut out = Vec::new();
     for handler in crate::bins::HANDLERS {
         let path = config_dir.join(format!("{handler}.json"));
-        let specs = runner::load_watches(&path).map_err(|e| fail("load consul-config", e))?;
+        let mut specs = runner::load_watches(&path).map_err(|e| fail("load consul-config", e))?;
+        crate::bins::use_local_handlers(&mut specs, bin_dir);
         for mut spec in specs {
             spec.token = None;
             set_flag(&mut spec.args, "--repo", &bare.display().to_string());
@@ -253,7 +256,7 @@ impl Pipeline {
             .map_err(|e| fail("git2consul first sync", e))?;
 
         let workdir = dir.path().join("tag2git-work");
-        let mut watches = load_watches(&opts.config_dir, &bare, &workdir)?;
+        let mut watches = load_watches(&opts.config_dir, &opts.bin_dir, &bare, &workdir)?;
         for (handler, spec) in &mut watches {
             for (h, extra) in &opts.extra_args {
                 if h == handler {

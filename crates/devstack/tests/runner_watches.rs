@@ -537,7 +537,18 @@ fn the_repository_watch_configs_are_valid_for_the_agent() {
         if p.extension().is_some_and(|e| e == "json") {
             let specs = load_watches(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
             assert!(!specs.is_empty(), "{}", p.display());
-            assert!(specs.iter().all(|s| s.token.is_some()), "{}", p.display());
+            // No active token (issue 12 item 9): a placeholder makes the watch fail under ACLs.
+            assert!(specs.iter().all(|s| s.token.is_none()), "{}", p.display());
+            // Absolute paths, which the devstack maps to this checkout's builds.
+            let bin = Path::new("/target");
+            for s in &specs {
+                assert!(
+                    devstack::bins::local_handler(&s.args[0], bin).is_some(),
+                    "{}: {}",
+                    p.display(),
+                    s.args[0]
+                );
+            }
             seen += 1;
         }
     }

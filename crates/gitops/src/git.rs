@@ -584,7 +584,10 @@ pub fn classify(stderr: &str) -> FailureKind {
         "updates were rejected",
     ]) {
         FailureKind::Rejected
-    } else if (s.contains("repository '") && s.contains("' does not exist"))
+    } else if (s.contains("repository '")
+        // A local path that is gone ("does not exist"), or an HTTP remote answering 404
+        // ("fatal: repository 'https://host/x.git/' not found", git's http.c).
+        && (s.contains("' does not exist") || s.contains("' not found")))
         || any(&[
             "could not read from remote repository",
             "unable to access",
@@ -721,6 +724,11 @@ mod tests {
         assert_eq!(
             classify("fatal: unable to access 'https://***@x/': Could not resolve host: x"),
             FailureKind::Unreachable
+        );
+        assert_eq!(
+            classify("fatal: repository 'http://127.0.0.1:9/jobs.git/' not found"),
+            FailureKind::Unreachable,
+            "an HTTP remote answering 404"
         );
         assert_eq!(
             classify("fatal: couldn't find remote ref refs/heads/nope"),

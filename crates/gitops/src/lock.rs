@@ -9,7 +9,6 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -45,7 +44,7 @@ pub struct WorkdirLock {
 
 impl WorkdirLock {
     /// Takes the lock at `path` (creating the file and its parent directory), polling until `wait`
-    /// has passed.
+    /// has passed or a stop signal arrives (`runtime::stop`).
     pub fn acquire(path: &Path, wait: Duration) -> Result<WorkdirLock, LockError> {
         let io = |source| LockError::Io {
             path: path.to_path_buf(),
@@ -76,7 +75,13 @@ impl WorkdirLock {
                     if nap >= Duration::from_millis(40) {
                         log::info!("waiting for workdir lock {}", path.display());
                     }
-                    thread::sleep(nap.min(wait.saturating_sub(start.elapsed())));
+                    // A stop signal ends the wait: the run starts nothing more (exit 75 as busy).
+                    if !runtime::stop::sleep(nap.min(wait.saturating_sub(start.elapsed()))) {
+                        return Err(LockError::Busy {
+                            path: path.to_path_buf(),
+                            waited: start.elapsed(),
+                        });
+                    }
                     nap = (nap * 2).min(Duration::from_millis(200));
                 }
                 Err(TryLockError::Error(e)) => return Err(io(e)),

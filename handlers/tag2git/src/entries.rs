@@ -1,7 +1,8 @@
 //! From Consul KV pairs to validated image updates.
 //!
-//! Every entry is validated before anything touches Git: one invalid entry rejects the whole payload
-//! (exit 65) so a run never half-applies a release.
+//! Every entry is validated before anything touches Git. An invalid entry is set aside with its
+//! reason (reported as `failed`, exit 65) and never blocks the others: the keyprefix watch delivers
+//! the whole prefix on every change, so one bad key must not stop every release.
 
 use std::collections::HashMap;
 
@@ -19,12 +20,29 @@ pub struct Update {
     pub image: ImageRef,
 }
 
+impl Update {
+    /// The value as recorded in the `Consul-Value` trailer: the normalized repository with the tag
+    /// and/or digest (`docker.io/library/python:3.12`), so two spellings of one value compare equal.
+    pub fn reference(&self) -> String {
+        self.image.with_written_name(&self.image.repository())
+    }
+}
+
 /// An entry that is valid but will not be applied, with the reason.
 #[derive(Debug, Clone)]
 pub struct Ignored {
     /// Consul key.
     pub key: String,
     /// Why.
+    pub reason: String,
+}
+
+/// An entry that is not a valid image update, with the reason (which names the key).
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    /// Consul key (as delivered, possibly with control characters: shown with `{:?}`).
+    pub key: String,
+    /// `key "…": why`.
     pub reason: String,
 }
 
@@ -35,6 +53,8 @@ pub struct Entries {
     pub updates: Vec<Update>,
     /// Folder keys, empty values, superseded entries.
     pub ignored: Vec<Ignored>,
+    /// Invalid entries: reported as failed, the others still applied.
+    pub rejected: Vec<Rejected>,
 }
 
 /// Checks shared by keys and values: nothing that could be taken for an option or a path escape.
@@ -51,10 +71,9 @@ pub fn check_text(what: &str, s: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Validates the payload's pairs. `Err` lists every problem (each naming the key).
-pub fn from_pairs(pairs: &[KvPair], key_prefix: &str) -> Result<Entries, Vec<String>> {
+/// Validates the payload's pairs; invalid ones go to [`Entries::rejected`], each naming its key.
+pub fn from_pairs(pairs: &[KvPair], key_prefix: &str) -> Entries {
     let mut entries = Entries::default();
-    let mut errors = Vec::new();
     for pair in pairs {
         if pair.is_folder() {
             log::debug!("ignoring folder key {:?}", pair.key);
@@ -66,14 +85,14 @@ pub fn from_pairs(pairs: &[KvPair], key_prefix: &str) -> Result<Entries, Vec<Str
                 key: pair.key.clone(),
                 reason: "empty value".into(),
             }),
-            Err(e) => errors.push(format!("key {:?}: {e}", pair.key)),
+            Err(e) => entries.rejected.push(Rejected {
+                key: pair.key.clone(),
+                reason: format!("key {:?}: {e}", pair.key),
+            }),
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
     supersede_duplicates(&mut entries);
-    Ok(entries)
+    entries
 }
 
 fn update_from_pair(pair: &KvPair, key_prefix: &str) -> Result<Option<Update>, String> {
@@ -180,8 +199,7 @@ mod tests {
                 7,
             )],
             "images/",
-        )
-        .unwrap();
+        );
         let u = &e.updates[0];
         assert_eq!(u.image.repository(), "registry.local:5000/sami/api");
         assert_eq!(u.image.tag(), Some("1.4.2"));
@@ -190,7 +208,7 @@ mod tests {
 
     #[test]
     fn prefix_without_slash() {
-        let e = from_pairs(&[pair("images/sami/api", Some("2.0"), 1)], "images").unwrap();
+        let e = from_pairs(&[pair("images/sami/api", Some("2.0"), 1)], "images");
         assert_eq!(e.updates[0].image.repository(), "docker.io/sami/api");
     }
 
@@ -203,15 +221,14 @@ mod tests {
                 pair("images/empty", Some(""), 3),
             ],
             "images/",
-        )
-        .unwrap();
+        );
         assert_eq!(e.updates.len(), 1);
         assert_eq!(e.updates[0].image.repository(), "docker.io/library/python");
         assert_eq!(e.ignored.len(), 1);
     }
 
     #[test]
-    fn rejects_bad_entries_naming_the_key() {
+    fn sets_bad_entries_aside_naming_the_key() {
         for (key, value) in [
             ("images/sami/api", "-rf"),
             ("images/sami/api", "1..2"),
@@ -223,9 +240,32 @@ mod tests {
             ("images/sami/api", "sami/api"),
             ("images/sami/api", "sami/api@sha256:00"),
         ] {
-            let err = from_pairs(&[pair(key, Some(value), 1)], "images/").unwrap_err();
-            assert!(err[0].contains(key), "{err:?}");
+            let e = from_pairs(
+                &[
+                    pair(key, Some(value), 1),
+                    pair("images/sami/worker", Some("2.1.0"), 2),
+                ],
+                "images/",
+            );
+            assert_eq!(e.rejected.len(), 1, "{key} = {value:?}");
+            assert_eq!(e.rejected[0].key, key);
+            assert!(e.rejected[0].reason.contains(key), "{:?}", e.rejected);
+            assert_eq!(e.updates.len(), 1, "the good entry is kept");
+            assert_eq!(e.updates[0].key, "images/sami/worker");
         }
+    }
+
+    #[test]
+    fn the_recorded_reference_is_normalized() {
+        let e = from_pairs(
+            &[
+                pair("images/python", Some("3.12"), 1),
+                pair("ci/api", Some("index.docker.io/sami/api:2@sha256:00"), 2),
+            ],
+            "images/",
+        );
+        assert_eq!(e.updates[0].reference(), "docker.io/library/python:3.12");
+        assert!(e.rejected[0].reason.contains("ci/api"), "{:?}", e.rejected);
     }
 
     #[test]
@@ -236,8 +276,7 @@ mod tests {
                 pair("images/docker.io/library/python", Some("3.12"), 12),
             ],
             "images/",
-        )
-        .unwrap();
+        );
         assert_eq!(e.updates.len(), 1);
         assert_eq!(e.updates[0].image.tag(), Some("3.12"));
         assert_eq!(e.ignored[0].key, "images/python");

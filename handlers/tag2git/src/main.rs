@@ -2,10 +2,11 @@
 //! Marathon and Chronos job files of a Git repository, commits with an audit trail and pushes.
 //!
 //! Git stays the single source of truth: every deployment is a commit whose trailers name the Consul
-//! key and ModifyIndex it came from, and replays (agent start/reload, re-fired watches) are recognised
-//! from those trailers. See README.md next to this file for flags, exit codes and examples.
+//! key, ModifyIndex and value it came from, and replays (agent start/reload, re-fired watches) are
+//! recognised from those trailers. See README.md next to this file for flags, exit codes and examples.
 
 mod entries;
+mod history;
 mod message;
 mod run;
 mod scan;
@@ -62,7 +63,7 @@ pub struct Args {
     #[arg(long, value_name = "REGEX")]
     pub allow_tags: Option<String>,
 
-    /// Re-apply every entry, even those whose key and ModifyIndex are already in the history.
+    /// Re-apply every entry, even those whose key, ModifyIndex and value are already in the history.
     #[arg(long)]
     pub all: bool,
 

@@ -1,6 +1,6 @@
 //! Commit messages: a subject naming the change, a body listing every job, and machine-readable
-//! trailers (`Consul-Key`, `Consul-Modify-Index`, `Consul-Index`, one set per applied entry) that the
-//! replay check reads back from history.
+//! trailers (`Consul-Key`, `Consul-Modify-Index`, `Consul-Value`, `Consul-Index`, one set per applied
+//! entry) that the replay check reads back from history.
 //!
 //! `--message-template` replaces subject and body; placeholders are `{subject}`, `{body}`,
 //! `{repository}`, `{old}`, `{new}`, `{keys}`, `{count}`, `{images}`, `{consul_index}`, and `{{`/`}}`
@@ -15,6 +15,9 @@ use crate::scan::Site;
 pub const TRAILER_KEY: &str = "Consul-Key";
 /// See [`TRAILER_KEY`].
 pub const TRAILER_MODIFY_INDEX: &str = "Consul-Modify-Index";
+/// The applied value, normalized ([`Update::reference`]): with the key and ModifyIndex it identifies
+/// one write even across a Consul snapshot restore, where ModifyIndex values start over.
+pub const TRAILER_VALUE: &str = "Consul-Value";
 /// See [`TRAILER_KEY`].
 pub const TRAILER_CONSUL_INDEX: &str = "Consul-Index";
 
@@ -171,6 +174,7 @@ pub fn build(
         let u = updates[i];
         trailers.push_str(&format!("{TRAILER_KEY}: {}\n", u.key));
         trailers.push_str(&format!("{TRAILER_MODIFY_INDEX}: {}\n", u.modify_index));
+        trailers.push_str(&format!("{TRAILER_VALUE}: {}\n", u.reference()));
         if let Some(idx) = consul_index {
             trailers.push_str(&format!("{TRAILER_CONSUL_INDEX}: {idx}\n"));
         }

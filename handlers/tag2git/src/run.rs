@@ -1,16 +1,17 @@
 //! One tag2git invocation: validate, lock the workdir, fetch, compute edits, commit, push (retrying a
 //! lost push race on the new tip), report.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use gitops::redact::redact_url;
 use gitops::{CommitOptions, FailureKind, Git, GitError, Redactor, WorkdirLock};
 use regex::Regex;
+use runtime::text::capped_list;
 use runtime::{Action, Backoff, Context, Exit, Status, Summary};
 
-use crate::entries::{self, check_text, Update};
+use crate::entries::{self, check_text, Rejected, Update};
+use crate::history::{History, Seen};
 use crate::message;
 use crate::scan::{self, Scan};
 use crate::{Args, Error};
@@ -43,13 +44,14 @@ struct Config {
     push_backoff: Backoff,
 }
 
-/// The whole run; errors before any remote work map to 64/65.
+/// The whole run; errors before any remote work map to 64/65. Invalid entries are reported as
+/// failed (exit 65) and the valid ones still applied.
 pub fn run(args: &Args, ctx: &Context) -> Result<Summary, Error> {
     let cfg = config(args)?;
     let pairs = watch::decode_kv(&ctx.payload).map_err(|e| Error::Payload(e.to_string()))?;
-    let entries = entries::from_pairs(&pairs, &args.key_prefix)
-        .map_err(|errors| Error::Payload(errors.join("; ")))?;
+    let entries = entries::from_pairs(&pairs, &args.key_prefix);
     let mut summary = ctx.summary();
+    report_rejected(&mut summary, &entries.rejected);
     for ignored in &entries.ignored {
         summary.push(Action::new(
             KIND,
@@ -62,6 +64,8 @@ pub fn run(args: &Args, ctx: &Context) -> Result<Summary, Error> {
     for u in entries.updates {
         match (&cfg.allow_tags, u.image.tag().unwrap_or_default()) {
             (Some(re), tag) if !re.is_match(tag) => {
+                // The operator's filter (e.g. CI of feature branches also publishes): deliberately
+                // not applied, so `skipped`, not `failed`.
                 let detail = format!(
                     "tag {tag:?} of {} does not match --allow-tags",
                     u.image.repository()
@@ -76,6 +80,9 @@ pub fn run(args: &Args, ctx: &Context) -> Result<Summary, Error> {
         log::info!("nothing to do");
         return Ok(summary);
     }
+    if runtime::stop::requested() {
+        return Ok(stopped(summary, updates.len()));
+    }
     let workdir = Workdir::resolve(args)?;
     let _lock = WorkdirLock::acquire(&workdir.lock, ctx.deadline.remaining())?;
     let git = prepare(&cfg, &workdir, ctx)?;
@@ -86,6 +93,35 @@ pub fn run(args: &Args, ctx: &Context) -> Result<Summary, Error> {
         all: args.all,
     }
     .run(&updates, summary)
+}
+
+/// Each invalid entry is a failed action naming its key; one capped error line says how many
+/// (a payload with a million bad keys must not become a 128 MB line in the agent's log); exit 65.
+fn report_rejected(summary: &mut Summary, rejected: &[Rejected]) {
+    if rejected.is_empty() {
+        return;
+    }
+    for r in rejected {
+        summary.reject(KIND, &r.key, &r.reason);
+    }
+    let msg = format!(
+        "invalid payload: {} invalid entr{} not applied (the others are): {}",
+        rejected.len(),
+        if rejected.len() == 1 { "y" } else { "ies" },
+        capped_list(rejected.iter().map(|r| &r.reason))
+    );
+    log::error!("{msg}");
+    summary.error(msg);
+}
+
+/// A stop signal arrived before anything was committed: nothing more is started (`runtime::run`
+/// then adds its error and exits 75); the next delivery applies the entries.
+fn stopped(mut summary: Summary, not_started: usize) -> Summary {
+    let msg = runtime::stop::stopped_message(not_started);
+    log::warn!("{msg}");
+    summary.error(msg);
+    summary.raise_exit(Exit::TempFail);
+    summary
 }
 
 fn config(args: &Args) -> Result<Config, Error> {
@@ -385,6 +421,11 @@ fn remote<T>(
 }
 
 /// Fetch → reset → compute → commit → push, repeated on a lost push race.
+///
+/// Stop signals (`runtime::stop`): no new write is started once one arrives. It is checked before
+/// each attempt, before the files are edited and committed, and before the push; git commands in
+/// flight finish (each bounded by its timeout). A commit made but not pushed stays in the workdir
+/// only until the next run resets it to the remote tip and re-applies the entries.
 struct Cycle<'a> {
     cfg: &'a Config,
     ctx: &'a Context,
@@ -397,6 +438,20 @@ enum Outcome {
     Planned,
     Applied(String),
     Failed,
+    /// A stop signal arrived before the commit (`committed: false`) or before the push.
+    Stopped {
+        committed: bool,
+    },
+}
+
+/// The entries of one attempt, split by what the history says.
+struct Split<'u> {
+    /// To apply.
+    pending: Vec<&'u Update>,
+    /// Already applied (key, index and value recorded).
+    replayed: Vec<(&'u Update, Seen)>,
+    /// Pending entries whose index is lower than the highest recorded for their key.
+    backwards: Vec<(&'u Update, u64)>,
 }
 
 impl Cycle<'_> {
@@ -404,18 +459,36 @@ impl Cycle<'_> {
         self.ctx.deadline.cap(LOCAL_TIMEOUT)
     }
 
+    fn split<'u>(&self, updates: &'u [Update], history: &History) -> Split<'u> {
+        let mut split = Split {
+            pending: Vec::new(),
+            replayed: Vec::new(),
+            backwards: Vec::new(),
+        };
+        for u in updates {
+            match history.seen(u) {
+                _ if self.all => split.pending.push(u),
+                seen @ Seen::Recorded { .. } => split.replayed.push((u, seen)),
+                Seen::Backwards { highest } => {
+                    split.pending.push(u);
+                    split.backwards.push((u, highest));
+                }
+                Seen::New => split.pending.push(u),
+            }
+        }
+        split
+    }
+
     fn run(&self, updates: &[Update], mut summary: Summary) -> Result<Summary, Error> {
         let mut attempt = 1;
         loop {
+            if runtime::stop::requested() {
+                return Ok(stopped(summary, updates.len()));
+            }
             let (base, history_revs) = self.fetch()?;
             self.git.reset_to(&base, self.local())?;
             let history = self.history(&history_revs)?;
-            let (pending, replayed): (Vec<&Update>, Vec<&Update>) = updates.iter().partition(|u| {
-                self.all
-                    || history
-                        .get(&u.key)
-                        .is_none_or(|&seen| seen < u.modify_index)
-            });
+            let split = self.split(updates, &history);
             let files = scan::job_files(self.git.ls_files(&self.cfg.paths, self.local())?);
             if files.is_empty() {
                 log::warn!(
@@ -427,7 +500,7 @@ impl Cycle<'_> {
                     }
                 );
             }
-            let scan = scan::scan(self.git.dir(), &files, &pending);
+            let scan = scan::scan(self.git.dir(), &files, &split.pending);
             log::info!(
                 "scanned {} JSON files: {} job images match, {} to change",
                 scan.files_scanned,
@@ -436,15 +509,11 @@ impl Cycle<'_> {
             );
             let changes: Vec<_> = scan.changes().collect();
             if changes.is_empty() {
-                self.report(
-                    &mut summary,
-                    &pending,
-                    &replayed,
-                    &history,
-                    &scan,
-                    &Outcome::Planned,
-                );
+                self.report(&mut summary, &split, &scan, &Outcome::Planned);
                 return Ok(summary);
+            }
+            if !self.ctx.dry_run && runtime::stop::requested() {
+                return Ok(self.stop(summary, &split, &scan, false));
             }
             let written = scan
                 .write(self.git.dir())
@@ -453,18 +522,11 @@ impl Cycle<'_> {
                 let diff = self.git.diff(&written, self.local())?;
                 self.git.reset_to(&base, self.local())?;
                 self.show_diff(&diff);
-                self.report(
-                    &mut summary,
-                    &pending,
-                    &replayed,
-                    &history,
-                    &scan,
-                    &Outcome::Planned,
-                );
+                self.report(&mut summary, &split, &scan, &Outcome::Planned);
                 return Ok(summary);
             }
             let msg = message::build(
-                &pending,
+                &split.pending,
                 &changes,
                 self.ctx.consul_index,
                 self.cfg.template.as_deref(),
@@ -472,6 +534,13 @@ impl Cycle<'_> {
             .map_err(Error::Usage)?;
             self.git.add(&written, self.local())?;
             let commit = self.git.commit(&msg, &self.cfg.commit, self.local())?;
+            if runtime::stop::requested() {
+                log::warn!(
+                    "stopped by a signal: commit {} not pushed; the next delivery re-applies it",
+                    &commit[..commit.len().min(12)]
+                );
+                return Ok(self.stop(summary, &split, &scan, true));
+            }
             match self.push(&commit) {
                 Ok(()) => {
                     log::info!(
@@ -479,20 +548,15 @@ impl Cycle<'_> {
                         &commit[..commit.len().min(12)],
                         self.cfg.push_branch
                     );
-                    self.report(
-                        &mut summary,
-                        &pending,
-                        &replayed,
-                        &history,
-                        &scan,
-                        &Outcome::Applied(commit),
-                    );
+                    self.report(&mut summary, &split, &scan, &Outcome::Applied(commit));
                     return Ok(summary);
                 }
                 Err(e) if e.kind() == FailureKind::Rejected && self.may_retry(attempt) => {
                     let wait = self.cfg.push_backoff.delay(attempt);
                     log::warn!("push rejected (attempt {attempt}): the remote moved; re-applying on the new tip in {wait:?}");
-                    std::thread::sleep(wait);
+                    if !runtime::stop::sleep(wait) {
+                        return Ok(self.stop(summary, &split, &scan, true));
+                    }
                     attempt += 1;
                 }
                 Err(e) => {
@@ -502,24 +566,23 @@ impl Cycle<'_> {
                         Exit::TempFail
                     };
                     let msg = format!(
-                        "push to {} failed after {attempt} attempt(s): {e}",
-                        self.cfg.push_branch
+                        "push to {} of {} failed after {attempt} attempt(s): {e}",
+                        self.cfg.push_branch, self.cfg.shown_repo
                     );
                     log::error!("{msg}");
-                    summary.error(msg.clone());
+                    summary.error(msg);
                     summary.raise_exit(exit);
-                    self.report(
-                        &mut summary,
-                        &pending,
-                        &replayed,
-                        &history,
-                        &scan,
-                        &Outcome::Failed,
-                    );
+                    self.report(&mut summary, &split, &scan, &Outcome::Failed);
                     return Ok(summary);
                 }
             }
         }
+    }
+
+    /// A stop signal ended the run before the commit (`committed: false`) or before the push.
+    fn stop(&self, mut summary: Summary, split: &Split, scan: &Scan, committed: bool) -> Summary {
+        self.report(&mut summary, split, scan, &Outcome::Stopped { committed });
+        summary
     }
 
     fn may_retry(&self, attempt: u32) -> bool {
@@ -528,7 +591,7 @@ impl Cycle<'_> {
                 > self.cfg.push_backoff.delay(attempt) + Duration::from_secs(1)
     }
 
-    /// Pushes, retrying the same commit while the remote is unreachable.
+    /// Pushes, retrying the same commit while the remote is unreachable (not after a stop signal).
     fn push(&self, commit: &str) -> Result<(), GitError> {
         log::debug!("pushing {commit}");
         let mut attempt = 1;
@@ -539,7 +602,9 @@ impl Cycle<'_> {
             ) {
                 Err(e) if e.kind() == FailureKind::Unreachable && self.may_retry(attempt) => {
                     log::warn!("{e}; retrying");
-                    std::thread::sleep(self.cfg.push_backoff.delay(attempt));
+                    if !runtime::stop::sleep(self.cfg.push_backoff.delay(attempt)) {
+                        return Err(e);
+                    }
                     attempt += 1;
                 }
                 other => return other,
@@ -571,32 +636,21 @@ impl Cycle<'_> {
         }
     }
 
-    /// Highest ModifyIndex committed per Consul key, from the trailers in history.
-    fn history(&self, revs: &[String]) -> Result<HashMap<String, u64>, Error> {
+    /// The writes recorded in the trailers of the newest [`HISTORY_LIMIT`] tag2git commits.
+    fn history(&self, revs: &[String]) -> Result<History, Error> {
         let revs: Vec<&str> = revs.iter().map(String::as_str).collect();
         let trailers = self.git.trailers(
             &revs,
-            &[message::TRAILER_KEY, message::TRAILER_MODIFY_INDEX],
+            &[
+                message::TRAILER_KEY,
+                message::TRAILER_MODIFY_INDEX,
+                message::TRAILER_VALUE,
+            ],
             &format!("^{}:", message::TRAILER_MODIFY_INDEX),
             HISTORY_LIMIT,
             self.ctx.deadline.cap(NETWORK_TIMEOUT),
         )?;
-        let mut seen: HashMap<String, u64> = HashMap::new();
-        let mut key: Option<(String, String)> = None;
-        for t in trailers {
-            if t.key.eq_ignore_ascii_case(message::TRAILER_KEY) {
-                key = Some((t.commit, t.value));
-            } else if let Some((commit, k)) = key.take() {
-                match (commit == t.commit, t.value.parse::<u64>()) {
-                    (true, Ok(idx)) => {
-                        let e = seen.entry(k).or_insert(idx);
-                        *e = (*e).max(idx);
-                    }
-                    _ => log::debug!("ignoring unpaired trailer in {}", t.commit),
-                }
-            }
-        }
-        Ok(seen)
+        Ok(History::from_trailers(&trailers))
     }
 
     fn show_diff(&self, diff: &str) {
@@ -607,34 +661,44 @@ impl Cycle<'_> {
         }
     }
 
-    fn report(
-        &self,
-        summary: &mut Summary,
-        pending: &[&Update],
-        replayed: &[&Update],
-        history: &HashMap<String, u64>,
-        scan: &Scan,
-        outcome: &Outcome,
-    ) {
-        for u in replayed {
-            let seen = history.get(&u.key).copied().unwrap_or_default();
+    fn report(&self, summary: &mut Summary, split: &Split, scan: &Scan, outcome: &Outcome) {
+        for (u, seen) in &split.replayed {
+            let how = match seen {
+                Seen::Recorded { legacy: true } => {
+                    "key and ModifyIndex recorded in the history (a commit from before Consul-Value)"
+                }
+                _ => "key, ModifyIndex and value recorded in the history",
+            };
             summary.push(Action::new(
                 KIND,
                 &u.key,
                 Status::Skipped,
                 format!(
-                    "ModifyIndex {} already committed (history has {seen}); not re-applied (use --all to force)",
+                    "{} at ModifyIndex {} already committed ({how}); not re-applied (use --all to force)",
+                    u.reference(),
                     u.modify_index
                 ),
             ));
         }
-        for (i, u) in pending.iter().enumerate() {
+        if !split.backwards.is_empty() {
+            let msg = format!(
+                "ModifyIndex went backwards for {} key(s) (a Consul snapshot restore, or another cluster writing them): their values are not recorded at these indexes, so they are treated as new writes, not replays: {}",
+                split.backwards.len(),
+                capped_list(split.backwards.iter().map(|(u, highest)| {
+                    format!("{} = {} at {} (history has {highest})", u.key, u.reference(), u.modify_index)
+                }))
+            );
+            log::warn!("{msg}");
+            summary.warn(msg);
+        }
+        for (i, u) in split.pending.iter().enumerate() {
             if !scan.sites.iter().any(|s| s.update == i) {
                 let detail = format!("no job runs {}", u.image.repository());
                 log::warn!("{}: {detail}", u.key);
                 summary.push(Action::new(KIND, &u.key, Status::Skipped, detail));
             }
         }
+        let mut not_started = 0;
         for s in &scan.sites {
             let change = format!("{} -> {} (job {})", s.old, s.new, s.job_id);
             let action = if s.is_unchanged() {
@@ -659,9 +723,27 @@ impl Cycle<'_> {
                         Status::Failed,
                         format!("{change}: not pushed"),
                     ),
+                    Outcome::Stopped { committed } => {
+                        not_started += 1;
+                        let when = if *committed {
+                            "committed locally, not pushed"
+                        } else {
+                            "not committed"
+                        };
+                        Action::new(
+                            KIND,
+                            s.target(),
+                            Status::Skipped,
+                            format!("{change}: {when}: stopped by a signal; the next delivery applies it"),
+                        )
+                    }
                 }
             };
             summary.push(action);
+        }
+        if not_started > 0 {
+            summary.error(runtime::stop::stopped_message(not_started));
+            summary.raise_exit(Exit::TempFail);
         }
     }
 }

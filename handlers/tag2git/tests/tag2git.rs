@@ -86,7 +86,7 @@ fn bare_tag_updates_every_job_of_the_repository_byte_exactly() {
     let trailers = repo.git(&["log", "-1", "--format=%(trailers)", "main"]);
     assert_eq!(
         trailers.trim(),
-        "Consul-Key: images/registry.local:5000/sami/api\nConsul-Modify-Index: 101\nConsul-Index: 4242"
+        "Consul-Key: images/registry.local:5000/sami/api\nConsul-Modify-Index: 101\nConsul-Value: registry.local:5000/sami/api:1.4.2\nConsul-Index: 4242"
     );
     let author = repo.git(&["log", "-1", "--format=%an <%ae>", "main"]);
     assert_eq!(author.trim(), AUTHOR);
@@ -250,10 +250,11 @@ fn start_or_reload_full_prefix_does_not_overwrite_a_manual_pin() {
         .contains("sami/api:1.4.2"));
 }
 
+/// Issue 12 item 1 changed this: an invalid entry no longer rejects the whole payload; it is
+/// reported as failed (exit 65) and the valid entries beside it are still committed.
 #[test]
-fn bad_payloads_exit_65_without_committing() {
+fn bad_entries_exit_65_and_do_not_block_the_good_ones() {
     let repo = Repo::new();
-    let head = repo.head("main");
     let bad_values = [
         "Sami/API:1".to_string(),
         "python@sha256:1234".to_string(),
@@ -262,9 +263,14 @@ fn bad_payloads_exit_65_without_committing() {
         "1.4\u{7}".to_string(),
         "registry.local:5000/sami/api".to_string(), // no tag, no digest
     ];
-    for value in &bad_values {
+    for (i, value) in bad_values.iter().enumerate() {
+        let head = repo.head("main");
+        let nginx = format!("1.{}", 27 + i);
         let run = repo.run(
-            &json!([kv("images/nginx", "1.27", 1), api_payload(value, 2)]),
+            &json!([
+                kv("images/nginx", &nginx, 10 + i as u64),
+                api_payload(value, 2)
+            ]),
             &[],
         );
         assert_eq!(run.code, 65, "{value:?}: {}", run.stdout);
@@ -273,7 +279,24 @@ fn bad_payloads_exit_65_without_committing() {
             errors.contains("images/registry.local:5000/sami/api"),
             "{errors}"
         );
+        assert!(run.actions().contains(&(
+            "failed".to_string(),
+            "images/registry.local:5000/sami/api".to_string()
+        )));
+        assert_ne!(
+            repo.head("main"),
+            head,
+            "{value:?}: the good entry is committed"
+        );
+        assert!(repo
+            .show_str("main", "groups/prod.json")
+            .contains(&format!("\"nginx:{nginx}\"")));
+        assert!(repo
+            .show_str("main", "jobs/api.json")
+            .contains("sami/api:1.4.1"));
     }
+    // Payloads that are not a list of KV entries at all, or hold only bad entries: nothing committed.
+    let head = repo.head("main");
     for raw in [
         "{\"Key\":".to_string(),
         "[1,2]".to_string(),
@@ -433,7 +456,7 @@ fn message_template() {
     assert!(msg.starts_with("deploy(nginx): 1.25 => 1.27 [images/nginx] idx=4242 n=1 {x}\n\n- groups/prod.json#/apps/0/container/docker/image"), "{msg}");
     assert!(
         msg.trim_end()
-            .ends_with("Consul-Key: images/nginx\nConsul-Modify-Index: 12\nConsul-Index: 4242"),
+            .ends_with("Consul-Key: images/nginx\nConsul-Modify-Index: 12\nConsul-Value: docker.io/library/nginx:1.27\nConsul-Index: 4242"),
         "{msg}"
     );
     assert_eq!(
@@ -474,19 +497,10 @@ fn unreachable_remote_exits_69_and_a_replay_completes_the_update() {
 fn credentials_in_the_repo_url_never_show() {
     let repo = Repo::new();
     // Port 1 on loopback refuses connections immediately.
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tag2git"));
-    cmd.args([
-        "--repo",
+    let run = repo.run_remote(
         "http://deploy:s3cr3t-t0ken@127.0.0.1:1/jobs.git",
-        "--workdir",
-    ])
-    .arg(repo.workdir())
-    .args(["--output", "json", "--timeout", "20s"]);
-    git_env(&mut cmd, &repo.home());
-    let run = run_cmd(
-        cmd,
-        kv("images/nginx", "1.27", 1).to_string().as_bytes(),
-        None,
+        "json",
+        &kv("images/nginx", "1.27", 1),
     );
     assert_eq!(run.code, 69, "{}\n{}", run.stdout, run.stderr);
     assert!(
@@ -808,7 +822,7 @@ fn text_from_job_files_cannot_forge_trailers() {
     let trailers = repo.git(&["log", "-1", "--format=%(trailers)", "main"]);
     assert_eq!(
         trailers.trim(),
-        "Consul-Key: images/sami/api\nConsul-Modify-Index: 5\nConsul-Index: 4242"
+        "Consul-Key: images/sami/api\nConsul-Modify-Index: 5\nConsul-Value: docker.io/sami/api:2\nConsul-Index: 4242"
     );
     // The id stays on its body line (control characters replaced), so no line of the message
     // starts with a forged trailer.

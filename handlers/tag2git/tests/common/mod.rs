@@ -247,6 +247,17 @@ impl Repo {
         cmd
     }
 
+    /// A run against another remote (`url`, e.g. one with credentials), with a fresh workdir and
+    /// a short deadline.
+    pub fn run_remote(&self, url: &str, output: &str, payload: &Value) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tag2git"));
+        cmd.args(["--repo", url, "--workdir"])
+            .arg(self.workdir())
+            .args(["--output", output, "--timeout", "20s"]);
+        git_env(&mut cmd, &self.home());
+        run_cmd(cmd, payload.to_string().as_bytes(), None)
+    }
+
     pub fn run(&self, payload: &Value, extra: &[&str]) -> Run {
         self.run_in(&self.workdir(), payload, extra)
     }
