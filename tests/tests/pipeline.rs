@@ -82,13 +82,17 @@ fn release_updates_only_the_changed_app_and_reregisters_its_tasks() {
         !tasks.is_empty() && tasks != old_tasks && p.consul_task_ids(API) == tasks
     })
     .unwrap();
-    // The Chronos job that runs the same image follows.
-    let jobs = p.stack.chronos.jobs();
-    let cleanup = jobs.iter().find(|j| j["name"] == "api-cleanup").unwrap();
-    assert_eq!(
-        cleanup["container"]["image"],
-        "registry.local:5000/sami/api:1.4.2"
-    );
+    // The Chronos job that runs the same image follows (kv2jobs writes Chronos after Marathon,
+    // so under load the re-registration above can be seen first: poll, do not assume).
+    wait_until("the Chronos job follows the image", T, || {
+        p.stack
+            .chronos
+            .jobs()
+            .iter()
+            .find(|j| j["name"] == "api-cleanup")
+            .is_some_and(|j| j["container"]["image"] == "registry.local:5000/sami/api:1.4.2")
+    })
+    .unwrap();
 }
 
 #[test]
