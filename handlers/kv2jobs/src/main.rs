@@ -49,6 +49,11 @@ struct Args {
     #[arg(long)]
     wait: bool,
 
+    /// With --wait: when a deployment this run started fails or times out, put back the
+    /// version that was live before (Marathon's rollback); both are reported, exit 75.
+    #[arg(long, requires = "wait")]
+    rollback_on_failure: bool,
+
     /// How long to wait for a locking deployment (409) or, with --wait, for ours.
     #[arg(long, value_name = "DUR", default_value = "2m", value_parser = runtime::parse_duration)]
     deploy_timeout: Duration,
@@ -100,6 +105,7 @@ fn main() {
         parallel: args.parallel,
         max_delete: args.max_delete,
         ref_wait: args.ref_wait,
+        rollback_on_failure: args.rollback_on_failure,
     };
     consul::lock::run_locked("kv2jobs", &args.common, &args.consul, |ctx| {
         let marathon = args
