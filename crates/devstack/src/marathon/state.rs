@@ -502,8 +502,10 @@ impl State {
         d.parts.iter().any(|p| {
             !p.actions.contains(&"StopApplication")
                 && self.apps.get(&p.app_id).is_some_and(|e| {
-                    let image = e.app["container"]["docker"]["image"]
-                        .as_str()
+                    let image = e
+                        .app
+                        .get("container")
+                        .and_then(|c| c["docker"]["image"].as_str())
                         .unwrap_or_default();
                     self.never_healthy
                         .iter()
