@@ -5,7 +5,8 @@
 //! Marathon apps carry them as labels. Chronos has no labels, so a job carries them as
 //! `environmentVariables` (`SHIPWATCH_IGNORE`, `SHIPWATCH_PRUNE`, `SHIPWATCH_SYNC`): Chronos's
 //! `JobSerializer` writes `environmentVariables[{name,value}]` back on GET as it was posted
-//! (shared/reference/marathon-chronos-and-registrars.md §3 "Job fields"; the ownership mark of
+//! (mesos/chronos `utils/JobSerializer.scala`, `scheduler/jobs/EnvironmentVariable.scala`;
+//! shared/reference/marathon-chronos-and-registrars.md §3 "Job fields"; the ownership mark of
 //! [`crate::config::ENV_MANAGED_BY`] relies on the same round trip), unlike `schedule`, which
 //! Chronos rewrites as the job runs.
 
