@@ -429,6 +429,22 @@ fn rollback_one(
             "not rolled back: Marathon did not say which version this run wrote".into(),
         );
     };
+    // Someone else's newer change (a superseded deployment) is never rolled back over.
+    match m.get_app(id) {
+        Ok(Some(app)) => match app.get("version").and_then(Value::as_str) {
+            Some(now) if now != ours => {
+                return (
+                    Status::Skipped,
+                    format!(
+                        "not rolled back: the app is now at version {now}, not the {ours} this run wrote (changed since)"
+                    ),
+                )
+            }
+            _ => {}
+        },
+        Ok(None) => return (Status::Failed, "not rolled back: the app is gone".into()),
+        Err(e) => return (Status::Failed, format!("not rolled back: reading the app: {e}")),
+    }
     let previous = match m.app_versions(id) {
         Ok(Some(vs)) => vs.into_iter().filter(|v| v.as_str() < ours).max(),
         Ok(None) => return (Status::Failed, "not rolled back: the app is gone".into()),

@@ -44,7 +44,17 @@ fn an_ignored_instances_change_made_live_is_left_alone_and_kept_on_the_next_writ
         json!({"instances": 3, "env": {"A": "1", "FEATURE_X": "on"}}),
     );
     let writes = s.marathon_writes();
-    let (code, sum, err) = s.run(&s.payload(&[("api.json", def("reg/api:1"))]), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = dir.path().join("kv2jobs.prom");
+    let (code, sum, err) = s.run(
+        &s.payload(&[("api.json", def("reg/api:1"))]),
+        &["--metrics-file", metrics.to_str().unwrap()],
+    );
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.contains("shipwatch_last_run_drift{handler=\"kv2jobs\"} 0"),
+        "no drift: {prom}"
+    );
     assert_eq!(code, 0, "{sum}\n{err}");
     assert_eq!(
         action(&sum, "/ignore/api")["status"],
