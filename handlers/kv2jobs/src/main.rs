@@ -89,6 +89,8 @@ Delete guards (--prune): a delete is held back (reported `skipped`, the rest sti
   - the run would delete more than --max-delete (default 20% of the managed apps and jobs,
     at least 5): no delete at all, exit 75; override: --max-delete N or 100%
   - the payload is empty (no job config): override --allow-empty (the .ref is still needed)
+  - the live app is labelled shipwatch.prune=false or shipwatch.sync=false (Chronos job:
+    SHIPWATCH_PRUNE / SHIPWATCH_SYNC environment variable = false): never deleted
 Files newer than their branch's .ref: wait up to --ref-wait for git2consul, then exit 75.
 Lists in Marathon `apps`/Chronos jobs that are not arrays: exit 69, nothing written there.";
 
