@@ -526,3 +526,36 @@ fn a_failed_deployment_is_notified_and_rolled_back_on_request() {
         "{chat:?}"
     );
 }
+
+/// A watch replay that changes nothing tells no team, even with a paused app's `skipped` line
+/// and a default route that would take it: teams hear about runs that did something.
+#[test]
+fn a_replay_that_changes_nothing_tells_no_team() {
+    let marathon = Marathon::start(MarathonOptions::default()).unwrap();
+    let hooks = WebhookSink::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = json!({
+        "channels": {"ops-chat": {"type": "slack", "url": {"value": format!("{}/ops", hooks.url())}}},
+        "default": {"channels": ["ops-chat"]}
+    });
+    let path = dir.path().join("notify.json");
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    let mut paused = app("/lab/paused", "reg/lab:2", "lab");
+    paused["labels"]["shipwatch.sync"] = json!("false");
+    let p = payload(&[
+        ("lab/api.json", app("/lab/api", "reg/lab:1", "lab")),
+        ("lab/paused.json", paused),
+    ]);
+    let (code, doc, stderr) = run(&marathon, &path, &p, &[]);
+    assert_eq!(code, 0, "{doc} {stderr}");
+    let first = hooks.hooks();
+    assert_eq!(first.len(), 1, "the first run created /lab/api");
+    let text = first[0].json()["text"].as_str().unwrap().to_string();
+    assert!(
+        text.contains("paused (label shipwatch.sync=false)"),
+        "{text}"
+    );
+    let (code, doc, stderr) = run(&marathon, &path, &p, &[]);
+    assert_eq!(code, 0, "{doc} {stderr}");
+    assert_eq!(hooks.hooks().len(), 1, "a replay sends nothing: {doc}");
+}
