@@ -809,6 +809,12 @@ fn rollback_never_undoes_a_change_made_since() {
         ChronosOptions::default(),
     );
     let Some(m) = s.double() else { return };
+    let (code, sum, _) = s.run(
+        &s.payload(&[("a.json", app("/superseded/a", "v1"))]),
+        &["--rollback-on-failure"],
+    );
+    assert_eq!(code, 64, "--rollback-on-failure needs --wait: {sum}");
+    assert_eq!(m.write_count(), 0);
     let (code, _, err) = s.run(&s.payload(&[("a.json", app("/superseded/a", "v1"))]), &[]);
     assert_eq!(code, 0, "{err}");
     m.finish_deployments();
