@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::pipeline::{fail, wait_until, Pipeline, PipelineError, PipelineOptions, API_IMAGE_KEY};
+use crate::sinks::{SmtpSink, WebhookSink};
 use crate::stack::StackOptions;
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -54,9 +55,99 @@ fn follow(
     })
 }
 
+/// The team's inboxes: an SMTP sink and a chat webhook sink, and the `--notify-config` that
+/// routes the demo's apps (`/sami`) and its Chronos job (owner `sami@example.com`) to them.
+struct Inboxes {
+    smtp: SmtpSink,
+    chat: WebhookSink,
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Inboxes {
+    fn start() -> Result<Inboxes, PipelineError> {
+        let step = "start the team's mail and chat sinks";
+        let smtp = SmtpSink::start().map_err(|e| fail(step, e))?;
+        let chat = WebhookSink::start().map_err(|e| fail(step, e))?;
+        let dir = tempfile::tempdir().map_err(|e| fail(step, e))?;
+        let config = dir.path().join("notify.json");
+        let doc = serde_json::json!({
+            "channels": {
+                "sami-chat": {"type": "slack", "url": {"value": format!("{}/sami-room", chat.url())}},
+                "sami-mail": {"type": "email", "to": ["sami-team@example.com"]}
+            },
+            "smtp": {"host": smtp.host(), "port": smtp.port(), "tls": "none",
+                     "from": "shipwatch <shipwatch@example.com>"},
+            "routes": [
+                {"name": "sami", "prefix": "/sami", "channels": ["sami-chat", "sami-mail"]},
+                {"name": "sami jobs", "owner": "sami@example.com", "channels": ["sami-mail"]}
+            ]
+        });
+        std::fs::write(&config, doc.to_string()).map_err(|e| fail(step, e))?;
+        Ok(Inboxes {
+            smtp,
+            chat,
+            _dir: dir,
+            config,
+        })
+    }
+
+    /// Waits for the team's email and chat message about `needle` received after `since`
+    /// (mails, chat messages) and prints them.
+    fn show(&self, step: &str, since: (usize, usize), needle: &str) -> Result<(), PipelineError> {
+        let mut found = None;
+        let waited = wait_until(step, STEP_TIMEOUT, || {
+            let mail = self
+                .smtp
+                .mails()
+                .into_iter()
+                .skip(since.0)
+                .find(|m| m.to == ["sami-team@example.com"] && m.body().contains(needle));
+            let chat = self.chat.hooks().into_iter().skip(since.1).find(|h| {
+                h.json()["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(needle))
+            });
+            match (mail, chat) {
+                (Some(m), Some(c)) => {
+                    found = Some((m, c));
+                    true
+                }
+                _ => false,
+            }
+        });
+        let (Ok(()), Some((mail, chat))) = (waited, found) else {
+            return Err(fail(
+                step,
+                format!(
+                    "no email to sami-team@example.com and chat message about {needle:?} within \
+                     {STEP_TIMEOUT:?} (kv2jobs --notify-config)"
+                ),
+            ));
+        };
+        println!("   email to {}:", mail.to.join(", "));
+        println!(
+            "     Subject: {}",
+            mail.header("Subject").unwrap_or_default()
+        );
+        println!("{}", indent(&indent(mail.body().trim_end())));
+        println!("   chat message in {}:", chat.path);
+        println!(
+            "{}",
+            indent(&indent(chat.json()["text"].as_str().unwrap_or_default()))
+        );
+        Ok(())
+    }
+
+    fn seen(&self) -> (usize, usize) {
+        (self.smtp.mails().len(), self.chat.hooks().len())
+    }
+}
+
 /// Runs the demo. Everything it starts is stopped when it returns.
 pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
     println!("shipwatch demo: CI -> tag2git -> Git -> git2consul -> kv2jobs -> Marathon/Chronos -> tasks2consul -> Consul");
+    let inboxes = Inboxes::start()?;
     let p = Pipeline::start(PipelineOptions {
         stack: StackOptions {
             deploy_duration: Duration::from_millis(800),
@@ -65,7 +156,13 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
         bin_dir: opts.bin_dir,
         config_dir: opts.config_dir,
         env: vec![("RUST_LOG".into(), "warn".into())],
-        extra_args: Vec::new(),
+        extra_args: vec![(
+            "kv2jobs".into(),
+            vec![
+                "--notify-config".into(),
+                inboxes.config.display().to_string(),
+            ],
+        )],
     })?;
     println!(
         "devstack: Consul {}  Marathon {}  Chronos {}",
@@ -109,6 +206,8 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
     )?;
     let old_tasks = sorted(p.marathon_tasks("/sami/api"));
     let web_version = app_version(&p, "/sami/web");
+
+    let before_release = inboxes.seen();
 
     heading(
         1,
@@ -219,13 +318,23 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
 
     heading(
         5,
+        "the sami team is told: email and chat message about its release",
+    );
+    inboxes.show(
+        "5. team notification",
+        before_release,
+        "update-app /sami/api",
+    )?;
+
+    heading(
+        6,
         "tasks2consul registers the new tasks and deregisters the old ones",
     );
     follow(
         &p,
         "tasks2consul",
         &mut seen_t2c,
-        "5. tasks2consul",
+        "6. tasks2consul",
         "deregister",
         |p| {
             let tasks = sorted(p.marathon_tasks("/sami/api"));
@@ -233,7 +342,7 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
         },
     )?;
 
-    heading(6, "final state");
+    heading(7, "final state");
     println!(
         "   git log (the audit trail):\n{}",
         indent(p.git_bare(&["log", "--format=%h %s"])?.trim_end())

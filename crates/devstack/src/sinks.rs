@@ -40,7 +40,8 @@ impl Mail {
         for line in head.split("\r\n") {
             if let Some(v) = found.as_mut() {
                 if line.starts_with(' ') || line.starts_with('\t') {
-                    v.push_str(line.trim_start());
+                    // Unfolding removes the CRLF only (RFC 5322 §2.2.3): the space stays.
+                    v.push_str(line);
                     continue;
                 }
                 break;
@@ -388,5 +389,19 @@ mod tests {
         assert_eq!(m.auth_user.as_deref(), Some("user"));
         assert_eq!(m.header("subject").as_deref(), Some("hi"));
         assert_eq!(m.body(), ".dot\r\nbody\r\n");
+    }
+
+    #[test]
+    fn folded_headers_keep_the_space_they_were_folded_at() {
+        let m = Mail {
+            from: String::new(),
+            to: Vec::new(),
+            auth_user: None,
+            data: "Subject: 0 failed, 0 held\r\n back\r\nTo: x\r\n\r\nbody".into(),
+        };
+        assert_eq!(
+            m.header("Subject").as_deref(),
+            Some("0 failed, 0 held back")
+        );
     }
 }

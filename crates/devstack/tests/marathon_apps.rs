@@ -549,3 +549,66 @@ fn patch_merges_and_restart_replaces_every_task() {
         .iter()
         .all(|t| !before.iter().any(|b| b["id"] == t["id"])));
 }
+
+/// Issue 16: an app whose tasks never become healthy keeps its deployment running (so `--wait`
+/// times out); Marathon's rollback (`PUT {"version"}` with force) restores the earlier version.
+#[test]
+fn never_healthy_deployments_never_finish_until_rolled_back_or_cleared() {
+    let m = start();
+    let admin = format!("{}/_devstack/marathon/never-healthy", m.url());
+    let url = format!("{}/v2/apps/nh", m.url());
+    let image =
+        |i: &str| json!({"cmd": "x", "container": {"type": "DOCKER", "docker": {"image": i}}});
+    call("PUT", &url, Some(&image("reg/nh:1")));
+    let v1 = m.app("/nh").unwrap()["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(call("POST", &admin, Some(&json!({"nope": 1}))).status, 400);
+    let r = call("POST", &admin, Some(&json!({"match": ":broken"})));
+    assert_eq!(r.json()["never_healthy"], json!([":broken"]));
+    call("PUT", &url, Some(&image("reg/nh:broken")));
+    m.finish_deployments();
+    assert_eq!(
+        m.app("/nh").unwrap()["deployments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Marathon's rollback to v1 replaces the stuck deployment and finishes.
+    let r = call(
+        "PUT",
+        &format!("{url}?force=true"),
+        Some(&json!({"id": "/nh", "version": v1})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let app = m.app("/nh").unwrap();
+    assert_eq!(app["container"]["docker"]["image"], "reg/nh:1");
+    assert_eq!(app["deployments"], json!([]));
+    // Clearing the matches lets a held deployment finish.
+    call("PUT", &url, Some(&image("reg/nh:broken")));
+    assert_eq!(
+        m.app("/nh").unwrap()["deployments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        call("DELETE", &admin, None).json()["never_healthy"],
+        json!([])
+    );
+    assert_eq!(m.app("/nh").unwrap()["deployments"], json!([]));
+    // The same control from Rust, by app id.
+    m.set_never_healthy("/nh");
+    call("PUT", &url, Some(&image("reg/nh:3")));
+    m.finish_deployments();
+    assert_eq!(
+        m.app("/nh").unwrap()["deployments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

@@ -149,6 +149,45 @@ impl Marathon {
         Ok(deploy_result(&resp))
     }
 
+    /// `GET /v2/apps/{id}/versions`: the stored versions of an app (ISO-8601 timestamps);
+    /// `None` for 404.
+    pub fn app_versions(&self, app_id: &str) -> Result<Option<Vec<String>>, MarathonError> {
+        let resp = self
+            .http
+            .get(&format!("/v2/apps/{}/versions", id_path(app_id)))?;
+        if resp.status == 404 {
+            return Ok(None);
+        }
+        if !resp.is_success() {
+            return Err(MarathonError::from_read(&resp));
+        }
+        let v: Value = resp.json()?;
+        match v.get("versions").and_then(Value::as_array) {
+            Some(vs) => Ok(Some(
+                vs.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
+            )),
+            None => Err(MarathonError::Http(
+                resp.decode_error(r#"expected an object {"versions": [...]}"#),
+            )),
+        }
+    }
+
+    /// Marathon's rollback: `PUT /v2/apps/{id}?force=true` with `{"id", "version"}` restores
+    /// that stored version as a new deployment (reference §1.3 "`version` in the body":
+    /// `AppHelpers.updateOrRollback`). `force` replaces the deployment that holds the app.
+    pub fn rollback_app(&self, app_id: &str, version: &str) -> Result<DeployResult, MarathonError> {
+        let path = format!("/v2/apps/{}?force=true", id_path(app_id));
+        let body = serde_json::json!({"id": app_id, "version": version});
+        let resp = self.http.send(HttpRequest::new("PUT", &path).json(&body))?;
+        if !resp.is_success() {
+            return Err(MarathonError::from_response(app_id, &resp));
+        }
+        Ok(deploy_result(&resp))
+    }
+
     /// `GET /v2/deployments`.
     pub fn deployments(&self) -> Result<Vec<Value>, MarathonError> {
         let resp = self.http.get("/v2/deployments")?;

@@ -133,7 +133,13 @@ where
         summary.error("stopped by a signal before the run completed; replay the payload");
         summary.raise_exit(Exit::TempFail);
     }
-    if let (Ok(Some(cfg)), false) = (&notify_config, common.dry_run) {
+    // Like `--notify`: a run that changed, failed and warned nothing (a watch replay, a paused
+    // app's `skipped` line) tells no team.
+    if let (Ok(Some(cfg)), false, true) = (
+        &notify_config,
+        common.dry_run,
+        notify::worth_notifying(&summary),
+    ) {
         for e in notify::send_routed(
             cfg,
             &summary,

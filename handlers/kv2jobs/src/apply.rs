@@ -382,3 +382,118 @@ pub fn follow(
         }
     }
 }
+
+/// `--rollback-on-failure`: after `follow`, each app update whose deployment failed or timed
+/// out is put back to the version that was live before it (the newest stored version older
+/// than the one this run wrote), with Marathon's rollback (`PUT {"id","version"}`, `force`
+/// to replace the stuck deployment), and that deployment is followed. Returns one
+/// `rollback-app` action per attempt. A created app has no earlier version: it is left as is.
+pub fn rollback_failed(
+    m: &Marathon,
+    items: &[Item],
+    outcomes: &BTreeMap<usize, Outcome>,
+    timeout: Duration,
+    deadline: Deadline,
+) -> Vec<runtime::Action> {
+    let mut out = Vec::new();
+    for (i, o) in outcomes {
+        let item = &items[*i];
+        if o.status != Status::Failed || o.deployment.is_none() || item.kind != "update-app" {
+            continue;
+        }
+        if stop::requested() {
+            break;
+        }
+        let (status, detail) = rollback_one(m, &item.target, o, timeout, deadline);
+        log::warn!("rollback of {}: {detail}", item.target);
+        out.push(runtime::Action::new(
+            "rollback-app",
+            &item.target,
+            status,
+            detail,
+        ));
+    }
+    out
+}
+
+fn rollback_one(
+    m: &Marathon,
+    id: &str,
+    o: &Outcome,
+    timeout: Duration,
+    deadline: Deadline,
+) -> (Status, String) {
+    let Some(ours) = o.version.as_deref() else {
+        return (
+            Status::Failed,
+            "not rolled back: Marathon did not say which version this run wrote".into(),
+        );
+    };
+    // Someone else's newer change (a superseded deployment) is never rolled back over.
+    match m.get_app(id) {
+        Ok(Some(app)) => match app.get("version").and_then(Value::as_str) {
+            Some(now) if now != ours => {
+                return (
+                    Status::Skipped,
+                    format!(
+                        "not rolled back: the app is now at version {now}, not the {ours} this run wrote (changed since)"
+                    ),
+                )
+            }
+            _ => {}
+        },
+        Ok(None) => return (Status::Failed, "not rolled back: the app is gone".into()),
+        Err(e) => return (Status::Failed, format!("not rolled back: reading the app: {e}")),
+    }
+    let previous = match m.app_versions(id) {
+        Ok(Some(vs)) => vs.into_iter().filter(|v| v.as_str() < ours).max(),
+        Ok(None) => return (Status::Failed, "not rolled back: the app is gone".into()),
+        Err(e) => {
+            return (
+                Status::Failed,
+                format!("not rolled back: reading its versions: {e}"),
+            )
+        }
+    };
+    let Some(previous) = previous else {
+        return (
+            Status::Failed,
+            format!("not rolled back: no version older than {ours} is stored"),
+        );
+    };
+    let r = match m.rollback_app(id, &previous) {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                Status::Failed,
+                format!("rollback to {previous} failed: {e}"),
+            )
+        }
+    };
+    let Some(dep) = r.deployment_id else {
+        return (
+            Status::Applied,
+            format!("rolled back to version {previous}"),
+        );
+    };
+    let until = Instant::now() + deadline.cap(timeout);
+    let ids = BTreeSet::from([dep.clone()]);
+    match wait_deployments(m, &ids, until) {
+        Ok(still) if still.is_empty() => (
+            Status::Applied,
+            format!("rolled back to version {previous} (deployment {dep} finished)"),
+        ),
+        Ok(_) if stop::requested() => (
+            Status::Applied,
+            format!("rolling back to version {previous} (deployment {dep}; not followed: stopped by a signal)"),
+        ),
+        Ok(_) => (
+            Status::Failed,
+            format!("rolling back to version {previous}: deployment {dep} still running after --deploy-timeout"),
+        ),
+        Err(e) => (
+            Status::Failed,
+            format!("rolling back to version {previous} (deployment {dep}): could not follow it: {e}"),
+        ),
+    }
+}

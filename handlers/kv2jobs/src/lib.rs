@@ -8,9 +8,11 @@
 
 pub mod apply;
 pub mod config;
+pub mod meta;
 pub mod plan;
 pub mod refwait;
 pub mod report;
+pub mod rules;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -65,6 +67,9 @@ pub struct Options {
     pub max_delete: MaxDelete,
     /// `--ref-wait`: how long to wait for git2consul's `.ref` when files are newer than it.
     pub ref_wait: Duration,
+    /// `--rollback-on-failure` (with `--wait`): put back the version that was live before a
+    /// deployment of this run that failed or timed out.
+    pub rollback_on_failure: bool,
 }
 
 impl Default for Options {
@@ -80,6 +85,7 @@ impl Default for Options {
             parallel: 4,
             max_delete: MaxDelete::default(),
             ref_wait: Duration::from_secs(60),
+            rollback_on_failure: false,
         }
     }
 }
@@ -168,7 +174,9 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
     };
     let mut desired = config::classify(&pairs, &prefix, single_key);
     desired.snapshot = Snapshot::of(&pairs, &prefix, consul_index);
+    let commits = meta::Commits::of(&pairs);
     drop(pairs);
+    meta::of_desired(&desired, &commits, &mut summary.meta);
     let popts = PlanOptions {
         prefix: prefix.clone(),
         prune: opts.prune,
@@ -184,7 +192,11 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
             .map_err(|e| ConfigError::Invalid(e.clone()))?;
         // Reduced to the normalized form as it is decoded: 10,000 full apps are never held.
         match m.list_apps_map(false, None, |app| marathon::normalize::canonical_app(&app)) {
-            Ok(live) => plan::plan_apps(&mut desired, &live, &popts, &mut plan),
+            Ok(live) => {
+                plan::plan_apps(&mut desired, &live, &popts, &mut plan);
+                let targets = plan.targets();
+                meta::of_live_apps(&live, &targets, &commits, &mut summary.meta);
+            }
             Err(e) if e.exit() == Exit::Usage => return Err(e.into()),
             Err(e) => {
                 summary.error(format!(
@@ -197,7 +209,12 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
     }
     if !desired.jobs.is_empty() || (opts.prune && remotes.chronos.is_some()) {
         match remotes.chronos.map(Chronos::list_jobs).transpose() {
-            Ok(live) => plan::plan_jobs(&desired, live.as_deref(), &popts, &mut plan),
+            Ok(live) => {
+                plan::plan_jobs(&desired, live.as_deref(), &popts, &mut plan);
+                let targets = plan.targets();
+                let live = live.unwrap_or_default();
+                meta::of_live_jobs(&live, &targets, &commits, &mut summary.meta);
+            }
             Err(e) if e.exit() == Exit::Usage => return Err(e.into()),
             Err(e) => {
                 summary.error(format!(
@@ -225,8 +242,8 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
         desired.apps.len() + desired.jobs.len(),
         plan.writes()
     );
-    let outcomes = if ctx.dry_run {
-        BTreeMap::new()
+    let (outcomes, rollbacks) = if ctx.dry_run {
+        (BTreeMap::new(), Vec::new())
     } else {
         execute(ctx, opts, remotes, &plan)
     };
@@ -247,6 +264,9 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
             None => (Status::Skipped, item.detail.clone()),
         };
         summary.push(Action::new(item.kind, &item.target, status, detail));
+    }
+    for a in rollbacks {
+        summary.push(a);
     }
     if not_started > 0 {
         summary.warn(stop::stopped_message(not_started));
@@ -282,13 +302,14 @@ fn join_detail(plan: &str, outcome: &str) -> String {
 }
 
 /// Applies the plan: Marathon puts, Chronos puts (parents first), then deletes (Marathon, then
-/// Chronos children first); `--wait` follows the Marathon deployments.
+/// Chronos children first); `--wait` follows the Marathon deployments, and
+/// `--rollback-on-failure` rolls back those that failed (the rollbacks are extra actions).
 fn execute(
     ctx: &Context,
     opts: &Options,
     remotes: &Remotes<'_>,
     plan: &Plan,
-) -> BTreeMap<usize, Outcome> {
+) -> (BTreeMap<usize, Outcome>, Vec<Action>) {
     let aopts = ApplyOptions {
         force: opts.force,
         deploy_timeout: opts.deploy_timeout,
@@ -343,10 +364,15 @@ fn execute(
             out.insert(i, apply::apply_chronos_item(c, &plan.items[i]));
         }
     }
+    let mut rollbacks = Vec::new();
     if let (true, Some(m)) = (opts.wait, marathon) {
         apply::follow(m, &plan.items, &mut out, opts.deploy_timeout, ctx.deadline);
+        if opts.rollback_on_failure {
+            rollbacks =
+                apply::rollback_failed(m, &plan.items, &out, opts.deploy_timeout, ctx.deadline);
+        }
     }
-    out
+    (out, rollbacks)
 }
 
 /// `--fire-event`. Its failure is listed in `errors` but does not change the

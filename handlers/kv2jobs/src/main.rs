@@ -49,6 +49,11 @@ struct Args {
     #[arg(long)]
     wait: bool,
 
+    /// With --wait: when a deployment this run started fails or times out, put back the
+    /// version that was live before (Marathon's rollback); both are reported, exit 75.
+    #[arg(long, requires = "wait")]
+    rollback_on_failure: bool,
+
     /// How long to wait for a locking deployment (409) or, with --wait, for ours.
     #[arg(long, value_name = "DUR", default_value = "2m", value_parser = runtime::parse_duration)]
     deploy_timeout: Duration,
@@ -84,6 +89,8 @@ Delete guards (--prune): a delete is held back (reported `skipped`, the rest sti
   - the run would delete more than --max-delete (default 20% of the managed apps and jobs,
     at least 5): no delete at all, exit 75; override: --max-delete N or 100%
   - the payload is empty (no job config): override --allow-empty (the .ref is still needed)
+  - the live app is labelled shipwatch.prune=false or shipwatch.sync=false (Chronos job:
+    SHIPWATCH_PRUNE / SHIPWATCH_SYNC environment variable = false): never deleted
 Files newer than their branch's .ref: wait up to --ref-wait for git2consul, then exit 75.
 Lists in Marathon `apps`/Chronos jobs that are not arrays: exit 69, nothing written there.";
 
@@ -100,6 +107,7 @@ fn main() {
         parallel: args.parallel,
         max_delete: args.max_delete,
         ref_wait: args.ref_wait,
+        rollback_on_failure: args.rollback_on_failure,
     };
     consul::lock::run_locked("kv2jobs", &args.common, &args.consul, |ctx| {
         let marathon = args

@@ -8,6 +8,7 @@ use marathon::normalize::{comparable_apps_canonical, comparable_jobs};
 use serde_json::Value;
 
 use crate::config::{app_owner, job_owner, Desired, Evidence};
+use crate::rules::{Rules, ENV_PRUNE, ENV_SYNC, LABEL_PRUNE, LABEL_SYNC};
 
 /// What to do for one target.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +85,11 @@ pub struct Plan {
 impl Plan {
     pub fn writes(&self) -> usize {
         self.items.iter().filter(|i| i.is_write()).count()
+    }
+
+    /// Every app id and job name the plan names.
+    pub fn targets(&self) -> BTreeSet<&str> {
+        self.items.iter().map(|i| i.target.as_str()).collect()
     }
 
     pub fn deletes(&self) -> usize {
@@ -198,27 +204,59 @@ pub fn plan_apps(desired: &mut Desired, live: &[Value], opts: &PlanOptions, plan
         .filter_map(|a| a.get("id").and_then(Value::as_str).map(|id| (id, a)))
         .collect();
     for app in desired.apps.iter_mut() {
-        match by_id.get(app.id.as_str()) {
+        let live = by_id.get(app.id.as_str());
+        let kind = if live.is_some() {
+            "update-app"
+        } else {
+            "create-app"
+        };
+        let rules = match Rules::of_app(&app.body) {
+            Ok(r) => r,
+            Err(e) => {
+                plan.rejected
+                    .push((app.key.clone(), format!("app {}: {e}", app.id)));
+                continue;
+            }
+        };
+        if !rules.sync {
+            plan.items.push(Item::nothing(
+                kind,
+                &app.id,
+                false,
+                format!(
+                    "from {}; paused (label {LABEL_SYNC}=false): nothing written",
+                    app.key
+                ),
+            ));
+            continue;
+        }
+        match live {
             None => plan.items.push(Item::write(
-                "create-app",
+                kind,
                 &app.id,
                 Op::PutApp(std::mem::take(&mut app.body)),
                 format!("from {}", app.key),
             )),
             Some(l) => {
-                let (d, lc) = comparable_apps_canonical(&app.body, l);
+                let (mut d, mut lc) = comparable_apps_canonical(&app.body, l);
+                // Ignored fields are compared on neither side, so a live change to them is no
+                // drift, and a write for another change carries their live values.
+                rules.strip(&mut d);
+                rules.strip(&mut lc);
                 if d == lc {
                     plan.items.push(Item::nothing(
-                        "update-app",
+                        kind,
                         &app.id,
                         true,
                         format!("from {}; no change", app.key),
                     ));
                 } else {
+                    let mut body = std::mem::take(&mut app.body);
+                    rules.keep_live(&mut body, l);
                     plan.items.push(Item::write(
-                        "update-app",
+                        kind,
                         &app.id,
-                        Op::PutApp(std::mem::take(&mut app.body)),
+                        Op::PutApp(body),
                         diff_detail(&app.key, &lc, &d),
                     ));
                 }
@@ -245,6 +283,8 @@ pub fn plan_apps(desired: &mut Desired, live: &[Value], opts: &PlanOptions, plan
     for (id, key) in unwanted {
         let fate = if rejected.contains(key) {
             Fate::Keep(format!("kept: its config {key} was rejected this run"))
+        } else if let Some(why) = by_id.get(id).and_then(|l| kept_by_rules(Rules::of_app(l))) {
+            Fate::Keep(why)
         } else {
             prune_fate(desired, key, plan)
         };
@@ -258,6 +298,21 @@ pub fn plan_apps(desired: &mut Desired, live: &[Value], opts: &PlanOptions, plan
             Fate::Keep(why) => plan.items.push(Item::nothing("delete-app", id, false, why)),
             Fate::Ignore => {}
         }
+    }
+}
+
+/// Why a live app/job's own rules keep it from `--prune` (`shipwatch.prune=false`, or paused);
+/// rules that do not parse keep it too (never destroy on doubtful evidence).
+fn kept_by_rules(rules: Result<Rules, String>) -> Option<String> {
+    match rules {
+        Ok(r) if !r.prune => Some(format!(
+            "kept: its rules say never prune ({LABEL_PRUNE}=false / {ENV_PRUNE}=false)"
+        )),
+        Ok(r) if !r.sync => Some(format!(
+            "kept: paused ({LABEL_SYNC}=false / {ENV_SYNC}=false), nothing is written for it"
+        )),
+        Ok(_) => None,
+        Err(e) => Some(format!("kept: its rules do not parse ({e})")),
     }
 }
 
@@ -428,7 +483,29 @@ pub fn plan_jobs(desired: &Desired, live: Option<&[Value]>, opts: &PlanOptions, 
         let Some(j) = by_desired.get(name.as_str()) else {
             continue;
         };
-        match by_name.get(name.as_str()) {
+        let live = by_name.get(name.as_str());
+        let rules = match Rules::of_job(&j.body) {
+            Ok(r) => r,
+            Err(e) => {
+                plan.rejected
+                    .push((j.key.clone(), format!("job {name}: {e}")));
+                continue;
+            }
+        };
+        if !rules.sync {
+            plan.items.push(Item::nothing(
+                if live.is_some() {
+                    "update-job"
+                } else {
+                    "create-job"
+                },
+                name,
+                false,
+                format!("from {}; paused ({ENV_SYNC}=false): nothing written", j.key),
+            ));
+            continue;
+        }
+        match live {
             None => plan.items.push(Item::write(
                 "create-job",
                 name,
@@ -436,7 +513,9 @@ pub fn plan_jobs(desired: &Desired, live: Option<&[Value]>, opts: &PlanOptions, 
                 format!("from {}", j.key),
             )),
             Some(l) => {
-                let (d, lc) = comparable_jobs(&j.body, l);
+                let (mut d, mut lc) = comparable_jobs(&j.body, l);
+                rules.strip(&mut d);
+                rules.strip(&mut lc);
                 if d == lc {
                     plan.items.push(Item::nothing(
                         "update-job",
@@ -445,10 +524,12 @@ pub fn plan_jobs(desired: &Desired, live: Option<&[Value]>, opts: &PlanOptions, 
                         format!("from {}; no change", j.key),
                     ));
                 } else {
+                    let mut body = j.body.clone();
+                    rules.keep_live(&mut body, l);
                     plan.items.push(Item::write(
                         "update-job",
                         name,
-                        Op::PutJob(j.body.clone()),
+                        Op::PutJob(body),
                         diff_detail(&j.key, &lc, &d),
                     ));
                 }
@@ -483,6 +564,8 @@ pub fn plan_jobs(desired: &Desired, live: Option<&[Value]>, opts: &PlanOptions, 
     for (name, key, l) in unwanted {
         let fate = if rejected.contains(key) || rejected_now.contains(key) {
             Fate::Keep(format!("kept: its config {key} was rejected this run"))
+        } else if let Some(why) = kept_by_rules(Rules::of_job(l)) {
+            Fate::Keep(why)
         } else if needed.contains(name) {
             Fate::Keep(format!(
                 "kept: a configured job names it as a parent (its config {key} is gone)"

@@ -796,6 +796,61 @@ fn wait_reports_a_deployment_cancelled_by_someone_else_as_failed() {
     );
 }
 
+/// `--rollback-on-failure` never rolls back over someone else's newer change: a deployment
+/// superseded by an operator's forced PUT is failed, and its rollback skipped.
+#[test]
+fn rollback_never_undoes_a_change_made_since() {
+    let s = Stack::with(
+        "superseded",
+        MarathonOptions {
+            deploy_duration: Duration::from_secs(2),
+            ..Default::default()
+        },
+        ChronosOptions::default(),
+    );
+    let Some(m) = s.double() else { return };
+    let (code, sum, _) = s.run(
+        &s.payload(&[("a.json", app("/superseded/a", "v1"))]),
+        &["--rollback-on-failure"],
+    );
+    assert_eq!(code, 64, "--rollback-on-failure needs --wait: {sum}");
+    assert_eq!(m.write_count(), 0);
+    let (code, _, err) = s.run(&s.payload(&[("a.json", app("/superseded/a", "v1"))]), &[]);
+    assert_eq!(code, 0, "{err}");
+    m.finish_deployments();
+    let payload = s.payload(&[("a.json", app("/superseded/a", "ours"))]);
+    let args = ["--wait", "--rollback-on-failure", "--deploy-timeout", "20s"];
+    let (code, sum, _) = std::thread::scope(|sc| {
+        let h = sc.spawn(|| s.run(&payload, &args));
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while s
+            .live_app("/superseded/a")
+            .is_none_or(|a| a["cmd"] != "ours")
+            && std::time::Instant::now() < until
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ureq::put(&format!(
+            "{}/v2/apps/superseded/a?force=true",
+            s.marathon_url
+        ))
+        .send_json(app("/superseded/a", "theirs"))
+        .unwrap();
+        h.join().unwrap()
+    });
+    assert_eq!(code, 75, "{sum}");
+    assert_eq!(action(&sum, "/superseded/a")["status"], "failed", "{sum}");
+    let rb = actions(&sum, "rollback-app");
+    assert_eq!(rb.len(), 1, "{sum}");
+    assert_eq!(rb[0]["status"], "skipped", "{sum}");
+    assert!(
+        rb[0]["detail"].as_str().unwrap().contains("changed since"),
+        "{sum}"
+    );
+    m.finish_deployments();
+    assert_eq!(s.live_app("/superseded/a").unwrap()["cmd"], "theirs");
+}
+
 #[test]
 fn payloads_without_apps_need_no_marathon_but_apps_do() {
     let s = Stack::new("nomarathon");

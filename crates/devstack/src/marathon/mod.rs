@@ -263,6 +263,16 @@ impl Marathon {
         self.inner.lock().set_task_alive(task_id, alive);
     }
 
+    /// Tasks of apps with this id, or whose Docker image contains this substring, never become
+    /// healthy: their deployments never finish (so `--wait` times out and a rollback can be
+    /// tested). Also `POST /_devstack/marathon/never-healthy` `{"match": "..."}`.
+    pub fn set_never_healthy(&self, app_id_or_image: &str) {
+        self.inner
+            .lock()
+            .never_healthy
+            .push(app_id_or_image.to_string());
+    }
+
     /// The agent is gone: its tasks are lost (TASK_LOST) and replaced on other hosts.
     pub fn set_host_down(&self, host: &str) {
         self.inner.lock().set_host_down(host);
@@ -437,11 +447,35 @@ fn route(inner: &Arc<Inner>, req: Request) -> Response {
             delete_deployment(inner, &req, &p["/v2/deployments/".len()..])
         }
         (_, p) if p.starts_with("/v2/apps/") => app_route(inner, &req, &p["/v2/apps".len()..]),
+        (_, "/_devstack/marathon/never-healthy") => never_healthy(inner, &req),
         (_, "/v2/apps" | "/v2/leader" | "/v2/info" | "/v2/events" | "/ping") => {
             msg(405, "HTTP 405 Method Not Allowed")
         }
         _ => msg(404, "HTTP 404 Not Found"),
     }
+}
+
+/// Test control: `POST {"match": "<app id or image substring>"}` adds a never-healthy match
+/// (see [`Marathon::set_never_healthy`]), `DELETE` clears them, `GET` lists them.
+fn never_healthy(inner: &Inner, req: &Request) -> Response {
+    let mut st = inner.lock();
+    match req.method.as_str() {
+        "GET" => {}
+        "POST" => match serde_json::from_slice::<Value>(&req.body) {
+            Ok(v) if v["match"].as_str().is_some_and(|m| !m.is_empty()) => {
+                st.never_healthy
+                    .push(v["match"].as_str().unwrap_or_default().to_string());
+            }
+            _ => return msg(400, r#"expected {"match": "<app id or image substring>"}"#),
+        },
+        "DELETE" => {
+            st.never_healthy.clear();
+            // Deployments held by a match finish on their own time again.
+            st.tick();
+        }
+        _ => return msg(405, "HTTP 405 Method Not Allowed"),
+    }
+    Response::json(200, &json!({ "never_healthy": st.never_healthy }))
 }
 
 /// Counts a state-changing request on apps; with a zero deploy duration the deployment it

@@ -98,6 +98,9 @@ pub(crate) struct State {
     pub hosts: Vec<String>,
     pub down_hosts: HashSet<String>,
     pub deploy_duration: Duration,
+    /// App ids or image substrings whose tasks never become healthy: a deployment that starts
+    /// such an app never finishes (until cancelled, forced over or rolled back).
+    pub never_healthy: Vec<String>,
     next_service_port: u64,
     next_host_port: u64,
     rr: usize,
@@ -138,6 +141,7 @@ impl State {
             hosts,
             down_hosts: HashSet::new(),
             deploy_duration,
+            never_healthy: Vec::new(),
             next_service_port: 10000,
             next_host_port: 31000,
             rr: 0,
@@ -492,22 +496,49 @@ impl State {
         self.emit("deployment_success", json!({"id": d.id, "plan": plan}));
     }
 
+    /// True when the deployment starts an app whose tasks never become healthy
+    /// ([`State::never_healthy`]): it never finishes.
+    fn stuck(&self, d: &Deployment) -> bool {
+        d.parts.iter().any(|p| {
+            !p.actions.contains(&"StopApplication")
+                && self.apps.get(&p.app_id).is_some_and(|e| {
+                    let image = e
+                        .app
+                        .get("container")
+                        .and_then(|c| c["docker"]["image"].as_str())
+                        .unwrap_or_default();
+                    self.never_healthy
+                        .iter()
+                        .any(|m| *m == p.app_id || (!m.is_empty() && image.contains(m.as_str())))
+                })
+        })
+    }
+
     /// Completes every deployment whose time has come.
     pub(crate) fn tick(&mut self) {
         let now = Instant::now();
-        while let Some(i) = self.deployments.iter().position(|d| d.deadline <= now) {
+        while let Some(i) = self
+            .deployments
+            .iter()
+            .position(|d| d.deadline <= now && !self.stuck(d))
+        {
             self.complete(i);
         }
     }
 
+    /// Completes every deployment now, except those that never finish.
     pub(crate) fn finish_all(&mut self) {
-        while !self.deployments.is_empty() {
-            self.complete(0);
+        while let Some(i) = self.deployments.iter().position(|d| !self.stuck(d)) {
+            self.complete(i);
         }
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.deployments.iter().map(|d| d.deadline).min()
+        self.deployments
+            .iter()
+            .filter(|d| !self.stuck(d))
+            .map(|d| d.deadline)
+            .min()
     }
 
     /// Stores `new` (already normalized, without version) as the app's definition and starts
