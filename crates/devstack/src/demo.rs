@@ -14,6 +14,8 @@ pub struct DemoOptions {
     pub config_dir: PathBuf,
     /// Leave the stack running after the walk-through (until Ctrl-C).
     pub keep: bool,
+    /// A real Consul binary: the demo runs on `consul agent -dev` instead of the double.
+    pub consul_bin: Option<PathBuf>,
 }
 
 fn heading(n: u32, text: &str) {
@@ -61,6 +63,8 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
         stack: StackOptions {
             deploy_duration: Duration::from_millis(800),
             port_base: None,
+            consul_bin: opts.consul_bin.clone(),
+            agent_env: Vec::new(),
         },
         bin_dir: opts.bin_dir,
         config_dir: opts.config_dir,
@@ -68,8 +72,12 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
         extra_args: Vec::new(),
     })?;
     println!(
-        "devstack: Consul {}  Marathon {}  Chronos {}",
+        "devstack: Consul {}{}  Marathon {}  Chronos {}",
         p.stack.consul.url(),
+        match &opts.consul_bin {
+            Some(b) => format!(" (real agent {})", b.display()),
+            None => " (double)".to_string(),
+        },
         p.stack.marathon.url(),
         p.stack.chronos.url()
     );
