@@ -84,6 +84,12 @@ impl Api {
             Ok(Response::json(200, &json!("127.0.0.1:8300")))
         } else if p == "/v1/status/peers" {
             Ok(Response::json(200, &json!(["127.0.0.1:8300"])))
+        } else if p.starts_with("/v1/") {
+            // agent/http.go: an API path no endpoint serves (seen against v1.14.11).
+            Ok(text(
+                404,
+                "Invalid URL path: not a recognized HTTP API endpoint",
+            ))
         } else {
             // Go's http.NotFound.
             Ok(text(404, "404 page not found\n"))
@@ -212,7 +218,13 @@ impl Api {
             let (index, resp) = read(&st);
             let now = Instant::now();
             if min_index == 0 || !unchanged(index, min_index) || now >= deadline || st.shutdown {
-                return Ok(with_meta(resp, index));
+                // The agent-local event list sets only X-Consul-Index (event_endpoint.go
+                // setIndex; no KnownLeader/LastContact, seen against v1.14.11).
+                return Ok(if agent_local {
+                    resp.with_header("X-Consul-Index", index.to_string())
+                } else {
+                    with_meta(resp, index)
+                });
             }
             st = self
                 .shared
@@ -546,19 +558,30 @@ impl Api {
                 self.catalog_deregister(req)
             }
             "datacenters" => Ok(Response::json(200, &json!([dc]))),
-            "services" => self.read(req, |st| {
-                (
-                    st.tables_max(&[NODES, SERVICES]),
-                    Response::json(200, &st.services_map()),
-                )
-            }),
-            "nodes" => self.read(req, |st| {
-                let nodes: Vec<Value> = st.nodes.values().map(Node::to_json).collect();
-                (
-                    st.tables_max(&[NODES]),
-                    Response::json(200, &Value::Array(nodes)),
-                )
-            }),
+            "services" => {
+                let meta = node_meta_filter(req);
+                self.read(req, move |st| {
+                    (
+                        st.tables_max(&[NODES, SERVICES]),
+                        Response::json(200, &st.services_map(&meta)),
+                    )
+                })
+            }
+            "nodes" => {
+                let meta = node_meta_filter(req);
+                self.read(req, move |st| {
+                    let nodes: Vec<Value> = st
+                        .nodes
+                        .values()
+                        .filter(|n| node_meta_matches(n, &meta))
+                        .map(Node::to_json)
+                        .collect();
+                    (
+                        st.tables_max(&[NODES]),
+                        Response::json(200, &Value::Array(nodes)),
+                    )
+                })
+            }
             "service" => {
                 let name = arg.to_string();
                 let tags: Vec<String> =
@@ -734,9 +757,8 @@ impl Api {
                 )
             }),
             "state" => {
-                if !["any", "passing", "warning", "critical"].contains(&arg.as_str()) {
-                    return Err(text(400, "Invalid check state"));
-                }
+                // v1.14.11 takes any state: an unknown one matches only checks registered with
+                // that status (the catalog accepts any status string); seen by consul_conformance.
                 let tags: Vec<String> =
                     req.query_all("tag").into_iter().map(String::from).collect();
                 self.read(req, move |st| {
@@ -1164,6 +1186,27 @@ fn parse_blocking(req: &Request, agent_local: bool) -> Result<(u64, Duration)> {
         Some(i) => i.parse::<u64>().map_err(|_| text(400, "Invalid index"))?,
     };
     Ok((index, wait))
+}
+
+/// `?node-meta=key:value` (repeatable; all must match), as catalog_endpoint.go parses it.
+fn node_meta_filter(req: &Request) -> Vec<(String, String)> {
+    req.query_all("node-meta")
+        .into_iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once(':').unwrap_or((kv, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+pub(crate) fn node_meta_matches(n: &Node, filter: &[(String, String)]) -> bool {
+    filter.iter().all(|(k, v)| {
+        n.meta
+            .as_ref()
+            .and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            == Some(v.as_str())
+    })
 }
 
 fn with_meta(resp: Response, index: u64) -> Response {
