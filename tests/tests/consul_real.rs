@@ -377,3 +377,81 @@ fn tasks2consul_catalog_mode_survives_anti_entropy_on_the_real_agent() {
     let after = services(&consul);
     assert_eq!(after, registered, "anti-entropy touched the external nodes");
 }
+
+/// `devstack up --consul-bin`: the agent serves with the config's watch loaded, and SIGTERM to
+/// devstack stops the agent too (nothing is left running).
+#[test]
+fn devstack_up_runs_the_real_agent_with_the_watches_and_stops_it() {
+    let Some(consul_bin) = consul_bin_for_tests("consul_real::up") else {
+        return;
+    };
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../consul-config/kv2jobs.json");
+    let mut up = TermOnDrop(
+        Command::new(bin("devstack"))
+            .arg("up")
+            .arg("--consul-bin")
+            .arg(&consul_bin)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut out = std::io::BufReader::new(up.0.stdout.take().unwrap());
+    let mut addr = String::new();
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0 {
+        if let Some(a) = line.trim().strip_prefix("CONSUL_HTTP_ADDR=") {
+            addr = a.to_string();
+        }
+        if line.contains("running 1 watch") {
+            break;
+        }
+        line.clear();
+    }
+    assert!(
+        line.contains("consul agent -dev is running 1 watch"),
+        "{line}"
+    );
+    let (status, me) = http("GET", &format!("{addr}/v1/agent/self"), b"");
+    assert_eq!(status, 200);
+    assert_eq!(me["Config"]["Version"], "1.14.11");
+    assert_eq!(
+        me["DebugConfig"]["Watches"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let kill = Command::new("kill")
+        .args(["-TERM", &up.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = up.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    wait_until(
+        "the agent stopped with devstack",
+        Duration::from_secs(20),
+        || {
+            ureq::get(&format!("{addr}/v1/status/leader"))
+                .timeout(Duration::from_secs(1))
+                .call()
+                .is_err()
+        },
+    )
+    .unwrap();
+}
+
+/// A devstack process that gets SIGTERM (so it stops its agent) if the test ends early.
+struct TermOnDrop(Child);
+
+impl Drop for TermOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let _ = self.0.wait();
+        }
+    }
+}

@@ -254,9 +254,7 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
             p.stack.marathon.url(),
             p.stack.chronos.url()
         );
-        loop {
-            std::thread::park();
-        }
+        crate::stack::wait_for_stop_signal();
     }
     Ok(())
 }

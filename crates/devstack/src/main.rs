@@ -155,9 +155,8 @@ fn up(
             "consul agent -dev is running {} watch(es); Ctrl-C to stop",
             specs.len()
         );
-        loop {
-            std::thread::park();
-        }
+        stack::wait_for_stop_signal();
+        return 0;
     }
     let _runner = if specs.is_empty() {
         None
@@ -179,7 +178,6 @@ fn up(
             }
         }
     };
-    loop {
-        std::thread::park();
-    }
+    stack::wait_for_stop_signal();
+    0
 }

@@ -219,6 +219,21 @@ fn agent_env(
     env
 }
 
+/// Blocks until SIGINT or SIGTERM arrives, then returns so the caller drops its stack: a real
+/// agent started with `--consul-bin` is killed with it instead of being left running.
+pub fn wait_for_stop_signal() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, std::sync::Arc::clone(&flag)) {
+            log::warn!("cannot handle signal {sig}: {e}");
+        }
+    }
+    while !flag.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A server a test talks to: a real one named by the environment, or a double it started.
 pub enum Endpoint<T> {
     Real(String),
