@@ -747,6 +747,7 @@ fn sequence(r: &mut Run) {
         b"",
     );
     r.step("health state bogus", "GET", "/v1/health/state/bogus", b"");
+    r.step("health state empty", "GET", "/v1/health/state/", b"");
     r.step(
         "catalog deregister service",
         "PUT",

@@ -759,6 +759,10 @@ impl Api {
             "state" => {
                 // v1.14.11 takes any state: an unknown one matches only checks registered with
                 // that status (the catalog accepts any status string); seen by consul_conformance.
+                // Only an empty one is refused (health_endpoint.go HealthChecksInState).
+                if arg.is_empty() {
+                    return Err(text(400, "Missing check state"));
+                }
                 let tags: Vec<String> =
                     req.query_all("tag").into_iter().map(String::from).collect();
                 self.read(req, move |st| {
