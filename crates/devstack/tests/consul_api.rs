@@ -926,3 +926,55 @@ fn strict_kv_keys_is_opt_in() {
     assert!(r.text().starts_with("key contains invalid characters"));
     assert_eq!(put(&c, "/v1/kv/images/web", b"x").status, 200);
 }
+
+/// `/v1/txn` KV verbs as v1.14.11 answers them (agent/txn_endpoint.go, state/txn.go; compared
+/// with the real agent by consul_conformance): one index for all writes, every failing
+/// operation reported with 409 and nothing applied, at most 128 operations.
+#[test]
+fn txn_kv_verbs_are_atomic_and_report_every_failing_operation() {
+    let c = Consul::start(ConsulOptions::default()).unwrap();
+    let txn = |body: &str| call("PUT", &format!("{}/v1/txn", c.url()), body.as_bytes(), &[]);
+    let r = txn(
+        r#"[{"KV":{"Verb":"set","Key":"t/a","Value":"YQ=="}},{"KV":{"Verb":"set","Key":"t/b"}},{"KV":{"Verb":"get","Key":"t/a"}}]"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["Errors"], Value::Null);
+    let res = v["Results"].as_array().unwrap();
+    assert_eq!(res.len(), 3);
+    assert_eq!(res[0]["KV"]["Value"], Value::Null, "writes carry no value");
+    assert_eq!(res[2]["KV"]["Value"], "YQ==");
+    assert_eq!(
+        res[0]["KV"]["ModifyIndex"], res[1]["KV"]["ModifyIndex"],
+        "one index"
+    );
+    let idx = res[0]["KV"]["ModifyIndex"].as_u64().unwrap();
+
+    let r = txn(&format!(
+        r#"[{{"KV":{{"Verb":"set","Key":"t/c","Value":"Yw=="}}}},{{"KV":{{"Verb":"cas","Key":"t/a","Value":"eA==","Index":{}}}}},{{"KV":{{"Verb":"get","Key":"t/none"}}}}]"#,
+        idx + 100
+    ));
+    assert_eq!(r.status, 409);
+    let v = r.json();
+    assert_eq!(v["Results"], Value::Null);
+    assert_eq!(
+        v["Errors"],
+        json!([
+            {"OpIndex": 1, "What": "failed to set key \"t/a\", index is stale"},
+            {"OpIndex": 2, "What": "key \"t/none\" doesn't exist"}
+        ])
+    );
+    assert_eq!(get(&c, "/v1/kv/t/c").status, 404, "nothing applied");
+    assert_eq!(c.kv_get("t/a").unwrap().modify_index, idx);
+
+    let ops: Vec<Value> = (0..129)
+        .map(|i| json!({"KV": {"Verb": "set", "Key": format!("t/{i}")}}))
+        .collect();
+    let r = txn(&Value::Array(ops).to_string());
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        r.text(),
+        "Transaction contains too many operations (129 > 128)"
+    );
+    assert_eq!(txn("{").status, 400);
+}

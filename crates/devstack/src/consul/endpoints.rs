@@ -80,6 +80,8 @@ impl Api {
             self.agent(req, rest)
         } else if let Some(rest) = p.strip_prefix("/v1/event/") {
             self.event(req, rest)
+        } else if p == "/v1/txn" {
+            self.txn(req)
         } else if p == "/v1/status/leader" {
             Ok(Response::json(200, &json!("127.0.0.1:8300")))
         } else if p == "/v1/status/peers" {
@@ -537,6 +539,55 @@ impl Api {
             Ok(id) => Ok(Response::json(200, &json!({ "ID": id }))),
             Err(e) => Err(text(500, &e)),
         }
+    }
+
+    // ------------------------------------------------------------ transactions
+
+    /// `PUT /v1/txn` (see txn.rs).
+    fn txn(&self, req: &Request) -> Result<Response> {
+        if req.method != "PUT" {
+            return Err(method_not_allowed(&req.method, "PUT"));
+        }
+        let ops = super::txn::parse(&req.body).map_err(|reason| text(400, &reason))?;
+        if ops.len() > super::txn::MAX_TXN_OPS {
+            return Err(text(
+                413,
+                &format!(
+                    "Transaction contains too many operations ({} > {})",
+                    ops.len(),
+                    super::txn::MAX_TXN_OPS
+                ),
+            ));
+        }
+        let read_only = !ops.iter().any(super::txn::is_write);
+        let out = self.shared.mutate(|st| st.txn(&ops));
+        let (status, mut body) = match out {
+            Ok(results) => (200, json!({"Results": results, "Errors": null})),
+            Err(errors) => (409, json!({"Results": null, "Errors": errors})),
+        };
+        if read_only {
+            // A read answers structs.TxnReadResponse, which embeds QueryMeta: its fields are
+            // part of the body (seen against v1.14.11).
+            for (k, v) in [
+                ("Index", json!(1)),
+                ("LastContact", json!(0)),
+                ("KnownLeader", json!(true)),
+                ("ConsistencyLevel", json!("")),
+                ("NotModified", json!(false)),
+                ("Backend", json!(0)),
+                ("ResultsFilteredByACLs", json!(false)),
+            ] {
+                body[k] = v;
+            }
+        }
+        let resp = Response::json(status, &body);
+        // Txn.Read sets KnownLeader and LastContact; Txn.Apply sets nothing.
+        Ok(if read_only {
+            resp.with_header("X-Consul-KnownLeader", "true")
+                .with_header("X-Consul-LastContact", "0")
+        } else {
+            resp
+        })
     }
 
     // ------------------------------------------------------------ catalog

@@ -374,6 +374,16 @@ impl State {
         self.tables.insert(table.to_string(), idx);
     }
 
+    /// A transaction's KV writes (consul/txn.rs) moved the kvs table to `idx`.
+    pub(super) fn touch_kvs(&mut self, idx: u64) {
+        self.touch(KVS, idx);
+    }
+
+    /// A key deleted at `idx` (Consul's graveyard, so a prefix's index moves on deletes).
+    pub(super) fn record_tombstone(&mut self, key: &str, idx: u64) {
+        self.tombstones.insert(key.into(), idx);
+    }
+
     pub fn table(&self, table: &str) -> u64 {
         self.tables.get(table).copied().unwrap_or(0)
     }
