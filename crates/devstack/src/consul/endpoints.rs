@@ -900,6 +900,31 @@ impl Api {
                 return self.agent_update_check(id, status, req.query("note").unwrap_or(""));
             }
         }
+        if let Some(id) = rest.strip_prefix("service/") {
+            // GET /v1/agent/service/<id>: the agent's definition plus its ContentHash (a 16-hex
+            // hash of the definition; Consul's is hashstructure's, compared by shape).
+            if req.method != "GET" {
+                return Err(method_not_allowed(&req.method, "GET"));
+            }
+            let st = self.shared.lock();
+            let found = st
+                .agent_services
+                .contains(id)
+                .then(|| st.services.get(&(node.clone(), id.to_string())))
+                .flatten();
+            let Some(s) = found else {
+                return Err(text(404, &format!("unknown service ID: {id}")));
+            };
+            let mut v = s.agent_json(Some(&dc));
+            let hash = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                v.to_string().hash(&mut h);
+                h.finish()
+            };
+            v["ContentHash"] = json!(format!("{hash:016x}"));
+            return Ok(Response::json(200, &v));
+        }
         match rest {
             "services" => {
                 let st = self.shared.lock();
