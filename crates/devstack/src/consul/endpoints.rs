@@ -611,9 +611,16 @@ impl Api {
             "datacenters" => Ok(Response::json(200, &json!([dc]))),
             "services" => {
                 let meta = node_meta_filter(req);
+                // state/catalog.go Services: the services table's index; with a node-meta
+                // filter (ServicesByNodeMeta) the nodes table's too (v1.14.11).
+                let tables: &[&str] = if meta.is_empty() {
+                    &[SERVICES]
+                } else {
+                    &[NODES, SERVICES]
+                };
                 self.read(req, move |st| {
                     (
-                        st.tables_max(&[NODES, SERVICES]),
+                        st.tables_max(tables),
                         Response::json(200, &st.services_map(&meta)),
                     )
                 })
@@ -653,10 +660,16 @@ impl Api {
             "node" => {
                 let node = arg.to_string();
                 self.read(req, move |st| {
-                    let idx = st.tables_max(&[NODES, SERVICES]);
+                    // state/catalog.go nodeServices: the node's own last change (v1.14.11). An
+                    // unknown node: the catalog's index (Consul answers 1 for a node that never
+                    // existed; allow-listed in consul_conformance).
                     let Some(n) = st.nodes.get(&node) else {
-                        return (idx, Response::json(200, &Value::Null));
+                        return (
+                            st.tables_max(&[NODES, SERVICES]),
+                            Response::json(200, &Value::Null),
+                        );
                     };
+                    let idx = st.node_index(n);
                     let services: Map<String, Value> = st
                         .services
                         .values()
@@ -726,15 +739,17 @@ impl Api {
             }
         }
         self.shared.mutate(|st| {
-            if !skip || !st.nodes.contains_key(&node) {
-                st.ensure_node(new_node);
-            }
-            if let Some(s) = service {
-                st.ensure_service(s);
-            }
-            for c in checks {
-                st.ensure_check(c);
-            }
+            st.one_write(|st| {
+                if !skip || !st.nodes.contains_key(&node) {
+                    st.ensure_node(new_node);
+                }
+                if let Some(s) = service {
+                    st.ensure_service(s);
+                }
+                for c in checks {
+                    st.ensure_check(c);
+                }
+            })
         });
         Ok(bool_json(true))
     }
@@ -802,8 +817,9 @@ impl Api {
                     .filter(|c| c.service_name == arg)
                     .map(Check::to_json)
                     .collect();
+                // state/catalog.go ServiceChecks: the checks table's index (v1.14.11).
                 (
-                    st.service_index(&arg),
+                    st.tables_max(&[CHECKS]),
                     Response::json(200, &Value::Array(list)),
                 )
             }),

@@ -351,6 +351,8 @@ pub struct State {
     pub events: VecDeque<UserEvent>,
     ltime: u64,
     pub shutdown: bool,
+    /// Set while [`State::one_write`] runs: the index all its changes get.
+    one_write: Option<u64>,
 }
 
 pub const KVS: &str = "kvs";
@@ -366,8 +368,22 @@ fn service_table(name: &str) -> String {
 impl State {
     /// The next Raft index (every state change consumes one).
     fn next(&mut self) -> u64 {
+        if let Some(i) = self.one_write {
+            self.index = i;
+            return i;
+        }
         self.index += 1;
         self.index
+    }
+
+    /// Runs `f` as ONE Raft write: every change it makes gets the same index (a catalog
+    /// register of node, service and checks is one Raft entry in Consul; seen against v1.14.11,
+    /// where they share CreateIndex). Nothing changed: the index does not move.
+    pub fn one_write<T>(&mut self, f: impl FnOnce(&mut State) -> T) -> T {
+        self.one_write = Some(self.index + 1);
+        let out = f(self);
+        self.one_write = None;
+        out
     }
 
     fn touch(&mut self, table: &str, idx: u64) {
@@ -837,8 +853,23 @@ impl State {
     pub fn service_index(&self, name: &str) -> u64 {
         match self.tables.get(&service_table(name)) {
             Some(i) => *i,
-            None => self.tables_max(&[SERVICES]),
+            // maxIndexAndWatchChForService: a service that never existed answers the catalog's
+            // max index (nodes and services; v1.14.11).
+            None => self.tables_max(&[NODES, SERVICES]),
         }
+    }
+
+    /// state/catalog.go catalogNodeMaxIndex: the last change to a node, its services or its
+    /// checks (deletions on the node are not tracked here).
+    pub fn node_index(&self, node: &Node) -> u64 {
+        let services = self.services.values().filter(|s| s.node == node.node);
+        let checks = self.checks.values().filter(|c| c.node == node.node);
+        services
+            .map(|s| s.modify_index)
+            .chain(checks.map(|c| c.modify_index))
+            .chain([node.modify_index, 1])
+            .max()
+            .unwrap_or(1)
     }
 
     /// /v1/catalog/services: name → unique tags, sorted like Go's map encoding.
