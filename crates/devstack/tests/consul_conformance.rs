@@ -280,11 +280,26 @@ impl Run {
         } else {
             Value::from(mask_uuids(String::from_utf8_lossy(&a.body).trim_end()))
         };
-        let index = a
+        let raw_index = a
             .headers
             .get("x-consul-index")
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|v| Value::from(self.book.label(v, &format!("{step}:X-Consul-Index"))));
+            .and_then(|v| v.parse::<u64>().ok());
+        // The event list's index is derived from the last event's random ID (event_endpoint.go),
+        // so it is described by that relation, not by order.
+        let last_event = serde_json::from_slice::<Value>(&a.body)
+            .ok()
+            .filter(|_| step.starts_with("event list"))
+            .and_then(|v| v.as_array().cloned())
+            .map(|evs| {
+                evs.last()
+                    .and_then(|e| e["ID"].as_str())
+                    .map(uuid_to_u64)
+                    .unwrap_or(1)
+            });
+        let index = raw_index.map(|v| match last_event {
+            Some(e) if e == v => Value::from("uuidToUint64(last event ID), or 1 without events"),
+            _ => Value::from(self.book.label(v, &format!("{step}:X-Consul-Index"))),
+        });
         json!({
             "status": a.status,
             "content-type": ct,
@@ -669,7 +684,42 @@ fn sequence(r: &mut Run) {
         "/v1/event/fire/other?node=nomatch",
         &b("x"),
     );
-    r.step("event list", "GET", "/v1/event/list?name=deploy", b"");
+    let eidx = r
+        .step("event list", "GET", "/v1/event/list?name=deploy", b"")
+        .index();
+    // The event list blocks while its (uuid-derived) index is unchanged.
+    let w = r.step(
+        "event list block unchanged",
+        "GET",
+        &format!("/v1/event/list?name=deploy&index={eidx}&wait=300ms"),
+        b"",
+    );
+    r.note(
+        "event list block unchanged waited",
+        Value::from(w.elapsed >= Duration::from_millis(250)),
+    );
+    let base = r.base.clone();
+    let blocked = std::thread::spawn(move || {
+        call(
+            &base,
+            "GET",
+            &format!("/v1/event/list?name=deploy&index={eidx}&wait=10s"),
+            b"",
+        )
+    });
+    r.step(
+        "event fire (wakes)",
+        "PUT",
+        "/v1/event/fire/deploy",
+        &b("payload-3"),
+    );
+    let woken = blocked.join().unwrap();
+    let doc = r.normalize("event list block woken", &woken);
+    r.note("event list block woken", doc);
+    r.note(
+        "event list block woken early",
+        Value::from(woken.elapsed < Duration::from_secs(5)),
+    );
     r.step("event fire GET", "GET", "/v1/event/fire/deploy", b"");
 
     // --- catalog.
