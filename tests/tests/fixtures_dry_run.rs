@@ -139,7 +139,7 @@ fn key_and_keyprefix_fixtures_are_accepted_by_every_handler() {
         }
     }
     assert_eq!(s.stack.marathon.write_count(), 0);
-    assert_eq!(s.stack.consul.write_count(), 0);
+    assert_eq!(s.stack.consul.double().unwrap().write_count(), 0);
 }
 
 #[test]

@@ -62,6 +62,7 @@ fn the_demo_walks_a_release_through_every_step() {
         bin_dir: opts.bin_dir,
         config_dir: opts.config_dir,
         keep: false,
+        consul_bin: None,
     })
     .unwrap();
 }

@@ -15,6 +15,8 @@ pub struct DemoOptions {
     pub config_dir: PathBuf,
     /// Leave the stack running after the walk-through (until Ctrl-C).
     pub keep: bool,
+    /// A real Consul binary: the demo runs on `consul agent -dev` instead of the double.
+    pub consul_bin: Option<PathBuf>,
 }
 
 fn heading(n: u32, text: &str) {
@@ -152,6 +154,8 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
         stack: StackOptions {
             deploy_duration: Duration::from_millis(800),
             port_base: None,
+            consul_bin: opts.consul_bin.clone(),
+            agent_env: Vec::new(),
         },
         bin_dir: opts.bin_dir,
         config_dir: opts.config_dir,
@@ -165,8 +169,12 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
         )],
     })?;
     println!(
-        "devstack: Consul {}  Marathon {}  Chronos {}",
+        "devstack: Consul {}{}  Marathon {}  Chronos {}",
         p.stack.consul.url(),
+        match &opts.consul_bin {
+            Some(b) => format!(" (real agent {})", b.display()),
+            None => " (double)".to_string(),
+        },
         p.stack.marathon.url(),
         p.stack.chronos.url()
     );
@@ -364,9 +372,7 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
             p.stack.marathon.url(),
             p.stack.chronos.url()
         );
-        loop {
-            std::thread::park();
-        }
+        crate::stack::wait_for_stop_signal();
     }
     Ok(())
 }

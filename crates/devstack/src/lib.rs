@@ -6,6 +6,7 @@
 //! queries, deployment locks), not like the handlers expect; every behaviour cites its source.
 //! Not for: production code paths. Nothing in `handlers/` depends on this crate outside tests.
 
+pub mod agent;
 pub mod bins;
 pub mod chronos;
 pub mod consul;

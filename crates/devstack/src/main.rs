@@ -31,12 +31,19 @@ enum Command {
         /// How long a Marathon deployment takes.
         #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_duration)]
         deploy_duration: Duration,
+        /// Run this real Consul binary (`consul agent -dev` on loopback ephemeral ports; see
+        /// tools/consul/build) instead of the Consul double; the agent runs the watches itself.
+        #[arg(long, value_name = "PATH")]
+        consul_bin: Option<PathBuf>,
     },
     /// Walk one release through the whole pipeline on the embedded stack.
     Demo {
         /// Leave the stack running afterwards for exploring with curl.
         #[arg(long)]
         keep: bool,
+        /// Run this real Consul binary instead of the Consul double (see tools/consul/build).
+        #[arg(long, value_name = "PATH")]
+        consul_bin: Option<PathBuf>,
     },
 }
 
@@ -62,7 +69,7 @@ fn main() {
     let cli = Cli::parse();
     let release = !cfg!(debug_assertions);
     let code = match cli.command {
-        Command::Demo { keep } => {
+        Command::Demo { keep, consul_bin } => {
             if let Err(e) = bins::build_handlers_if_run_by_cargo(release) {
                 eprintln!("devstack demo: {e}");
                 std::process::exit(1);
@@ -78,6 +85,7 @@ fn main() {
                 bin_dir,
                 config_dir: config_dir(),
                 keep,
+                consul_bin,
             }) {
                 Ok(()) => 0,
                 Err(e) => {
@@ -90,19 +98,27 @@ fn main() {
             configs,
             port_base,
             deploy_duration,
-        } => up(configs, port_base, deploy_duration),
+            consul_bin,
+        } => up(configs, port_base, deploy_duration, consul_bin),
     };
     std::process::exit(code);
 }
 
-fn up(configs: Vec<PathBuf>, port_base: Option<u16>, deploy_duration: Duration) -> i32 {
+fn up(
+    configs: Vec<PathBuf>,
+    port_base: Option<u16>,
+    deploy_duration: Duration,
+    consul_bin: Option<PathBuf>,
+) -> i32 {
     let stack = match stack::Stack::start(stack::StackOptions {
         deploy_duration,
         port_base,
+        consul_bin,
+        agent_env: Vec::new(),
     }) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("devstack up: cannot start the doubles: {e}");
+            eprintln!("devstack up: cannot start the stack: {e}");
             return 69;
         }
     };
@@ -125,6 +141,25 @@ fn up(configs: Vec<PathBuf>, port_base: Option<u16>, deploy_duration: Duration) 
         bins::use_local_handlers(&mut specs, &d);
         path.push(d);
     }
+    if let stack::ConsulServer::Agent(agent) = &stack.consul {
+        // The real agent runs the watches itself: handler names become the built binaries.
+        if let Some(dir) = path.first() {
+            for s in &mut specs {
+                devstack::pipeline::use_built_handler(s, dir);
+            }
+        }
+        let json: Vec<serde_json::Value> = specs.iter().map(|s| s.to_agent_json()).collect();
+        if let Err(e) = agent.set_watches(&json) {
+            eprintln!("devstack up: {e}");
+            return 69;
+        }
+        println!(
+            "consul agent -dev is running {} watch(es); Ctrl-C to stop",
+            specs.len()
+        );
+        stack::wait_for_stop_signal();
+        return 0;
+    }
     let _runner = if specs.is_empty() {
         None
     } else {
@@ -145,7 +180,6 @@ fn up(configs: Vec<PathBuf>, port_base: Option<u16>, deploy_duration: Duration) 
             }
         }
     };
-    loop {
-        std::thread::park();
-    }
+    stack::wait_for_stop_signal();
+    0
 }

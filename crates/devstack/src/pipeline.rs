@@ -2,6 +2,11 @@
 //! the doubles, a bare Git repository with sample Marathon and Chronos job files, the git2consul
 //! stand-in, and the Consul watches from `consul-config/` run by the watch runner exactly as an
 //! agent runs them, with the built handler binaries.
+//!
+//! With `stack.consul_bin` set, a real `consul agent -dev` replaces the Consul double and runs
+//! the watches itself; each handler is then started through a tiny recorder script (written into
+//! the pipeline's temp dir) that keeps what the agent gave it (stdin, `CONSUL_INDEX`) and what it
+//! answered (stdout, stderr, exit code), so [`Pipeline::invocations`] reads the same either way.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,7 +16,7 @@ use serde_json::Value;
 
 use crate::git2consul::{self, MirrorReport};
 use crate::runner::{self, Invocation, Runner, RunnerOptions, WatchSpec};
-use crate::stack::{Stack, StackOptions};
+use crate::stack::{ConsulServer, Stack, StackOptions};
 
 /// The git2consul repository name and branch (KV prefix `jobs/main/`, ref key `jobs/main.ref`).
 pub const REPO_NAME: &str = "jobs";
@@ -128,9 +133,86 @@ impl PipelineOptions {
     }
 }
 
-/// A running pipeline. Dropping it stops the runner and the doubles and removes the temp dir.
+/// Who runs the watches.
+pub enum Watches {
+    /// devstack's watch runner (against the Consul double).
+    Runner(Runner),
+    /// The real agent; invocations are read from the recorder's directory. `since` (ns since the
+    /// epoch) forgets the invocations before the last reload.
+    Agent { record_dir: PathBuf, since: u128 },
+}
+
+/// The recorder the real agent runs in front of each handler: `recorder DIR WATCH HANDLER ARGS…`
+/// keeps stdin, CONSUL_INDEX, stdout, stderr and the exit code (written last) in a new directory
+/// `DIR/<start ns>-<pid>`, and exits with the handler's code. The handler gets the same stdin,
+/// arguments and environment as without it.
+const RECORDER: &str = r#"#!/bin/sh
+dir=$1; watch=$2; shift 2
+inv="$dir/$(date +%s%N)-$$"
+mkdir -p "$inv" || exit 1
+printf '%s' "$watch" > "$inv/watch"
+printf '%s' "${CONSUL_INDEX-}" > "$inv/index"
+cat > "$inv/stdin"
+"$@" < "$inv/stdin" > "$inv/stdout" 2> "$inv/stderr"
+code=$?
+printf '%s' "$code" > "$inv/exit.tmp" && mv "$inv/exit.tmp" "$inv/exit"
+exit $code
+"#;
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// Finished invocations recorded in `dir` (started at or after `since`), oldest first.
+pub fn recorded_invocations(dir: &Path, since: u128) -> Vec<Invocation> {
+    let mut names: Vec<(u128, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let ns: u128 = name.split('-').next()?.parse().ok()?;
+            (ns >= since).then(|| (ns, e.path()))
+        })
+        .collect();
+    names.sort();
+    let read = |p: &Path, f: &str| std::fs::read(p.join(f)).unwrap_or_default();
+    let text = |p: &Path, f: &str| String::from_utf8_lossy(&read(p, f)).into_owned();
+    names
+        .into_iter()
+        .filter_map(|(_, p)| {
+            let exit: i32 = text(&p, "exit").trim().parse().ok()?;
+            let now = Instant::now();
+            Some(Invocation {
+                watch: text(&p, "watch").trim().parse().ok()?,
+                consul_index: text(&p, "index").trim().parse().unwrap_or(0),
+                stdin: read(&p, "stdin"),
+                exit_code: Some(exit),
+                stdout: text(&p, "stdout"),
+                stderr: text(&p, "stderr"),
+                started: now,
+                finished: now,
+            })
+        })
+        .collect()
+}
+
+/// Writes the recorder script into `dir` and returns its path.
+pub fn write_recorder(dir: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("record-invocation");
+    std::fs::write(&path, RECORDER)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(path)
+}
+
+/// A running pipeline. Dropping it stops the runner (or the agent) and the doubles and removes
+/// the temp dir.
 pub struct Pipeline {
-    pub runner: Runner,
+    pub watches: Watches,
     specs: Vec<WatchSpec>,
     runner_options: RunnerOptions,
     pub stack: Stack,
@@ -183,8 +265,24 @@ pub fn wait_until(
     }
 }
 
-/// Loads the three handlers' watches and points them at this pipeline's repository and workdir,
-/// and at the built handlers (the configs call `/usr/local/bin/<handler>`).
+/// Points a watch's handler at the built binary: `args[0]` naming one of the handlers (bare, or
+/// an install path such as `/usr/local/bin/kv2jobs`) becomes `bin_dir/<handler>`.
+pub fn use_built_handler(spec: &mut WatchSpec, bin_dir: &Path) {
+    let Some(arg0) = spec.args.first_mut() else {
+        return;
+    };
+    let name = Path::new(arg0.as_str())
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string();
+    if crate::bins::HANDLERS.contains(&name.as_str()) {
+        *arg0 = bin_dir.join(name).display().to_string();
+    }
+}
+
+/// Loads the three handlers' watches and points them at this pipeline's repository, workdir and
+/// built handlers.
 fn load_watches(
     config_dir: &Path,
     bin_dir: &Path,
@@ -194,10 +292,10 @@ fn load_watches(
     let mut out = Vec::new();
     for handler in crate::bins::HANDLERS {
         let path = config_dir.join(format!("{handler}.json"));
-        let mut specs = runner::load_watches(&path).map_err(|e| fail("load consul-config", e))?;
-        crate::bins::use_local_handlers(&mut specs, bin_dir);
+        let specs = runner::load_watches(&path).map_err(|e| fail("load consul-config", e))?;
         for mut spec in specs {
             spec.token = None;
+            use_built_handler(&mut spec, bin_dir);
             set_flag(&mut spec.args, "--repo", &bare.display().to_string());
             set_flag(&mut spec.args, "--workdir", &workdir.display().to_string());
             out.push((handler.to_string(), spec));
@@ -214,12 +312,23 @@ fn set_flag(args: &mut [String], flag: &str, value: &str) {
     }
 }
 
+/// The committer identity of tag2git's commits (the agent's environment in production).
+fn committer() -> Vec<(String, String)> {
+    vec![
+        ("GIT_COMMITTER_NAME".into(), "tag2git".into()),
+        ("GIT_COMMITTER_EMAIL".into(), "tag2git@example.com".into()),
+    ]
+}
+
 impl Pipeline {
     /// Starts everything and seeds the repository and KV (git2consul's first sync). The watches
     /// then fire as an agent's do at start: kv2jobs deploys the sample jobs, tasks2consul
     /// registers their tasks.
     pub fn start(opts: PipelineOptions) -> Result<Pipeline, PipelineError> {
-        let stack = Stack::start(opts.stack.clone()).map_err(|e| fail("start devstack", e))?;
+        let mut stack_opts = opts.stack.clone();
+        stack_opts.agent_env.extend(opts.env.clone());
+        stack_opts.agent_env.extend(committer());
+        let stack = Stack::start(stack_opts).map_err(|e| fail("start devstack", e))?;
         let dir = tempfile::tempdir().map_err(|e| fail("temp dir", e))?;
         let bare = dir.path().join("jobs.git");
         let work = dir.path().join("seed");
@@ -280,8 +389,7 @@ impl Pipeline {
             .collect();
         env.extend(stack.env());
         env.extend(opts.env.clone());
-        env.push(("GIT_COMMITTER_NAME".into(), "tag2git".into()));
-        env.push(("GIT_COMMITTER_EMAIL".into(), "tag2git@example.com".into()));
+        env.extend(committer());
         let specs: Vec<WatchSpec> = watches.into_iter().map(|(_, s)| s).collect();
         let runner_options = RunnerOptions {
             consul_url: stack.consul.url(),
@@ -290,10 +398,39 @@ impl Pipeline {
             retry_base: Duration::from_millis(200),
             ..RunnerOptions::default()
         };
-        let runner = Runner::start(specs.clone(), runner_options.clone())
-            .map_err(|e| fail("start the watch runner", e))?;
+        let watches = match &stack.consul {
+            ConsulServer::Double(_) => Watches::Runner(
+                Runner::start(specs.clone(), runner_options.clone())
+                    .map_err(|e| fail("start the watch runner", e))?,
+            ),
+            ConsulServer::Agent(agent) => {
+                let record_dir = dir.path().join("invocations");
+                std::fs::create_dir_all(&record_dir).map_err(|e| fail("recorder", e))?;
+                let recorder = write_recorder(dir.path()).map_err(|e| fail("recorder", e))?;
+                let json: Vec<Value> = specs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let mut s = s.clone();
+                        let mut args = vec![
+                            recorder.display().to_string(),
+                            record_dir.display().to_string(),
+                            i.to_string(),
+                        ];
+                        args.append(&mut s.args);
+                        s.args = args;
+                        s.to_agent_json()
+                    })
+                    .collect();
+                let since = now_ns();
+                agent
+                    .set_watches(&json)
+                    .map_err(|e| fail("install the watches in the agent", e))?;
+                Watches::Agent { record_dir, since }
+            }
+        };
         Ok(Pipeline {
-            runner,
+            watches,
             specs,
             runner_options,
             stack,
@@ -307,11 +444,20 @@ impl Pipeline {
     /// What `consul reload` or an agent restart does: every watch plan is stopped and started
     /// again, and each fires at once with the current data. Earlier invocations are forgotten.
     pub fn restart_agent(&mut self) -> Result<(), PipelineError> {
-        let fresh = Runner::start(self.specs.clone(), self.runner_options.clone())
-            .map_err(|e| fail("restart the watch runner", e))?;
-        let old = std::mem::replace(&mut self.runner, fresh);
-        old.stop();
-        Ok(())
+        match (&mut self.watches, &self.stack.consul) {
+            (Watches::Agent { since, .. }, ConsulServer::Agent(agent)) => {
+                *since = now_ns();
+                agent.reload().map_err(|e| fail("consul reload", e))
+            }
+            (w, _) => {
+                let fresh = Runner::start(self.specs.clone(), self.runner_options.clone())
+                    .map_err(|e| fail("restart the watch runner", e))?;
+                if let Watches::Runner(old) = std::mem::replace(w, Watches::Runner(fresh)) {
+                    old.stop();
+                }
+                Ok(())
+            }
+        }
     }
 
     /// The runner's index of `handler`'s watch.
@@ -326,16 +472,21 @@ impl Pipeline {
     /// Finished invocations of `handler`'s watch, oldest first.
     pub fn invocations(&self, handler: &str) -> Vec<Invocation> {
         let w = self.watch(handler);
-        self.runner
-            .invocations()
-            .into_iter()
+        let all = match &self.watches {
+            Watches::Runner(r) => r.invocations(),
+            Watches::Agent { record_dir, since } => recorded_invocations(record_dir, *since),
+        };
+        all.into_iter()
             .filter(|i| i.watch == w && i.exit_code.is_some())
             .collect()
     }
 
     /// CI's step: writes an image reference (or a bare tag) into KV.
     pub fn ci_publish(&self, key: &str, value: &str) {
-        self.stack.consul.kv_put(key, value.as_bytes());
+        if let Err(e) = self.stack.consul.kv_put(key, value.as_bytes()) {
+            // The step that waits for its effect fails with a deadline naming it.
+            log::error!("CI publish of {key}: {e}");
+        }
     }
 
     /// git2consul's step: mirrors the branch into KV (files first, `.ref` last).
@@ -399,6 +550,11 @@ impl Pipeline {
             .stack
             .consul
             .catalog_services()
+            .unwrap_or_else(|e| {
+                // Polled: the next poll asks again; a lasting error ends in the step's deadline.
+                log::warn!("catalog read: {e}");
+                Vec::new()
+            })
             .iter()
             .filter(|s| s.meta.get("marathon-app-id").and_then(Value::as_str) == Some(app_id))
             .filter_map(|s| {

@@ -80,10 +80,18 @@ impl Api {
             self.agent(req, rest)
         } else if let Some(rest) = p.strip_prefix("/v1/event/") {
             self.event(req, rest)
+        } else if p == "/v1/txn" {
+            self.txn(req)
         } else if p == "/v1/status/leader" {
             Ok(Response::json(200, &json!("127.0.0.1:8300")))
         } else if p == "/v1/status/peers" {
             Ok(Response::json(200, &json!(["127.0.0.1:8300"])))
+        } else if p.starts_with("/v1/") {
+            // agent/http.go: an API path no endpoint serves (seen against v1.14.11).
+            Ok(text(
+                404,
+                "Invalid URL path: not a recognized HTTP API endpoint",
+            ))
         } else {
             // Go's http.NotFound.
             Ok(text(404, "404 page not found\n"))
@@ -212,7 +220,13 @@ impl Api {
             let (index, resp) = read(&st);
             let now = Instant::now();
             if min_index == 0 || !unchanged(index, min_index) || now >= deadline || st.shutdown {
-                return Ok(with_meta(resp, index));
+                // The agent-local event list sets only X-Consul-Index (event_endpoint.go
+                // setIndex; no KnownLeader/LastContact, seen against v1.14.11).
+                return Ok(if agent_local {
+                    resp.with_header("X-Consul-Index", index.to_string())
+                } else {
+                    with_meta(resp, index)
+                });
             }
             st = self
                 .shared
@@ -527,6 +541,55 @@ impl Api {
         }
     }
 
+    // ------------------------------------------------------------ transactions
+
+    /// `PUT /v1/txn` (see txn.rs).
+    fn txn(&self, req: &Request) -> Result<Response> {
+        if req.method != "PUT" {
+            return Err(method_not_allowed(&req.method, "PUT"));
+        }
+        let ops = super::txn::parse(&req.body).map_err(|reason| text(400, &reason))?;
+        if ops.len() > super::txn::MAX_TXN_OPS {
+            return Err(text(
+                413,
+                &format!(
+                    "Transaction contains too many operations ({} > {})",
+                    ops.len(),
+                    super::txn::MAX_TXN_OPS
+                ),
+            ));
+        }
+        let read_only = !ops.iter().any(super::txn::is_write);
+        let out = self.shared.mutate(|st| st.txn(&ops));
+        let (status, mut body) = match out {
+            Ok(results) => (200, json!({"Results": results, "Errors": null})),
+            Err(errors) => (409, json!({"Results": null, "Errors": errors})),
+        };
+        if read_only {
+            // A read answers structs.TxnReadResponse, which embeds QueryMeta: its fields are
+            // part of the body (seen against v1.14.11).
+            for (k, v) in [
+                ("Index", json!(1)),
+                ("LastContact", json!(0)),
+                ("KnownLeader", json!(true)),
+                ("ConsistencyLevel", json!("")),
+                ("NotModified", json!(false)),
+                ("Backend", json!(0)),
+                ("ResultsFilteredByACLs", json!(false)),
+            ] {
+                body[k] = v;
+            }
+        }
+        let resp = Response::json(status, &body);
+        // Txn.Read sets KnownLeader and LastContact; Txn.Apply sets nothing.
+        Ok(if read_only {
+            resp.with_header("X-Consul-KnownLeader", "true")
+                .with_header("X-Consul-LastContact", "0")
+        } else {
+            resp
+        })
+    }
+
     // ------------------------------------------------------------ catalog
 
     fn catalog(&self, req: &Request, rest: &str) -> Result<Response> {
@@ -546,19 +609,37 @@ impl Api {
                 self.catalog_deregister(req)
             }
             "datacenters" => Ok(Response::json(200, &json!([dc]))),
-            "services" => self.read(req, |st| {
-                (
-                    st.tables_max(&[NODES, SERVICES]),
-                    Response::json(200, &st.services_map()),
-                )
-            }),
-            "nodes" => self.read(req, |st| {
-                let nodes: Vec<Value> = st.nodes.values().map(Node::to_json).collect();
-                (
-                    st.tables_max(&[NODES]),
-                    Response::json(200, &Value::Array(nodes)),
-                )
-            }),
+            "services" => {
+                let meta = node_meta_filter(req);
+                // state/catalog.go Services: the services table's index; with a node-meta
+                // filter (ServicesByNodeMeta) the nodes table's too (v1.14.11).
+                let tables: &[&str] = if meta.is_empty() {
+                    &[SERVICES]
+                } else {
+                    &[NODES, SERVICES]
+                };
+                self.read(req, move |st| {
+                    (
+                        st.tables_max(tables),
+                        Response::json(200, &st.services_map(&meta)),
+                    )
+                })
+            }
+            "nodes" => {
+                let meta = node_meta_filter(req);
+                self.read(req, move |st| {
+                    let nodes: Vec<Value> = st
+                        .nodes
+                        .values()
+                        .filter(|n| node_meta_matches(n, &meta))
+                        .map(Node::to_json)
+                        .collect();
+                    (
+                        st.tables_max(&[NODES]),
+                        Response::json(200, &Value::Array(nodes)),
+                    )
+                })
+            }
             "service" => {
                 let name = arg.to_string();
                 let tags: Vec<String> =
@@ -579,10 +660,16 @@ impl Api {
             "node" => {
                 let node = arg.to_string();
                 self.read(req, move |st| {
-                    let idx = st.tables_max(&[NODES, SERVICES]);
+                    // state/catalog.go nodeServices: the node's own last change (v1.14.11). An
+                    // unknown node: the catalog's index (Consul answers 1 for a node that never
+                    // existed; allow-listed in consul_conformance).
                     let Some(n) = st.nodes.get(&node) else {
-                        return (idx, Response::json(200, &Value::Null));
+                        return (
+                            st.tables_max(&[NODES, SERVICES]),
+                            Response::json(200, &Value::Null),
+                        );
                     };
+                    let idx = st.node_index(n);
                     let services: Map<String, Value> = st
                         .services
                         .values()
@@ -652,15 +739,17 @@ impl Api {
             }
         }
         self.shared.mutate(|st| {
-            if !skip || !st.nodes.contains_key(&node) {
-                st.ensure_node(new_node);
-            }
-            if let Some(s) = service {
-                st.ensure_service(s);
-            }
-            for c in checks {
-                st.ensure_check(c);
-            }
+            st.one_write(|st| {
+                if !skip || !st.nodes.contains_key(&node) {
+                    st.ensure_node(new_node);
+                }
+                if let Some(s) = service {
+                    st.ensure_service(s);
+                }
+                for c in checks {
+                    st.ensure_check(c);
+                }
+            })
         });
         Ok(bool_json(true))
     }
@@ -728,14 +817,18 @@ impl Api {
                     .filter(|c| c.service_name == arg)
                     .map(Check::to_json)
                     .collect();
+                // state/catalog.go ServiceChecks: the checks table's index (v1.14.11).
                 (
-                    st.service_index(&arg),
+                    st.tables_max(&[CHECKS]),
                     Response::json(200, &Value::Array(list)),
                 )
             }),
             "state" => {
-                if !["any", "passing", "warning", "critical"].contains(&arg.as_str()) {
-                    return Err(text(400, "Invalid check state"));
+                // v1.14.11 takes any state: an unknown one matches only checks registered with
+                // that status (the catalog accepts any status string); seen by consul_conformance.
+                // Only an empty one is refused (health_endpoint.go HealthChecksInState).
+                if arg.is_empty() {
+                    return Err(text(400, "Missing check state"));
                 }
                 let tags: Vec<String> =
                     req.query_all("tag").into_iter().map(String::from).collect();
@@ -822,6 +915,31 @@ impl Api {
                 require_put(req)?;
                 return self.agent_update_check(id, status, req.query("note").unwrap_or(""));
             }
+        }
+        if let Some(id) = rest.strip_prefix("service/") {
+            // GET /v1/agent/service/<id>: the agent's definition plus its ContentHash (a 16-hex
+            // hash of the definition; Consul's is hashstructure's, compared by shape).
+            if req.method != "GET" {
+                return Err(method_not_allowed(&req.method, "GET"));
+            }
+            let st = self.shared.lock();
+            let found = st
+                .agent_services
+                .contains(id)
+                .then(|| st.services.get(&(node.clone(), id.to_string())))
+                .flatten();
+            let Some(s) = found else {
+                return Err(text(404, &format!("unknown service ID: {id}")));
+            };
+            let mut v = s.agent_json(Some(&dc));
+            let hash = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                v.to_string().hash(&mut h);
+                h.finish()
+            };
+            v["ContentHash"] = json!(format!("{hash:016x}"));
+            return Ok(Response::json(200, &v));
         }
         match rest {
             "services" => {
@@ -1164,6 +1282,27 @@ fn parse_blocking(req: &Request, agent_local: bool) -> Result<(u64, Duration)> {
         Some(i) => i.parse::<u64>().map_err(|_| text(400, "Invalid index"))?,
     };
     Ok((index, wait))
+}
+
+/// `?node-meta=key:value` (repeatable; all must match), as catalog_endpoint.go parses it.
+fn node_meta_filter(req: &Request) -> Vec<(String, String)> {
+    req.query_all("node-meta")
+        .into_iter()
+        .map(|kv| {
+            let (k, v) = kv.split_once(':').unwrap_or((kv, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+pub(crate) fn node_meta_matches(n: &Node, filter: &[(String, String)]) -> bool {
+    filter.iter().all(|(k, v)| {
+        n.meta
+            .as_ref()
+            .and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+            == Some(v.as_str())
+    })
 }
 
 fn with_meta(resp: Response, index: u64) -> Response {

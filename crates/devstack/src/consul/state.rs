@@ -37,17 +37,23 @@ fn bytes_json(bytes: &[u8]) -> Value {
 impl KvEntry {
     /// The wire form: an empty value is `null`, as Consul stores a nil byte slice for an empty
     /// PUT body.
+    /// `Session` is left out when empty: the HTTP API encodes structs.DirEntry, whose Session
+    /// is `omitempty` (seen against Consul v1.14.11 by tests/consul_conformance.rs). Watch
+    /// payloads re-encode api.KVPair and always carry it (the runner adds it back).
     pub fn to_json(&self) -> Value {
         let value = bytes_json(&self.value);
-        json!({
+        let mut v = json!({
             "Key": self.key,
             "CreateIndex": self.create_index,
             "ModifyIndex": self.modify_index,
             "LockIndex": self.lock_index,
             "Flags": self.flags,
             "Value": value,
-            "Session": self.session,
-        })
+        });
+        if !self.session.is_empty() {
+            v["Session"] = json!(self.session);
+        }
+        v
     }
 }
 
@@ -209,14 +215,24 @@ impl Service {
             "ServiceName": self.service,
             "ServiceTags": self.tags,
             "ServiceAddress": self.address,
-            "ServiceTaggedAddresses": opt_map(&self.tagged_addresses),
             "ServiceWeights": {"Passing": self.weights.0, "Warning": self.weights.1},
-            "ServiceMeta": opt_map(&self.meta),
+            // Consul answers {} for a service registered without Meta, and leaves out empty
+            // ServiceTaggedAddresses (omitempty); seen against v1.14.11 (consul_conformance).
+            "ServiceMeta": self.meta.clone().unwrap_or_default(),
             "ServicePort": self.port,
             "ServiceEnableTagOverride": self.enable_tag_override,
             "CreateIndex": self.create_index,
             "ModifyIndex": self.modify_index,
         })
+        .as_object()
+        .cloned()
+        .map(|mut m| {
+            if let Some(t) = &self.tagged_addresses {
+                m.insert("ServiceTaggedAddresses".into(), Value::Object(t.clone()));
+            }
+            Value::Object(m)
+        })
+        .unwrap_or(Value::Null)
     }
 }
 
@@ -335,6 +351,8 @@ pub struct State {
     pub events: VecDeque<UserEvent>,
     ltime: u64,
     pub shutdown: bool,
+    /// Set while [`State::one_write`] runs: the index all its changes get.
+    one_write: Option<u64>,
 }
 
 pub const KVS: &str = "kvs";
@@ -350,12 +368,36 @@ fn service_table(name: &str) -> String {
 impl State {
     /// The next Raft index (every state change consumes one).
     fn next(&mut self) -> u64 {
+        if let Some(i) = self.one_write {
+            self.index = i;
+            return i;
+        }
         self.index += 1;
         self.index
     }
 
+    /// Runs `f` as ONE Raft write: every change it makes gets the same index (a catalog
+    /// register of node, service and checks is one Raft entry in Consul; seen against v1.14.11,
+    /// where they share CreateIndex). Nothing changed: the index does not move.
+    pub fn one_write<T>(&mut self, f: impl FnOnce(&mut State) -> T) -> T {
+        self.one_write = Some(self.index + 1);
+        let out = f(self);
+        self.one_write = None;
+        out
+    }
+
     fn touch(&mut self, table: &str, idx: u64) {
         self.tables.insert(table.to_string(), idx);
+    }
+
+    /// A transaction's KV writes (consul/txn.rs) moved the kvs table to `idx`.
+    pub(super) fn touch_kvs(&mut self, idx: u64) {
+        self.touch(KVS, idx);
+    }
+
+    /// A key deleted at `idx` (Consul's graveyard, so a prefix's index moves on deletes).
+    pub(super) fn record_tombstone(&mut self, key: &str, idx: u64) {
+        self.tombstones.insert(key.into(), idx);
     }
 
     pub fn table(&self, table: &str) -> u64 {
@@ -412,6 +454,15 @@ impl State {
     }
 
     fn kv_store(&mut self, key: &str, value: Vec<u8>, flags: u64, session: Option<String>) -> u64 {
+        // kvsSetTxn: an entry that would not change (same value, flags and session) is not
+        // written, so its ModifyIndex and the table index stay put and no watch fires (seen
+        // against v1.14.11 by consul_conformance).
+        if let Some(old) = self.kv.get(key) {
+            let same_session = session.as_ref().is_none_or(|s| *s == old.session);
+            if old.value == value && old.flags == flags && same_session {
+                return old.modify_index;
+            }
+        }
         let idx = self.next();
         let entry = match self.kv.get(key) {
             Some(old) => KvEntry {
@@ -802,14 +853,35 @@ impl State {
     pub fn service_index(&self, name: &str) -> u64 {
         match self.tables.get(&service_table(name)) {
             Some(i) => *i,
-            None => self.tables_max(&[SERVICES]),
+            // maxIndexAndWatchChForService: a service that never existed answers the catalog's
+            // max index (nodes and services; v1.14.11).
+            None => self.tables_max(&[NODES, SERVICES]),
         }
     }
 
+    /// state/catalog.go catalogNodeMaxIndex: the last change to a node, its services or its
+    /// checks (deletions on the node are not tracked here).
+    pub fn node_index(&self, node: &Node) -> u64 {
+        let services = self.services.values().filter(|s| s.node == node.node);
+        let checks = self.checks.values().filter(|c| c.node == node.node);
+        services
+            .map(|s| s.modify_index)
+            .chain(checks.map(|c| c.modify_index))
+            .chain([node.modify_index, 1])
+            .max()
+            .unwrap_or(1)
+    }
+
     /// /v1/catalog/services: name → unique tags, sorted like Go's map encoding.
-    pub fn services_map(&self) -> Value {
+    /// `/v1/catalog/services`: names and tags of the services on nodes whose meta matches
+    /// `node_meta` (all pairs; empty = every node).
+    pub fn services_map(&self, node_meta: &[(String, String)]) -> Value {
         let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for s in self.services.values() {
+        for s in self.services.values().filter(|s| {
+            self.nodes
+                .get(&s.node)
+                .is_some_and(|n| super::endpoints::node_meta_matches(n, node_meta))
+        }) {
             let tags = out.entry(s.service.clone()).or_default();
             for t in &s.tags {
                 if !tags.contains(t) {

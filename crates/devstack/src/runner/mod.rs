@@ -61,6 +61,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub use query::encode_path;
 pub use spec::{load_watches, parse_watches, WatchSpec};
 
 use crate::consul::util::go_json;

@@ -37,6 +37,23 @@ impl std::fmt::Debug for WatchSpec {
     }
 }
 
+impl WatchSpec {
+    /// The watch as an object of an agent config's `watches` (what a real agent is given).
+    pub fn to_agent_json(&self) -> Value {
+        let mut m = self.params.clone();
+        m.insert("type".into(), Value::from(self.watch_type.clone()));
+        m.insert("handler_type".into(), Value::from("script"));
+        m.insert("args".into(), Value::from(self.args.clone()));
+        if let Some(t) = &self.token {
+            m.insert("token".into(), Value::from(t.clone()));
+        }
+        if let Some(dc) = &self.datacenter {
+            m.insert("datacenter".into(), Value::from(dc.clone()));
+        }
+        Value::Object(m)
+    }
+}
+
 /// Reads an agent JSON config file and parses its `watches`.
 pub fn load_watches(path: &Path) -> Result<Vec<WatchSpec>, RunnerError> {
     let text = std::fs::read_to_string(path).map_err(|source| RunnerError::Io {
