@@ -321,6 +321,8 @@ impl<'a> HttpRequest<'a> {
 /// The client. Cheap to share by reference; counts the requests it sends.
 pub struct HttpClient {
     agent: ureq::Agent,
+    /// The TLS settings, kept for the agents of long-lived streams ([`HttpClient::open_stream`]).
+    tls: Option<Arc<rustls::ClientConfig>>,
     bases: Vec<String>,
     cfg: HttpConfig,
     deadline: Option<Deadline>,
@@ -367,12 +369,15 @@ impl HttpClient {
             .timeout_connect(cfg.connect_timeout)
             .redirects(0)
             .user_agent(concat!("shipwatch/", env!("CARGO_PKG_VERSION")));
+        let mut tls = None;
         if cfg.ca_file.is_some()
             || cfg.ca_path.is_some()
             || cfg.client_cert.is_some()
             || cfg.server_name.is_some()
         {
-            builder = builder.tls_config(Arc::new(tls_config(&cfg)?));
+            let t = Arc::new(tls_config(&cfg)?);
+            builder = builder.tls_config(Arc::clone(&t));
+            tls = Some(t);
         }
         let mut redactor = Redactor::new();
         match &cfg.auth {
@@ -392,6 +397,7 @@ impl HttpClient {
         }
         Ok(HttpClient {
             agent: builder.build(),
+            tls,
             bases,
             cfg,
             deadline: None,
@@ -573,6 +579,109 @@ impl HttpClient {
             url: self.show(url),
             service: self.cfg.service,
             redactor: self.redactor.clone(),
+        })
+    }
+}
+
+/// An answer whose body is read as it arrives (Marathon's `/v2/events`), not read in full.
+pub struct HttpStream {
+    pub status: u16,
+    /// The URL that answered (credentials removed), for messages.
+    pub url: String,
+    pub reader: Box<dyn Read + Send>,
+}
+
+impl HttpClient {
+    /// Opens a long-lived `GET path` whose body is an endless stream: each base URL is tried
+    /// once, from the last that worked (a standby of an HA set may refuse or answer 502/503),
+    /// and a redirect is followed (Marathon 1.7+ standbys answer `/v2/events` with a 302 to
+    /// the leader; the credentials are sent again, as marathon-python does, but never from
+    /// https down to http). No overall timeout: a read that waits longer than `idle` for any
+    /// byte fails with `io::ErrorKind::TimedOut` or `WouldBlock` (a stalled stream). Errors:
+    /// `Unavailable` when no server answered 2xx, `Status` for any other answer.
+    pub fn open_stream(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        idle: Duration,
+    ) -> Result<HttpStream, HttpError> {
+        let mut builder = ureq::AgentBuilder::new()
+            .timeout_connect(self.cfg.connect_timeout)
+            .timeout_read(idle)
+            .redirects(0)
+            .user_agent(concat!("shipwatch/", env!("CARGO_PKG_VERSION")));
+        if let Some(t) = &self.tls {
+            builder = builder.tls_config(Arc::clone(t));
+        }
+        let agent = builder.build();
+        let start = self.preferred.load(Ordering::Relaxed);
+        let n = self.bases.len();
+        let mut reasons = Vec::new();
+        for k in 0..n {
+            let i = (start + k) % n;
+            let mut url = format!("{}{}", self.bases[i], path);
+            for _hop in 0..3 {
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                let mut r = agent.get(&url);
+                if let Some((name, value)) = self.cfg.auth.header() {
+                    r = r.set(name, &value);
+                }
+                for (name, value) in headers {
+                    r = r.set(name, value);
+                }
+                let resp = match r.call() {
+                    Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
+                    Err(ureq::Error::Transport(t)) => {
+                        let reason = self.redactor.scrub(&transport_reason(&t));
+                        reasons.push(format!("{}: {reason}", self.show(&url)));
+                        break;
+                    }
+                };
+                let status = resp.status();
+                if (300..400).contains(&status) {
+                    let next = resp.header("Location").unwrap_or_default().to_string();
+                    let downgrade = url.starts_with("https://") && next.starts_with("http://");
+                    if !(next.starts_with("http://") || next.starts_with("https://")) || downgrade
+                    {
+                        reasons.push(format!(
+                            "{}: HTTP {status} to {} (not followed)",
+                            self.show(&url),
+                            self.show(&next)
+                        ));
+                        break;
+                    }
+                    url = next;
+                    continue;
+                }
+                if (200..300).contains(&status) {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return Ok(HttpStream {
+                        status,
+                        url: self.show(&url),
+                        reader: Box::new(resp.into_reader()),
+                    });
+                }
+                let mut body = String::new();
+                let _ = resp.into_reader().take(600).read_to_string(&mut body);
+                let body = self.redactor.scrub(body.trim());
+                if self.cfg.retry_statuses.contains(&status) {
+                    reasons.push(format!("{}: HTTP {status} {body}", self.show(&url)));
+                    break;
+                }
+                return Err(HttpError::Status {
+                    service: self.cfg.service,
+                    method: "GET".into(),
+                    url: self.show(&url),
+                    status,
+                    body,
+                });
+            }
+        }
+        Err(HttpError::Unavailable {
+            service: self.cfg.service,
+            method: "GET".into(),
+            url: self.show(&format!("{}{}", self.bases[start % n], path)),
+            reason: reasons.join("; "),
         })
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use runtime::{CommonArgs, ConsulArgs, Exit, MarathonArgs, Summary, ToExit};
-use tasks2consul::{events, scope, AgentAddr, Clients, Config, Mode, SyncError};
+use tasks2consul::{events, follow, scope, AgentAddr, Clients, Config, Mode, SyncError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ModeArg {
@@ -62,9 +62,21 @@ struct Args {
     #[arg(long)]
     events: bool,
 
-    /// --events: time between full resyncs.
+    /// Run as a registrar: connect to Marathon's event stream (GET /v2/events over the
+    /// --marathon URL set), apply it as it arrives, full syncs on every (re)connection and
+    /// every --resync-interval; reconnect with backoff (capped at 30 s) until SIGTERM/SIGINT
+    /// (exit 0). With --lock KEY only the holder of the Consul lock acts.
+    #[arg(long, conflicts_with = "events")]
+    follow: bool,
+
+    /// --events/--follow: time between full resyncs.
     #[arg(long, default_value = "5m", value_name = "DUR", value_parser = runtime::parse_duration)]
     resync_interval: Duration,
+
+    /// --follow: reconnect (and resync) when the stream sends nothing at all, not even
+    /// Marathon's 10 s heartbeat, for this long.
+    #[arg(long, default_value = "60s", value_name = "DUR", value_parser = runtime::parse_duration)]
+    stream_timeout: Duration,
 
     /// The Marathon cluster this run speaks for, written to service and node meta
     /// `marathon-cluster`. Only registrations of this cluster are owned (one without that meta
@@ -175,6 +187,9 @@ fn main() {
     if args.events {
         run_events(&args);
     }
+    if args.follow {
+        run_follow(&args);
+    }
     // `--lock KEY`: when several agents run the same watch, one acts, the others exit 0.
     consul::lock::run_locked("tasks2consul", &args.common, &args.consul, |ctx| {
         let payload = watch::detect(&ctx.payload)?;
@@ -232,11 +247,80 @@ fn run_events(args: &Args) -> ! {
         resync_interval: args.resync_interval.max(Duration::from_secs(1)),
         dry_run: args.common.dry_run,
         max_actions: 10_000,
+        follow: false,
     };
     let cfg = clients.cfg.clone();
     let mut summary = events::run(input, &clients, &cfg, &opts, summary);
     runtime::record(&args.common, &mut summary, started, started_at.elapsed());
     runtime::finish(&summary, args.common.output)
+}
+
+/// `--follow`: a long-lived registrar on Marathon's event stream. Ends on SIGTERM/SIGINT
+/// (after the write in flight) with exit 0, or at once with 64 on bad flags.
+fn run_follow(args: &Args) -> ! {
+    runtime::init_logging_as(args.common.log_format);
+    let started = std::time::SystemTime::now();
+    let started_at = std::time::Instant::now();
+    runtime::stop::install();
+    let mut summary = Summary::new("tasks2consul", args.common.dry_run, None);
+    let setup = clients(args).and_then(|c| {
+        // The stream's client: the same URLs, credentials and TLS as every request; no overall
+        // deadline (the stream lives for days), a read timeout of --stream-timeout instead.
+        let stream = args
+            .marathon
+            .client(runtime::Deadline::after(args.common.timeout))
+            .map_err(|e| Error::Config(e.to_string()))?;
+        Ok((c, stream))
+    });
+    let (clients, stream_client) = match setup {
+        Ok(v) => v,
+        Err(e) => {
+            summary.error(e.to_string());
+            summary.raise_exit(e.exit());
+            runtime::finish(&summary, args.common.output);
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+    let stream_opts = follow::StreamOptions::new(args.stream_timeout.max(Duration::from_millis(100)));
+    log::info!(
+        "following Marathon's event stream (resync every {:?}, stream timeout {:?})",
+        args.resync_interval,
+        stream_opts.idle
+    );
+    follow::spawn_stream(stream_client, stream_opts, tx);
+    let opts = events::Options {
+        resync_interval: args.resync_interval.max(Duration::from_secs(1)),
+        dry_run: args.common.dry_run,
+        max_actions: 10_000,
+        follow: true,
+    };
+    let metrics = std::sync::Arc::new(follow::Metrics::default());
+    let cfg = clients.cfg.clone();
+    let mut summary = events::run_feed(
+        &rx,
+        &clients,
+        &cfg,
+        &opts,
+        summary,
+        &metrics,
+        &events::Always,
+    );
+    runtime::record(&args.common, &mut summary, started, started_at.elapsed());
+    // A stop signal is how a registrar ends: exit 0 (what failed meanwhile was logged, and
+    // the syncs after it repaired it).
+    finish_follow(&summary, args.common.output)
+}
+
+fn finish_follow(summary: &Summary, output: runtime::OutputFormat) -> ! {
+    use std::io::Write;
+    let text = match output {
+        runtime::OutputFormat::Json => format!("{}\n", summary.to_json()),
+        runtime::OutputFormat::Text => summary.to_text(),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+    std::process::exit(0)
 }
 
 #[cfg(test)]

@@ -1,0 +1,272 @@
+//! `--follow` (issue 14): the built binary as a long-lived registrar on the Marathon double's
+//! event stream, with no Consul watch involved: scale-downs deregistered within 2 s, leader
+//! changes and stalled streams reconnected and resynced, tasks that died while it was
+//! disconnected repaired by the resync, SIGTERM ending it with exit 0.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use devstack::marathon::{Leader, Marathon, MarathonOptions};
+use serde_json::json;
+
+const LIMIT: Duration = Duration::from_secs(15);
+
+/// Doubles only: these tests need the Marathon double's controls (leader switch, silence).
+fn stack(heartbeat: Duration) -> Stack {
+    let marathon = Marathon::start(MarathonOptions {
+        heartbeat,
+        ..Default::default()
+    })
+    .unwrap();
+    let consul =
+        devstack::consul::Consul::start(devstack::consul::ConsulOptions::default()).unwrap();
+    Stack {
+        marathon_url: marathon.url(),
+        consul_url: consul.url(),
+        marathon: Some(marathon),
+        consul: Some(consul),
+        ns: String::new(),
+    }
+}
+
+/// A running follower; killed on drop if a test fails before stopping it.
+struct Follower {
+    child: Option<Child>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Follower {
+    fn spawn(s: &Stack, marathon_urls: &str, args: &[&str]) -> Follower {
+        let mut child = s
+            .cmd()
+            .env("MARATHON_URL", marathon_urls)
+            .env("RUST_LOG", "info")
+            .args(["--follow", "--output", "json", "--timeout", "10s"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        Follower {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// How many stderr lines contain `text`.
+    fn lines_with(&self, text: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(text)).count()
+    }
+
+    /// SIGTERM (as `systemctl stop`), then the exit code within a deadline.
+    fn terminate(&mut self) -> i32 {
+        let mut child = self.child.take().unwrap();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let end = Instant::now() + LIMIT;
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return st.code().unwrap_or(-1);
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                panic!("no exit within {LIMIT:?} of SIGTERM\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn converged(s: &Stack, apps: &[&str]) -> bool {
+    let want = s.expected_ids(apps);
+    !want.is_empty() && s.registered_ids() == want
+}
+
+fn wait_for(f: &Follower, limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while !cond() {
+        assert!(
+            Instant::now() < end,
+            "{what}: not reached within {limit:?}\nfollower log:\n{}",
+            f.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn scale_to_zero_through_the_api_is_deregistered_within_two_seconds() {
+    let s = stack(Duration::from_secs(10));
+    s.create_apps(vec![web_app("/fw", "true", 2, 1), web_app("/keep", "true", 2, 1)]);
+    let f = Follower::spawn(&s, &s.marathon_url, &["--resync-interval", "1h"]);
+    wait_for(&f, LIMIT, "start sync", || converged(&s, &["/fw", "/keep"]));
+    let keep = s.expected_ids(&["/keep"]);
+
+    // An operator scales /fw to 0 (the Marathon UI does this PUT); no Consul watch runs.
+    let t = Instant::now();
+    s.update_app("/fw", json!({"instances": 0}));
+    wait_for(&f, Duration::from_secs(2), "scale-down reflected", || {
+        s.registered_ids() == keep
+    });
+    eprintln!("scale-down reflected in Consul after {:?}", t.elapsed());
+    // One line per change, one per sync; none for the unchanged tasks.
+    let log = f.log();
+    assert_eq!(f.lines_with("full sync:"), 1, "{log}");
+    assert!(f.lines_with("deregister marathon:fw.") >= 2, "{log}");
+    assert!(!log.contains("unchanged marathon:"), "{log}");
+}
+
+#[test]
+fn a_new_healthy_task_is_registered_from_its_event() {
+    let s = stack(Duration::from_secs(10));
+    s.create_apps(vec![web_app("/up", "true", 1, 1)]);
+    let f = Follower::spawn(&s, &s.marathon_url, &["--resync-interval", "1h"]);
+    wait_for(&f, LIMIT, "start sync", || converged(&s, &["/up"]));
+    s.update_app("/up", json!({"instances": 3}));
+    wait_for(&f, Duration::from_secs(2), "scale-up reflected", || {
+        converged(&s, &["/up"]) && s.registered_ids().len() == 3
+    });
+    assert_eq!(f.lines_with("full sync:"), 1, "{}", f.log());
+}
+
+#[test]
+fn leader_change_reconnects_through_the_ha_set_and_resyncs() {
+    let s = stack(Duration::from_millis(200));
+    let m1 = s.marathon.as_ref().unwrap();
+    // A standby listed first: it proxies the API and answers /v2/events with a 302 to the
+    // leader (Marathon 1.7+, reference §1.2).
+    let m2 = Marathon::start(MarathonOptions {
+        proxy_to: Some(m1.url()),
+        ..Default::default()
+    })
+    .unwrap();
+    s.create_apps(vec![web_app("/lc", "true", 2, 1)]);
+    let urls = format!("{},{}", m2.url(), m1.url());
+    let f = Follower::spawn(&s, &urls, &["--resync-interval", "1h"]);
+    wait_for(&f, LIMIT, "start sync", || converged(&s, &["/lc"]));
+    assert_eq!(f.lines_with("event stream connected"), 1, "{}", f.log());
+
+    // An election: the leader steps down (its streams close), then leads again.
+    m1.set_leader(Leader::None);
+    wait_for(&f, LIMIT, "stream lost", || {
+        f.lines_with("event stream lost") >= 1
+    });
+    m1.set_leader(Leader::Me);
+    wait_for(&f, LIMIT, "reconnected and resynced", || {
+        f.lines_with("event stream connected") >= 2 && f.lines_with("full sync:") >= 2
+    });
+    assert!(converged(&s, &["/lc"]), "{}", f.log());
+    // Still following: a death after the reconnection arrives as an event.
+    let dead = s.running_tasks("/lc")[0]["id"].as_str().unwrap().to_string();
+    m1.kill_task(&dead, "TASK_FAILED");
+    wait_for(&f, Duration::from_secs(2), "death after reconnect", || {
+        converged(&s, &["/lc"]) && !s.registered_ids().iter().any(|id| id.contains(&dead))
+    });
+}
+
+#[test]
+fn task_killed_while_disconnected_is_deregistered_by_the_resync_after_reconnect() {
+    let s = stack(Duration::from_millis(200));
+    let m = s.double("disconnected").unwrap();
+    s.create_apps(vec![web_app("/dc", "true", 2, 1)]);
+    let f = Follower::spawn(&s, &s.marathon_url, &["--resync-interval", "1h"]);
+    wait_for(&f, LIMIT, "start sync", || converged(&s, &["/dc"]));
+
+    m.set_leader(Leader::None);
+    wait_for(&f, LIMIT, "stream lost", || {
+        f.lines_with("event stream lost") >= 1
+    });
+    // The task dies while nobody listens: its event is lost for good.
+    let dead = s.running_tasks_direct(m, "/dc")[0].clone();
+    m.kill_task(&dead, "TASK_LOST");
+    assert!(s.registered_ids().iter().any(|id| id.contains(&dead)));
+    m.set_leader(Leader::Me);
+    wait_for(&f, LIMIT, "resync after reconnect", || {
+        converged(&s, &["/dc"]) && !s.registered_ids().iter().any(|id| id.contains(&dead))
+    });
+    assert!(f.lines_with("event stream connected") >= 2, "{}", f.log());
+}
+
+#[test]
+fn stalled_stream_is_detected_reconnected_and_resynced() {
+    // Heartbeats every 200 ms keep a healthy stream well inside --stream-timeout 1s.
+    let s = stack(Duration::from_millis(200));
+    let m = s.double("stall").unwrap();
+    s.create_apps(vec![web_app("/st", "true", 2, 1)]);
+    let f = Follower::spawn(
+        &s,
+        &s.marathon_url,
+        &["--resync-interval", "1h", "--stream-timeout", "1s"],
+    );
+    wait_for(&f, LIMIT, "start sync", || converged(&s, &["/st"]));
+    // The stream goes silent (no events, no heartbeat) and a task dies unseen.
+    m.set_streams_silent(true);
+    let dead = s.running_tasks_direct(m, "/st")[0].clone();
+    m.kill_task(&dead, "TASK_KILLED");
+    wait_for(&f, LIMIT, "stall detected and resynced", || {
+        f.lines_with("stalled: no byte") >= 1
+            && !s.registered_ids().iter().any(|id| id.contains(&dead))
+    });
+    m.set_streams_silent(false);
+    wait_for(&f, LIMIT, "converged", || converged(&s, &["/st"]));
+}
+
+#[test]
+fn sigterm_exits_zero() {
+    let s = stack(Duration::from_secs(10));
+    s.create_apps(vec![web_app("/sig", "true", 1, 1)]);
+    let mut f = Follower::spawn(&s, &s.marathon_url, &["--resync-interval", "1h"]);
+    wait_for(&f, LIMIT, "start sync", || converged(&s, &["/sig"]));
+    let code = f.terminate();
+    assert_eq!(code, 0, "{}", f.log());
+    assert!(f.log().contains("stopping on a signal"), "{}", f.log());
+}
+
+trait Direct {
+    fn running_tasks_direct(&self, m: &Marathon, app: &str) -> Vec<String>;
+}
+
+impl Direct for Stack {
+    /// Task ids read from the double itself (works while it has no leader).
+    fn running_tasks_direct(&self, m: &Marathon, app: &str) -> Vec<String> {
+        m.app(app)
+            .and_then(|a| a["tasks"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter(|t| t["state"] == "TASK_RUNNING")
+            .map(|t| t["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
