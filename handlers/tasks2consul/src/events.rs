@@ -117,20 +117,6 @@ pub enum Feed {
     Lost(String),
 }
 
-/// Whether this process may write now (`--lock`: only the session holder acts).
-pub trait Gate {
-    fn may_act(&self) -> bool;
-}
-
-/// No `--lock`: always act.
-pub struct Always;
-
-impl Gate for Always {
-    fn may_act(&self) -> bool {
-        true
-    }
-}
-
 /// Runs the loop over `input` until EOF. Returns the summary of everything done.
 pub fn run<R: BufRead + Send + 'static>(
     input: R,
@@ -147,13 +133,13 @@ pub fn run<R: BufRead + Send + 'static>(
             }
         }
     });
-    run_feed(&rx, factory, cfg, opts, summary, &Metrics::default(), &Always)
+    run_feed(&rx, factory, cfg, opts, summary, &Metrics::default(), &|| true)
 }
 
 /// The loop: applies `feed` until it ends (stdin EOF) or a stop is requested; full syncs at
 /// start (stdin) or on every connection (`--follow`), every `resync_interval` and on gaps.
-/// Counts what it does in `metrics`; acts only while `gate` allows, and after regaining it
-/// syncs before anything else.
+/// Counts what it does in `metrics`; acts only while `may_act()` (`--lock`: only the session
+/// holder writes), and after regaining it syncs before anything else.
 pub fn run_feed(
     feed: &mpsc::Receiver<Feed>,
     factory: &impl SyncerFactory,
@@ -161,11 +147,11 @@ pub fn run_feed(
     opts: &Options,
     mut summary: Summary,
     metrics: &Metrics,
-    gate: &dyn Gate,
+    may_act: &dyn Fn() -> bool,
 ) -> Summary {
     let mut state = State::default();
     if !opts.follow {
-        if let Err(e) = full_sync(factory, cfg, opts, &mut state, &mut summary, metrics) {
+        if let Err(e) = full_sync(factory, cfg, opts, &mut state, &mut summary, metrics, "start") {
             // Nothing could be read at start: stop (exit 69/75), a restart retries.
             summary.error(e);
             return summary;
@@ -176,7 +162,10 @@ pub fn run_feed(
     let mut sync_due: Option<&'static str> = None;
     let mut next_sync = Instant::now() + opts.resync_interval;
     let mut attached_seen = false;
-    let mut acting = true;
+    let mut acting = may_act();
+    if !acting {
+        log::info!("waiting for the lock before acting");
+    }
     let mut connections = 0u64;
     let mut events = 0u64;
     loop {
@@ -193,7 +182,8 @@ pub fn run_feed(
         }
         // `--lock`: without the lock nothing is written and events are dropped; once it is
         // back, a full sync comes first (what happened meanwhile is unknown).
-        let may = gate.may_act();
+        let may = may_act();
+        metrics.lock_held.store(may, Ordering::Relaxed);
         if may != acting {
             acting = may;
             if acting {
@@ -336,7 +326,7 @@ fn resync(
     why: &str,
     metrics: &Metrics,
 ) -> bool {
-    match full_sync(factory, cfg, opts, state, summary, metrics) {
+    match full_sync(factory, cfg, opts, state, summary, metrics, why) {
         Ok(()) => true,
         Err(e) => {
             log::error!("full sync ({why}) failed: {e}");
@@ -356,6 +346,7 @@ fn full_sync(
     state: &mut State,
     summary: &mut Summary,
     metrics: &Metrics,
+    why: &str,
 ) -> Result<(), String> {
     let result = factory.with_syncer(&mut |s: &Syncer<'_>| -> Result<(), SyncError> {
         // The same reads and guards as a single run (strict list, stable leader, cap).
@@ -379,7 +370,7 @@ fn full_sync(
         let applied = done.iter().filter(|d| **d == Some(true)).count();
         let failed = done.iter().filter(|d| **d == Some(false)).count();
         log::info!(
-            "full sync: {} app(s), {} change(s) ({applied} applied, {failed} failed), {} unchanged, {} waiting for health, {} held back",
+            "full sync ({why}): {} app(s), {} change(s) ({applied} applied, {failed} failed), {} unchanged, {} waiting for health, {} held back",
             state.apps.len(),
             p.changes.len(),
             p.unchanged.len(),

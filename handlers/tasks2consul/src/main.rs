@@ -268,7 +268,7 @@ fn run_follow(args: &Args) -> ! {
         // deadline (the stream lives for days), a read timeout of --stream-timeout instead.
         let stream = args
             .marathon
-            .client(runtime::Deadline::after(args.common.timeout))
+            .client(runtime::Deadline::after(LIFETIME))
             .map_err(|e| Error::Config(e.to_string()))?;
         Ok((c, stream))
     });
@@ -295,21 +295,56 @@ fn run_follow(args: &Args) -> ! {
         follow: true,
     };
     let metrics = std::sync::Arc::new(follow::Metrics::default());
+    // `--lock KEY`: held for the life of the process; only the holder acts. A dry run writes
+    // nothing and takes no lock (as every handler).
+    let lock = match args.common.lock.as_deref().filter(|_| !args.common.dry_run) {
+        Some(key) => match lock_for_life(args, key) {
+            Ok(l) => {
+                metrics.lock_used.store(true, std::sync::atomic::Ordering::Relaxed);
+                Some(l)
+            }
+            Err(e) => {
+                summary.error(format!("--lock: {e}"));
+                summary.raise_exit(e.exit());
+                runtime::finish(&summary, args.common.output);
+            }
+        },
+        None => None,
+    };
     let cfg = clients.cfg.clone();
-    let mut summary = events::run_feed(
-        &rx,
-        &clients,
-        &cfg,
-        &opts,
-        summary,
-        &metrics,
-        &events::Always,
-    );
+    let may_act = || lock.as_ref().is_none_or(|l| l.held());
+    let mut summary = events::run_feed(&rx, &clients, &cfg, &opts, summary, &metrics, &may_act);
+    // Released before the exit (process::exit runs no destructors): the standby takes over
+    // without waiting for the session TTL.
+    drop(lock);
     runtime::record(&args.common, &mut summary, started, started_at.elapsed());
     // A stop signal is how a registrar ends: exit 0 (what failed meanwhile was logged, and
     // the syncs after it repaired it).
     finish_follow(&summary, args.common.output)
 }
+
+/// Starts contending for `key` for the life of the process.
+fn lock_for_life(args: &Args, key: &str) -> Result<consul::lock::Standing, consul::ConsulError> {
+    // No overall deadline: each Consul call is bounded by its own timeout and retries, and
+    // the lock counts as lost after a TTL without a successful renew.
+    let client = args
+        .consul
+        .client(runtime::Deadline::after(LIFETIME))
+        .map_err(|e| consul::ConsulError::Unexpected {
+            what: "configuration".into(),
+            reason: e.to_string(),
+        })?;
+    consul::lock::Standing::start(
+        std::sync::Arc::new(consul::Consul::new(client)),
+        key,
+        &consul::lock::holder_name("tasks2consul"),
+        args.common.lock_ttl,
+    )
+}
+
+/// The "deadline" of clients that live as long as the process (each request still has its
+/// own timeout).
+const LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 fn finish_follow(summary: &Summary, output: runtime::OutputFormat) -> ! {
     use std::io::Write;

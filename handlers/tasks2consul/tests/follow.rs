@@ -23,8 +23,12 @@ fn stack(heartbeat: Duration) -> Stack {
         ..Default::default()
     })
     .unwrap();
-    let consul =
-        devstack::consul::Consul::start(devstack::consul::ConsulOptions::default()).unwrap();
+    // Short session TTLs for the --lock tests (Consul's session_ttl_min is 10s).
+    let consul = devstack::consul::Consul::start(devstack::consul::ConsulOptions {
+        session_ttl_min: Duration::from_millis(500),
+        ..Default::default()
+    })
+    .unwrap();
     Stack {
         marathon_url: marathon.url(),
         consul_url: consul.url(),
@@ -67,6 +71,13 @@ impl Follower {
             child: Some(child),
             log,
         }
+    }
+
+    /// SIGKILL: a crash (nothing released).
+    fn crash(&mut self) {
+        let mut c = self.child.take().unwrap();
+        c.kill().unwrap();
+        c.wait().unwrap();
     }
 
     fn log(&self) -> String {
@@ -143,7 +154,7 @@ fn scale_to_zero_through_the_api_is_deregistered_within_two_seconds() {
     eprintln!("scale-down reflected in Consul after {:?}", t.elapsed());
     // One line per change, one per sync; none for the unchanged tasks.
     let log = f.log();
-    assert_eq!(f.lines_with("full sync:"), 1, "{log}");
+    assert_eq!(f.lines_with("full sync ("), 1, "{log}");
     assert!(f.lines_with("deregister marathon:fw.") >= 2, "{log}");
     assert!(!log.contains("unchanged marathon:"), "{log}");
 }
@@ -158,7 +169,7 @@ fn a_new_healthy_task_is_registered_from_its_event() {
     wait_for(&f, Duration::from_secs(2), "scale-up reflected", || {
         converged(&s, &["/up"]) && s.registered_ids().len() == 3
     });
-    assert_eq!(f.lines_with("full sync:"), 1, "{}", f.log());
+    assert_eq!(f.lines_with("full sync ("), 1, "{}", f.log());
 }
 
 #[test]
@@ -185,7 +196,7 @@ fn leader_change_reconnects_through_the_ha_set_and_resyncs() {
     });
     m1.set_leader(Leader::Me);
     wait_for(&f, LIMIT, "reconnected and resynced", || {
-        f.lines_with("event stream connected") >= 2 && f.lines_with("full sync:") >= 2
+        f.lines_with("event stream connected") >= 2 && f.lines_with("full sync (") >= 2
     });
     assert!(converged(&s, &["/lc"]), "{}", f.log());
     // Still following: a death after the reconnection arrives as an event.
@@ -252,6 +263,122 @@ fn sigterm_exits_zero() {
     let code = f.terminate();
     assert_eq!(code, 0, "{}", f.log());
     assert!(f.log().contains("stopping on a signal"), "{}", f.log());
+}
+
+const LOCK_KEY: &str = "shipwatch/locks/tasks2consul";
+
+/// The session holding `LOCK_KEY`, if any.
+fn lock_session(s: &Stack) -> Option<String> {
+    let r = client("consul", &s.consul_url)
+        .get(&format!("/v1/kv/{LOCK_KEY}"))
+        .unwrap();
+    if r.status == 404 {
+        return None;
+    }
+    let v: serde_json::Value = r.json().unwrap();
+    v[0]["Session"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// Service writes in a follower's log (one info line per change).
+fn writes(f: &Follower) -> usize {
+    f.lines_with("] register marathon:") + f.lines_with("] deregister marathon:")
+}
+
+#[test]
+fn two_followers_with_lock_never_both_write_and_the_standby_takes_over() {
+    let s = stack(Duration::from_millis(200));
+    let m = s.double("lock").unwrap();
+    s.create_apps(vec![web_app("/lk", "true", 2, 1)]);
+    let args = [
+        "--resync-interval",
+        "1h",
+        "--lock",
+        LOCK_KEY,
+        "--lock-ttl",
+        "1s",
+    ];
+    let mut a = Follower::spawn(&s, &s.marathon_url, &args);
+    wait_for(&a, LIMIT, "a holds the lock and synced", || {
+        a.lines_with("acquired lock") == 1 && converged(&s, &["/lk"])
+    });
+    let b = Follower::spawn(&s, &s.marathon_url, &args);
+    wait_for(&b, LIMIT, "b connected as a standby", || {
+        b.lines_with("event stream connected") == 1
+    });
+    // A death while both follow: only the holder writes.
+    let t0 = s.running_tasks_direct(m, "/lk")[0].clone();
+    m.kill_task(&t0, "TASK_FAILED");
+    wait_for(&a, LIMIT, "death applied", || {
+        converged(&s, &["/lk"]) && !s.registered_ids().iter().any(|id| id.contains(&t0))
+    });
+    assert_eq!(writes(&b), 0, "the standby wrote:\n{}", b.log());
+    assert_eq!(b.lines_with("full sync ("), 0, "{}", b.log());
+    assert_eq!(b.lines_with("acquired lock"), 0, "{}", b.log());
+
+    // The holder crashes (no release): its session expires (2 x TTL in Consul), the lock-delay
+    // passes, the standby takes the lock, resyncs and repairs what happened meanwhile.
+    let crashed = Instant::now();
+    a.crash();
+    let t1 = s.running_tasks_direct(m, "/lk")[0].clone();
+    m.kill_task(&t1, "TASK_KILLED");
+    wait_for(&b, LIMIT, "takeover", || {
+        b.lines_with("acquired lock") == 1
+            && converged(&s, &["/lk"])
+            && !s.registered_ids().iter().any(|id| id.contains(&t1))
+    });
+    eprintln!(
+        "standby took over and resynced {:?} after the holder crashed",
+        crashed.elapsed()
+    );
+    assert!(b.lines_with("full sync (lock acquired)") == 1, "{}", b.log());
+}
+
+#[test]
+fn a_lost_lock_stops_the_writes_and_is_resynced_after_reacquiring() {
+    let s = stack(Duration::from_millis(200));
+    s.create_apps(vec![web_app("/ll", "true", 1, 1)]);
+    let args = ["--resync-interval", "1h", "--lock", LOCK_KEY, "--lock-ttl", "1s"];
+    let f = Follower::spawn(&s, &s.marathon_url, &args);
+    wait_for(&f, LIMIT, "holds the lock", || {
+        converged(&s, &["/ll"]) && lock_session(&s).is_some()
+    });
+    // An operator (or Consul after a partition) invalidates the session.
+    let session = lock_session(&s).unwrap();
+    let r = client("consul", &s.consul_url)
+        .send(runtime::http::HttpRequest::new(
+            "PUT",
+            &format!("/v1/session/destroy/{session}"),
+        ))
+        .unwrap();
+    assert!(r.is_success());
+    wait_for(&f, LIMIT, "lost, reacquired, resynced", || {
+        f.lines_with("lock lost: writing nothing") == 1
+            && f.lines_with("full sync (lock acquired)") == 2
+    });
+    // The loss stopped the writes; the second holding started with a full sync.
+    let log = f.log();
+    let lost = log.find("lock lost: writing nothing").unwrap();
+    let again = log.rfind("lock acquired: resyncing before acting").unwrap();
+    let resync = log.rfind("full sync (lock acquired)").unwrap();
+    assert!(lost < again && again < resync, "{log}");
+}
+
+#[test]
+fn sigterm_with_lock_exits_zero_and_releases_the_lock() {
+    let s = stack(Duration::from_secs(10));
+    s.create_apps(vec![web_app("/rl", "true", 1, 1)]);
+    let args = ["--resync-interval", "1h", "--lock", LOCK_KEY, "--lock-ttl", "1s"];
+    let mut f = Follower::spawn(&s, &s.marathon_url, &args);
+    wait_for(&f, LIMIT, "holds the lock", || {
+        converged(&s, &["/rl"]) && lock_session(&s).is_some()
+    });
+    assert_eq!(f.terminate(), 0, "{}", f.log());
+    // Released at once (not left to expire): the key has no session.
+    assert_eq!(lock_session(&s), None, "{}", f.log());
+    assert!(f.log().contains("released lock"), "{}", f.log());
 }
 
 trait Direct {
