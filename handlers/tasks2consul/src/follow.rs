@@ -11,6 +11,7 @@
 use std::io::BufReader;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use runtime::http::HttpClient;
@@ -249,6 +250,64 @@ impl Metrics {
             },
         );
         out
+    }
+}
+
+/// `--listen ADDR`: serves `GET /health` (200 `ok`, or 503 and the reason, see
+/// [`Metrics::healthy`]) and `GET /metrics` (Prometheus text) from a thread until the process
+/// ends. Returns the bound address (port 0 picks one).
+pub fn serve(
+    addr: &str,
+    metrics: Arc<Metrics>,
+    max_age: Duration,
+) -> Result<std::net::SocketAddr, String> {
+    let server =
+        tiny_http::Server::http(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let bound = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| format!("--listen {addr}: not an IP address"))?;
+    std::thread::Builder::new()
+        .name("listen".into())
+        .spawn(move || {
+            for req in server.incoming_requests() {
+                let (status, ctype, body) = answer(req.method(), req.url(), &metrics, max_age);
+                let header = tiny_http::Header::from_bytes("Content-Type", ctype)
+                    .expect("a valid static header");
+                let resp = tiny_http::Response::from_string(body)
+                    .with_status_code(status)
+                    .with_header(header);
+                if let Err(e) = req.respond(resp) {
+                    log::debug!("--listen: answering: {e}");
+                }
+            }
+        })
+        .map_err(|e| format!("--listen: {e}"))?;
+    Ok(bound)
+}
+
+fn answer(
+    method: &tiny_http::Method,
+    url: &str,
+    metrics: &Metrics,
+    max_age: Duration,
+) -> (u16, &'static str, String) {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    let path = url.split('?').next().unwrap_or_default();
+    if !matches!(method, tiny_http::Method::Get | tiny_http::Method::Head) {
+        return (405, TEXT, "use GET\n".into());
+    }
+    match path {
+        "/health" => match metrics.healthy(max_age) {
+            Ok(()) => (200, TEXT, "ok\n".into()),
+            Err(why) => (503, TEXT, format!("{why}\n")),
+        },
+        "/metrics" => (
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics.prometheus(),
+        ),
+        _ => (404, TEXT, "GET /health or /metrics\n".into()),
     }
 }
 

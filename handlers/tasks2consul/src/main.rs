@@ -78,6 +78,12 @@ struct Args {
     #[arg(long, default_value = "60s", value_name = "DUR", value_parser = runtime::parse_duration)]
     stream_timeout: Duration,
 
+    /// --follow: serve GET /health (200 while connected to the stream with a full sync within
+    /// 2 x --resync-interval + 60 s, else 503 and why) and GET /metrics (Prometheus text) on
+    /// this address, e.g. 127.0.0.1:9102.
+    #[arg(long, value_name = "ADDR", requires = "follow")]
+    listen: Option<String>,
+
     /// The Marathon cluster this run speaks for, written to service and node meta
     /// `marathon-cluster`. Only registrations of this cluster are owned (one without that meta
     /// is `default`'s), so clusters sharing one Consul never touch each other's services.
@@ -295,6 +301,17 @@ fn run_follow(args: &Args) -> ! {
         follow: true,
     };
     let metrics = std::sync::Arc::new(follow::Metrics::default());
+    if let Some(addr) = &args.listen {
+        let max_age = opts.resync_interval * 2 + Duration::from_secs(60);
+        match follow::serve(addr, std::sync::Arc::clone(&metrics), max_age) {
+            Ok(bound) => log::info!("serving /health and /metrics on http://{bound}"),
+            Err(e) => {
+                summary.error(e);
+                summary.raise_exit(Exit::Usage);
+                runtime::finish(&summary, args.common.output);
+            }
+        }
+    }
     // `--lock KEY`: held for the life of the process; only the holder acts. A dry run writes
     // nothing and takes no lock (as every handler).
     let lock = match args.common.lock.as_deref().filter(|_| !args.common.dry_run) {

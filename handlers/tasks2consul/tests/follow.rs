@@ -381,6 +381,83 @@ fn sigterm_with_lock_exits_zero_and_releases_the_lock() {
     assert!(f.log().contains("released lock"), "{}", f.log());
 }
 
+/// GET on the follower's --listen address: (status, body).
+fn get(base: &str, path: &str) -> (u16, String) {
+    let mut cfg = runtime::http::HttpConfig::new("tasks2consul");
+    cfg.backoff.attempts = 1;
+    cfg.retry_statuses.clear(); // a 503 is an answer here
+    let c = runtime::http::HttpClient::new(&[base.to_string()], cfg).unwrap();
+    let r = c.get(path).unwrap();
+    (r.status, r.text())
+}
+
+/// The value of one Prometheus sample.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn health_and_metrics_answer_as_documented() {
+    let s = stack(Duration::from_millis(200));
+    let m = s.double("listen").unwrap();
+    s.create_apps(vec![web_app("/hm", "true", 2, 1)]);
+    let f = Follower::spawn(
+        &s,
+        &s.marathon_url,
+        &["--resync-interval", "1h", "--listen", "127.0.0.1:0"],
+    );
+    wait_for(&f, LIMIT, "listening", || {
+        f.lines_with("serving /health and /metrics on") == 1
+    });
+    let log = f.log();
+    let base = log
+        .lines()
+        .find_map(|l| l.split("serving /health and /metrics on ").nth(1))
+        .unwrap()
+        .trim()
+        .to_string();
+    wait_for(&f, LIMIT, "healthy", || {
+        converged(&s, &["/hm"]) && get(&base, "/health").0 == 200
+    });
+    let dead = s.running_tasks_direct(m, "/hm")[0].clone();
+    m.kill_task(&dead, "TASK_FAILED");
+    wait_for(&f, LIMIT, "death applied", || {
+        converged(&s, &["/hm"]) && !s.registered_ids().iter().any(|id| id.contains(&dead))
+    });
+    let (status, text) = get(&base, "/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("# TYPE tasks2consul_events_applied_total counter"),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "tasks2consul_syncs_total"), 1.0, "{text}");
+    // 2 at start + the replacement; the dead task's deregistration.
+    assert_eq!(sample(&text, "tasks2consul_registrations_total"), 3.0, "{text}");
+    assert_eq!(sample(&text, "tasks2consul_deregistrations_total"), 1.0, "{text}");
+    assert!(sample(&text, "tasks2consul_events_applied_total") >= 2.0, "{text}");
+    assert_eq!(sample(&text, "tasks2consul_stream_connected"), 1.0);
+    assert_eq!(sample(&text, "tasks2consul_stream_reconnects_total"), 0.0);
+    assert_eq!(sample(&text, "tasks2consul_held_back_deregistrations_total"), 0.0);
+    assert_eq!(sample(&text, "tasks2consul_lock_held"), 1.0);
+    assert!(sample(&text, "tasks2consul_last_sync_timestamp_seconds") > 1.7e9);
+
+    // Disconnected (no leader): 503 with the reason; back to 200 after the reconnection.
+    m.set_leader(Leader::None);
+    wait_for(&f, LIMIT, "unhealthy", || get(&base, "/health").0 == 503);
+    assert!(get(&base, "/health").1.contains("not connected"));
+    m.set_leader(Leader::Me);
+    wait_for(&f, LIMIT, "healthy again", || get(&base, "/health").0 == 200);
+    let (_, text) = get(&base, "/metrics");
+    assert_eq!(sample(&text, "tasks2consul_stream_reconnects_total"), 1.0, "{text}");
+    assert_eq!(sample(&text, "tasks2consul_syncs_total"), 2.0, "{text}");
+    assert_eq!(get(&base, "/nope").0, 404);
+}
+
 trait Direct {
     fn running_tasks_direct(&self, m: &Marathon, app: &str) -> Vec<String>;
 }
