@@ -174,7 +174,12 @@ struct StandingShared {
 
 impl Standing {
     /// Starts contending for `key` (never blocks; see [`Standing::held`]).
-    pub fn start(consul: Arc<Consul>, key: &str, who: &str, ttl: Duration) -> Result<Standing, ConsulError> {
+    pub fn start(
+        consul: Arc<Consul>,
+        key: &str,
+        who: &str,
+        ttl: Duration,
+    ) -> Result<Standing, ConsulError> {
         crate::validate_key(key)?;
         let shared = Arc::new(StandingShared {
             confirmed: Mutex::new(None),
@@ -262,7 +267,10 @@ fn standing_loop(consul: &Consul, key: &str, who: &str, shared: &StandingShared)
             }
         }
         if was_held && !shared.held() {
-            log::error!("lock {key:?} lost: no successful renew for {:?}", shared.ttl);
+            log::error!(
+                "lock {key:?} lost: no successful renew for {:?}",
+                shared.ttl
+            );
         }
         if !shared.held() {
             match consul.kv_acquire(key, value.as_bytes(), &id) {
@@ -276,7 +284,9 @@ fn standing_loop(consul: &Consul, key: &str, who: &str, shared: &StandingShared)
             }
         }
         let next = if shared.held() {
-            (shared.ttl / 2).saturating_sub(renewed.elapsed()).max(Duration::from_millis(50))
+            (shared.ttl / 2)
+                .saturating_sub(renewed.elapsed())
+                .max(Duration::from_millis(50))
         } else {
             RETRY
         };

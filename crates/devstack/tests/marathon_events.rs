@@ -227,12 +227,19 @@ fn a_silent_stream_writes_nothing_not_even_heartbeats() {
     for _ in 0..5 {
         s.read_some();
     }
-    assert!(!s.buf[before..].contains("event:"), "{:?}", &s.buf[before..]);
+    assert!(
+        !s.buf[before..].contains("event:"),
+        "{:?}",
+        &s.buf[before..]
+    );
     m.set_streams_silent(false);
     let silent_len = s.buf.len();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while s.buf.len() == silent_len {
-        assert!(std::time::Instant::now() < deadline, "no heartbeat after the silence");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no heartbeat after the silence"
+        );
         s.read_some();
     }
 }

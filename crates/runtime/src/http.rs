@@ -641,8 +641,7 @@ impl HttpClient {
                 if (300..400).contains(&status) {
                     let next = resp.header("Location").unwrap_or_default().to_string();
                     let downgrade = url.starts_with("https://") && next.starts_with("http://");
-                    if !(next.starts_with("http://") || next.starts_with("https://")) || downgrade
-                    {
+                    if !(next.starts_with("http://") || next.starts_with("https://")) || downgrade {
                         reasons.push(format!(
                             "{}: HTTP {status} to {} (not followed)",
                             self.show(&url),

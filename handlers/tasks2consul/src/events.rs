@@ -22,8 +22,8 @@ use runtime::{Exit, Status, Summary};
 use serde_json::{json, Value};
 use watch::{EventStream, StreamEvent};
 
-use crate::plan::{self, Change, Config, Mode, Owned};
 use crate::follow::Metrics;
+use crate::plan::{self, Change, Config, Mode, Owned};
 use crate::scope::Scope;
 use crate::sync::{SyncError, Syncer};
 
@@ -128,12 +128,23 @@ pub fn run<R: BufRead + Send + 'static>(
     let (tx, rx) = mpsc::sync_channel::<Feed>(1024);
     std::thread::spawn(move || {
         for item in EventStream::new(input) {
-            if tx.send(Feed::Event(item.map_err(|e| e.to_string()))).is_err() {
+            if tx
+                .send(Feed::Event(item.map_err(|e| e.to_string())))
+                .is_err()
+            {
                 break;
             }
         }
     });
-    run_feed(&rx, factory, cfg, opts, summary, &Metrics::default(), &|| true)
+    run_feed(
+        &rx,
+        factory,
+        cfg,
+        opts,
+        summary,
+        &Metrics::default(),
+        &|| true,
+    )
 }
 
 /// The loop: applies `feed` until it ends (stdin EOF) or a stop is requested; full syncs at
@@ -151,7 +162,15 @@ pub fn run_feed(
 ) -> Summary {
     let mut state = State::default();
     if !opts.follow {
-        if let Err(e) = full_sync(factory, cfg, opts, &mut state, &mut summary, metrics, "start") {
+        if let Err(e) = full_sync(
+            factory,
+            cfg,
+            opts,
+            &mut state,
+            &mut summary,
+            metrics,
+            "start",
+        ) {
             // Nothing could be read at start: stop (exit 69/75), a restart retries.
             summary.error(e);
             return summary;
@@ -300,9 +319,7 @@ fn tally(summary: &Summary, before: usize, metrics: &Metrics) {
             (Status::Applied, "deregister") if !a.target.starts_with("node:") => {
                 &metrics.deregistrations
             }
-            (Status::Skipped, "deregister") if a.detail.contains("held back") => {
-                &metrics.held_back
-            }
+            (Status::Skipped, "deregister") if a.detail.contains("held back") => &metrics.held_back,
             _ => continue,
         };
         counter.fetch_add(1, Ordering::Relaxed);

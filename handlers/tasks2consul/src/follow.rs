@@ -118,9 +118,9 @@ fn pump(
         let item = match item {
             Err(StreamError::Io { source, .. }) => {
                 return Some(match source.kind() {
-                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => format!(
-                        "stalled: no byte from {url} for {idle:?} (--stream-timeout)"
-                    ),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                        format!("stalled: no byte from {url} for {idle:?} (--stream-timeout)")
+                    }
                     _ => format!("read from {url} failed: {source}"),
                 });
             }

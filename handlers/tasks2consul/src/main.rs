@@ -287,7 +287,8 @@ fn run_follow(args: &Args) -> ! {
         }
     };
     let (tx, rx) = std::sync::mpsc::sync_channel(1024);
-    let stream_opts = follow::StreamOptions::new(args.stream_timeout.max(Duration::from_millis(100)));
+    let stream_opts =
+        follow::StreamOptions::new(args.stream_timeout.max(Duration::from_millis(100)));
     log::info!(
         "following Marathon's event stream (resync every {:?}, stream timeout {:?})",
         args.resync_interval,
@@ -317,7 +318,9 @@ fn run_follow(args: &Args) -> ! {
     let lock = match args.common.lock.as_deref().filter(|_| !args.common.dry_run) {
         Some(key) => match lock_for_life(args, key) {
             Ok(l) => {
-                metrics.lock_used.store(true, std::sync::atomic::Ordering::Relaxed);
+                metrics
+                    .lock_used
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
                 Some(l)
             }
             Err(e) => {

@@ -140,7 +140,10 @@ fn wait_for(f: &Follower, limit: Duration, what: &str, mut cond: impl FnMut() ->
 #[test]
 fn scale_to_zero_through_the_api_is_deregistered_within_two_seconds() {
     let s = stack(Duration::from_secs(10));
-    s.create_apps(vec![web_app("/fw", "true", 2, 1), web_app("/keep", "true", 2, 1)]);
+    s.create_apps(vec![
+        web_app("/fw", "true", 2, 1),
+        web_app("/keep", "true", 2, 1),
+    ]);
     let f = Follower::spawn(&s, &s.marathon_url, &["--resync-interval", "1h"]);
     wait_for(&f, LIMIT, "start sync", || converged(&s, &["/fw", "/keep"]));
     let keep = s.expected_ids(&["/keep"]);
@@ -200,7 +203,10 @@ fn leader_change_reconnects_through_the_ha_set_and_resyncs() {
     });
     assert!(converged(&s, &["/lc"]), "{}", f.log());
     // Still following: a death after the reconnection arrives as an event.
-    let dead = s.running_tasks("/lc")[0]["id"].as_str().unwrap().to_string();
+    let dead = s.running_tasks("/lc")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     m1.kill_task(&dead, "TASK_FAILED");
     wait_for(&f, Duration::from_secs(2), "death after reconnect", || {
         converged(&s, &["/lc"]) && !s.registered_ids().iter().any(|id| id.contains(&dead))
@@ -333,14 +339,25 @@ fn two_followers_with_lock_never_both_write_and_the_standby_takes_over() {
         "standby took over and resynced {:?} after the holder crashed",
         crashed.elapsed()
     );
-    assert!(b.lines_with("full sync (lock acquired)") == 1, "{}", b.log());
+    assert!(
+        b.lines_with("full sync (lock acquired)") == 1,
+        "{}",
+        b.log()
+    );
 }
 
 #[test]
 fn a_lost_lock_stops_the_writes_and_is_resynced_after_reacquiring() {
     let s = stack(Duration::from_millis(200));
     s.create_apps(vec![web_app("/ll", "true", 1, 1)]);
-    let args = ["--resync-interval", "1h", "--lock", LOCK_KEY, "--lock-ttl", "1s"];
+    let args = [
+        "--resync-interval",
+        "1h",
+        "--lock",
+        LOCK_KEY,
+        "--lock-ttl",
+        "1s",
+    ];
     let f = Follower::spawn(&s, &s.marathon_url, &args);
     wait_for(&f, LIMIT, "holds the lock", || {
         converged(&s, &["/ll"]) && lock_session(&s).is_some()
@@ -370,7 +387,14 @@ fn a_lost_lock_stops_the_writes_and_is_resynced_after_reacquiring() {
 fn sigterm_with_lock_exits_zero_and_releases_the_lock() {
     let s = stack(Duration::from_secs(10));
     s.create_apps(vec![web_app("/rl", "true", 1, 1)]);
-    let args = ["--resync-interval", "1h", "--lock", LOCK_KEY, "--lock-ttl", "1s"];
+    let args = [
+        "--resync-interval",
+        "1h",
+        "--lock",
+        LOCK_KEY,
+        "--lock-ttl",
+        "1s",
+    ];
     let mut f = Follower::spawn(&s, &s.marathon_url, &args);
     wait_for(&f, LIMIT, "holds the lock", || {
         converged(&s, &["/rl"]) && lock_session(&s).is_some()
@@ -437,12 +461,26 @@ fn health_and_metrics_answer_as_documented() {
     );
     assert_eq!(sample(&text, "tasks2consul_syncs_total"), 1.0, "{text}");
     // 2 at start + the replacement; the dead task's deregistration.
-    assert_eq!(sample(&text, "tasks2consul_registrations_total"), 3.0, "{text}");
-    assert_eq!(sample(&text, "tasks2consul_deregistrations_total"), 1.0, "{text}");
-    assert!(sample(&text, "tasks2consul_events_applied_total") >= 2.0, "{text}");
+    assert_eq!(
+        sample(&text, "tasks2consul_registrations_total"),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "tasks2consul_deregistrations_total"),
+        1.0,
+        "{text}"
+    );
+    assert!(
+        sample(&text, "tasks2consul_events_applied_total") >= 2.0,
+        "{text}"
+    );
     assert_eq!(sample(&text, "tasks2consul_stream_connected"), 1.0);
     assert_eq!(sample(&text, "tasks2consul_stream_reconnects_total"), 0.0);
-    assert_eq!(sample(&text, "tasks2consul_held_back_deregistrations_total"), 0.0);
+    assert_eq!(
+        sample(&text, "tasks2consul_held_back_deregistrations_total"),
+        0.0
+    );
     assert_eq!(sample(&text, "tasks2consul_lock_held"), 1.0);
     assert!(sample(&text, "tasks2consul_last_sync_timestamp_seconds") > 1.7e9);
 
@@ -451,9 +489,15 @@ fn health_and_metrics_answer_as_documented() {
     wait_for(&f, LIMIT, "unhealthy", || get(&base, "/health").0 == 503);
     assert!(get(&base, "/health").1.contains("not connected"));
     m.set_leader(Leader::Me);
-    wait_for(&f, LIMIT, "healthy again", || get(&base, "/health").0 == 200);
+    wait_for(&f, LIMIT, "healthy again", || {
+        get(&base, "/health").0 == 200
+    });
     let (_, text) = get(&base, "/metrics");
-    assert_eq!(sample(&text, "tasks2consul_stream_reconnects_total"), 1.0, "{text}");
+    assert_eq!(
+        sample(&text, "tasks2consul_stream_reconnects_total"),
+        1.0,
+        "{text}"
+    );
     assert_eq!(sample(&text, "tasks2consul_syncs_total"), 2.0, "{text}");
     assert_eq!(get(&base, "/nope").0, 404);
 }
