@@ -43,16 +43,19 @@ impl LockGuard {
     }
 }
 
+/// Tells a background thread waiting on `stop` to end, and waits for it.
+fn stop_thread(stop: &(Mutex<bool>, Condvar), thread: Option<JoinHandle<()>>) {
+    let (flag, cv) = stop;
+    *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    cv.notify_all();
+    if let Some(h) = thread {
+        let _ = h.join();
+    }
+}
+
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        {
-            let (flag, cv) = &*self.stop;
-            *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            cv.notify_all();
-        }
-        if let Some(h) = self.renewer.take() {
-            let _ = h.join();
-        }
+        stop_thread(&self.stop, self.renewer.take());
         // Release first: an explicit release does not trigger lock-delay, destroy would.
         if let Err(e) = self.consul.kv_release(&self.key, &self.session) {
             log::warn!("releasing lock {:?}: {e}", self.key);
@@ -311,14 +314,7 @@ fn standing_loop(consul: &Consul, key: &str, who: &str, shared: &StandingShared)
 
 impl Drop for Standing {
     fn drop(&mut self) {
-        {
-            let (flag, cv) = &self.shared.stop;
-            *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            cv.notify_all();
-        }
-        if let Some(h) = self.worker.take() {
-            let _ = h.join();
-        }
+        stop_thread(&self.shared.stop, self.worker.take());
     }
 }
 

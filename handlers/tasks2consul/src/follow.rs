@@ -177,78 +177,81 @@ impl Metrics {
 
     /// The Prometheus text exposition format (version 0.0.4).
     pub fn prometheus(&self) -> String {
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        let flag = |a: &AtomicBool| u8::from(a.load(Ordering::Relaxed)).to_string();
+        let lock_held = if self.lock_used.load(Ordering::Relaxed) {
+            flag(&self.lock_held)
+        } else {
+            "1".into()
+        };
+        let metrics: [(&str, &str, &str, String); 10] = [
+            (
+                "events_applied_total",
+                "counter",
+                "Marathon events applied.",
+                n(&self.events_applied),
+            ),
+            (
+                "syncs_total",
+                "counter",
+                "Successful full syncs.",
+                n(&self.syncs),
+            ),
+            (
+                "sync_failures_total",
+                "counter",
+                "Full syncs that could not read Marathon or Consul.",
+                n(&self.sync_failures),
+            ),
+            (
+                "registrations_total",
+                "counter",
+                "Services registered.",
+                n(&self.registrations),
+            ),
+            (
+                "deregistrations_total",
+                "counter",
+                "Services deregistered.",
+                n(&self.deregistrations),
+            ),
+            (
+                "held_back_deregistrations_total",
+                "counter",
+                "Deregistrations held back by a guard.",
+                n(&self.held_back),
+            ),
+            (
+                "stream_reconnects_total",
+                "counter",
+                "Event stream connections after the first.",
+                n(&self.reconnects),
+            ),
+            (
+                "last_sync_timestamp_seconds",
+                "gauge",
+                "Unix time of the last successful full sync (0: none).",
+                self.last_sync.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "stream_connected",
+                "gauge",
+                "1 while the event stream is connected.",
+                flag(&self.connected),
+            ),
+            (
+                "lock_held",
+                "gauge",
+                "1 while this process holds the --lock session (always 1 without --lock).",
+                lock_held,
+            ),
+        ];
         let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        for (name, kind, help, value) in metrics {
             out.push_str(&format!(
                 "# HELP tasks2consul_{name} {help}\n# TYPE tasks2consul_{name} {kind}\ntasks2consul_{name} {value}\n"
             ));
-        };
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
-        let flag = |a: &AtomicBool| u8::from(a.load(Ordering::Relaxed)).to_string();
-        metric(
-            "events_applied_total",
-            "counter",
-            "Marathon events applied.",
-            get(&self.events_applied),
-        );
-        metric(
-            "syncs_total",
-            "counter",
-            "Successful full syncs.",
-            get(&self.syncs),
-        );
-        metric(
-            "sync_failures_total",
-            "counter",
-            "Full syncs that could not read Marathon or Consul.",
-            get(&self.sync_failures),
-        );
-        metric(
-            "registrations_total",
-            "counter",
-            "Services registered.",
-            get(&self.registrations),
-        );
-        metric(
-            "deregistrations_total",
-            "counter",
-            "Services deregistered.",
-            get(&self.deregistrations),
-        );
-        metric(
-            "held_back_deregistrations_total",
-            "counter",
-            "Deregistrations held back by a guard.",
-            get(&self.held_back),
-        );
-        metric(
-            "stream_reconnects_total",
-            "counter",
-            "Event stream connections after the first.",
-            get(&self.reconnects),
-        );
-        metric(
-            "last_sync_timestamp_seconds",
-            "gauge",
-            "Unix time of the last successful full sync (0: none).",
-            self.last_sync.load(Ordering::Relaxed).to_string(),
-        );
-        metric(
-            "stream_connected",
-            "gauge",
-            "1 while the event stream is connected.",
-            flag(&self.connected),
-        );
-        metric(
-            "lock_held",
-            "gauge",
-            "1 while this process holds the --lock session (always 1 without --lock).",
-            if self.lock_used.load(Ordering::Relaxed) {
-                flag(&self.lock_held)
-            } else {
-                "1".into()
-            },
-        );
+        }
         out
     }
 }
