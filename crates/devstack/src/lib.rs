@@ -9,6 +9,7 @@
 pub mod bins;
 pub mod chronos;
 pub mod consul;
+pub mod daemon;
 pub mod demo;
 pub mod git2consul;
 pub mod http;

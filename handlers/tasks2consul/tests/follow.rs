@@ -5,12 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use devstack::daemon::Daemon;
 use devstack::marathon::{Leader, Marathon, MarathonOptions};
 use serde_json::json;
 
@@ -31,85 +29,37 @@ fn stack(heartbeat: Duration) -> Stack {
     )
 }
 
-/// A running follower; killed on drop if a test fails before stopping it.
-struct Follower {
-    child: Option<Child>,
-    log: Arc<Mutex<String>>,
-}
+/// A running follower (killed on drop if a test fails before stopping it).
+struct Follower(Daemon);
 
 impl Follower {
     fn spawn(s: &Stack, marathon_urls: &str, args: &[&str]) -> Follower {
-        let mut child = s
-            .cmd()
-            .env("MARATHON_URL", marathon_urls)
+        let mut cmd = s.cmd();
+        cmd.env("MARATHON_URL", marathon_urls)
             .env("RUST_LOG", "info")
             .args(["--follow", "--output", "json", "--timeout", "10s"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        Follower {
-            child: Some(child),
-            log,
-        }
-    }
-
-    /// SIGKILL: a crash (nothing released).
-    fn crash(&mut self) {
-        let mut c = self.child.take().unwrap();
-        c.kill().unwrap();
-        c.wait().unwrap();
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// How many stderr lines contain `text`.
-    fn lines_with(&self, text: &str) -> usize {
-        self.log().lines().filter(|l| l.contains(text)).count()
+            .args(args);
+        Follower(Daemon::spawn(&mut cmd).unwrap())
     }
 
     /// SIGTERM (as `systemctl stop`), then the exit code within a deadline.
     fn terminate(&mut self) -> i32 {
-        let mut child = self.child.take().unwrap();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let end = Instant::now() + LIMIT;
-        loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                return st.code().unwrap_or(-1);
-            }
-            if Instant::now() > end {
-                let _ = child.kill();
-                panic!("no exit within {LIMIT:?} of SIGTERM\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let code = self.0.terminate(LIMIT);
+        let code = code.unwrap_or_else(|e| panic!("{e}\n{}", self.log()));
+        code.unwrap_or(-1)
     }
 }
 
-impl Drop for Follower {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+impl std::ops::Deref for Follower {
+    type Target = Daemon;
+    fn deref(&self) -> &Daemon {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Follower {
+    fn deref_mut(&mut self) -> &mut Daemon {
+        &mut self.0
     }
 }
 
