@@ -180,6 +180,8 @@ pub fn run_feed(
     // lock regained); until then events are still applied (they are facts about tasks).
     let mut sync_due: Option<&'static str> = None;
     let mut next_sync = Instant::now() + opts.resync_interval;
+    // The last full sync failed: the next one (at `next_sync`) is a retry.
+    let mut retry = false;
     let mut attached_seen = false;
     let mut acting = may_act();
     if !acting {
@@ -217,8 +219,11 @@ pub fn run_feed(
                 let before = summary.actions.len();
                 let ok = resync(factory, cfg, opts, &mut state, &mut summary, why, metrics);
                 tally(&summary, before, metrics);
-                // A failed sync is tried again soon rather than at the next interval.
-                sync_due = if ok { None } else { Some("retry") };
+                trim(&mut summary, opts.max_actions);
+                // A failed sync is tried again soon (when `next_sync` comes) rather than at the
+                // next interval, and never at once (Marathon or Consul is down: no hot loop).
+                sync_due = None;
+                retry = !ok;
                 next_sync = Instant::now()
                     + if ok {
                         opts.resync_interval
@@ -236,7 +241,7 @@ pub fn run_feed(
             Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < next_sync => continue,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if acting {
-                    sync_due = Some("interval");
+                    sync_due = Some(if retry { "retry" } else { "interval" });
                 }
                 next_sync = Instant::now() + opts.resync_interval;
                 continue;
@@ -326,11 +331,18 @@ fn tally(summary: &Summary, before: usize, metrics: &Metrics) {
     }
 }
 
+/// Keeps the last `max` actions and the last `max / 10` errors and warnings (a registrar runs
+/// for weeks; a Marathon down for a day would otherwise grow them without bound).
 fn trim(summary: &mut Summary, max: usize) {
-    if summary.actions.len() > max {
-        let drop = summary.actions.len() - max;
-        summary.actions.drain(..drop);
+    fn keep_last<T>(v: &mut Vec<T>, max: usize) {
+        if v.len() > max {
+            let drop = v.len() - max;
+            v.drain(..drop);
+        }
     }
+    keep_last(&mut summary.actions, max);
+    keep_last(&mut summary.errors, (max / 10).max(1));
+    keep_last(&mut summary.warnings, (max / 10).max(1));
 }
 
 /// A full sync with one log line saying why and what it did; false when it failed.

@@ -207,6 +207,39 @@ fn stalled_stream_is_detected_reconnected_and_resynced() {
 }
 
 #[test]
+fn a_failed_sync_is_retried_later_not_in_a_loop() {
+    let s = stack(Duration::from_millis(200));
+    s.create_apps(vec![web_app("/rt", "true", 1, 1)]);
+    // Consul drops every connection: the start sync fails (after its bounded retries).
+    s.consul.as_ref().unwrap().faults().set_refuse(true);
+    let f = Follower::spawn(&s, &s.marathon_url, &["--resync-interval", "1h"]);
+    wait_for(&f, LIMIT, "start sync failed", || {
+        f.lines_with("full sync (start) failed") == 1
+    });
+    s.consul.as_ref().unwrap().faults().set_refuse(false);
+    // Retried 10 s later: not at once in a loop, not at the next interval an hour away.
+    wait_for(&f, Duration::from_secs(30), "retried", || {
+        converged(&s, &["/rt"]) && f.lines_with("full sync (retry):") == 1
+    });
+    let log = f.log();
+    assert_eq!(f.lines_with("failed:"), 1, "{log}");
+    let at = |text: &str| {
+        let line = log.lines().find(|l| l.contains(text)).unwrap();
+        // "[2026-11-27T12:43:52.642Z ...": seconds of the day.
+        let hms: Vec<f64> = line[12..24]
+            .split(':')
+            .map(|x| x.parse().unwrap())
+            .collect();
+        hms[0] * 3600.0 + hms[1] * 60.0 + hms[2]
+    };
+    let waited = at("full sync (retry):") - at("full sync (start) failed");
+    assert!(
+        (9.0..20.0).contains(&waited),
+        "retried after {waited} s\n{log}"
+    );
+}
+
+#[test]
 fn sigterm_exits_zero() {
     let s = stack(Duration::from_secs(10));
     s.create_apps(vec![web_app("/sig", "true", 1, 1)]);
