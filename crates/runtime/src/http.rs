@@ -583,6 +583,9 @@ impl HttpClient {
     }
 }
 
+/// Redirects [`HttpClient::open_stream`] follows (a standby's 302 to the leader is one).
+const MAX_REDIRECTS: usize = 3;
+
 /// An answer whose body is read as it arrives (Marathon's `/v2/events`), not read in full.
 pub struct HttpStream {
     pub status: u16,
@@ -620,7 +623,14 @@ impl HttpClient {
         for k in 0..n {
             let i = (start + k) % n;
             let mut url = format!("{}{}", self.bases[i], path);
-            for _hop in 0..3 {
+            for hop in 0..=MAX_REDIRECTS {
+                if hop == MAX_REDIRECTS {
+                    reasons.push(format!(
+                        "{}: more than {MAX_REDIRECTS} redirects",
+                        self.show(&url)
+                    ));
+                    break;
+                }
                 self.requests.fetch_add(1, Ordering::Relaxed);
                 let mut r = agent.get(&url);
                 if let Some((name, value)) = self.cfg.auth.header() {
@@ -919,6 +929,68 @@ mod tests {
             Arc::new(|r: Request| Response::text(200, r.header("authorization").unwrap_or("none"))),
         )
         .unwrap()
+    }
+
+    /// Marathon's event stream through an HA set: a dead URL, then a standby that redirects
+    /// to the leader (302, Marathon 1.7+) with the credentials sent again; the body is read as
+    /// it arrives and a silence longer than `idle` is a read timeout.
+    #[test]
+    fn open_stream_follows_the_standby_redirect_and_times_out_on_silence() {
+        use devstack::marathon::{Marathon, MarathonOptions};
+        let auth = Some(("u".to_string(), "pw".to_string()));
+        let leader = Marathon::start(MarathonOptions {
+            basic_auth: auth.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+        let standby = Marathon::start(MarathonOptions {
+            basic_auth: auth,
+            proxy_to: Some(leader.url()),
+            ..Default::default()
+        })
+        .unwrap();
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_url = format!("http://{}", dead.local_addr().unwrap());
+        drop(dead);
+        let mut cfg = fast("marathon");
+        cfg.auth = Auth::Basic {
+            user: "u".into(),
+            password: Secret::new("pw".to_string()),
+        };
+        let c = HttpClient::new(&[dead_url, standby.url()], cfg).unwrap();
+        let accept = [("Accept", "text/event-stream".to_string())];
+        let mut s = c
+            .open_stream("/v2/events", &accept, Duration::from_millis(300))
+            .unwrap();
+        assert_eq!(s.status, 200);
+        assert!(s.url.starts_with(&leader.url()), "{}", s.url);
+        let mut buf = [0u8; 256];
+        let n = s.reader.read(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("event_stream_attached"));
+        // The leader's heartbeat is 10 s: the next read outlasts `idle`.
+        let e = loop {
+            match s.reader.read(&mut buf) {
+                Ok(0) => panic!("stream ended"),
+                Ok(_) => continue,
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ),
+            "{e:?}"
+        );
+        // Without a leader: every URL answers 503, an Unavailable error naming why.
+        leader.set_leader(devstack::marathon::Leader::None);
+        let e = c
+            .open_stream("/v2/events", &accept, Duration::from_millis(300))
+            .err()
+            .unwrap();
+        assert!(matches!(e, HttpError::Unavailable { .. }), "{e}");
+        assert!(e.to_string().contains("HTTP 503"), "{e}");
+        assert!(!e.to_string().contains("pw"), "{e}");
     }
 
     #[test]

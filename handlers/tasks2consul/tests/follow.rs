@@ -109,6 +109,50 @@ fn scale_to_zero_through_the_api_is_deregistered_within_two_seconds() {
 }
 
 #[test]
+fn the_stream_is_authenticated_like_every_request() {
+    let s = Stack::doubles(
+        MarathonOptions {
+            basic_auth: Some(("shipwatch".into(), "s3cret-pw".into())),
+            ..Default::default()
+        },
+        Default::default(),
+    );
+    let m = s.marathon.as_ref().unwrap();
+    // Seeded from Rust: the double's API needs the credentials too.
+    m.seed_apps(vec![web_app("/au", "true", 2, 1)]);
+    let f = Follower(
+        Daemon::spawn(
+            s.cmd()
+                .env("MARATHON_USERNAME", "shipwatch")
+                .env("MARATHON_PASSWORD", "s3cret-pw")
+                .env("RUST_LOG", "info")
+                .args(["--follow", "--resync-interval", "1h"]),
+        )
+        .unwrap(),
+    );
+    let registered = |n: usize| {
+        let services = s.consul.as_ref().unwrap().catalog_services();
+        services
+            .iter()
+            .filter(|x| x.meta.get("marathon-app-id") == Some(&json!("/au")))
+            .count()
+            == n
+    };
+    wait_for(&f, LIMIT, "start sync", || registered(2));
+    assert_eq!(f.lines_with("event stream connected"), 1, "{}", f.log());
+    let dead = m.app("/au").unwrap()["tasks"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    m.kill_task(&dead, "TASK_KILLED");
+    // The death arrives on the (authenticated) stream: deregistered, the replacement registered.
+    wait_for(&f, Duration::from_secs(2), "event applied", || {
+        f.lines_with(&format!("] deregister marathon:{dead}")) == 1
+    });
+    assert!(!f.log().contains("s3cret-pw"), "{}", f.log());
+}
+
+#[test]
 fn a_new_healthy_task_is_registered_from_its_event() {
     let s = stack(Duration::from_secs(10));
     s.create_apps(vec![web_app("/up", "true", 1, 1)]);
