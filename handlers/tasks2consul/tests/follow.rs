@@ -436,6 +436,62 @@ fn sample(text: &str, name: &str) -> f64 {
         .unwrap()
 }
 
+/// The `--listen` address the follower logged (`--listen 127.0.0.1:0` picks a port).
+fn listen_base(f: &Follower) -> String {
+    wait_for(f, LIMIT, "listening", || {
+        f.lines_with("serving /health and /metrics on") == 1
+    });
+    f.log()
+        .lines()
+        .find_map(|l| l.split("serving /health and /metrics on ").nth(1))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn every_resync_keeps_the_guards() {
+    let s = stack(Duration::from_millis(200));
+    let m = s.double("guards").unwrap();
+    s.create_apps(vec![web_app("/gd", "true", 3, 1)]);
+    let f = Follower::spawn(
+        &s,
+        &s.marathon_url,
+        &["--resync-interval", "1h", "--listen", "127.0.0.1:0"],
+    );
+    let base = listen_base(&f);
+    wait_for(&f, LIMIT, "start sync", || converged(&s, &["/gd"]));
+    let before = s.registered_ids();
+    // A leader election; the new leader's first list is empty (issue 11: a Marathon restarting).
+    m.set_leader(Leader::None);
+    wait_for(&f, LIMIT, "stream lost", || {
+        f.lines_with("event stream lost") == 1
+    });
+    m.faults().fail_next_on(
+        "/v2/apps",
+        1,
+        devstack::http::Fault::Answer {
+            status: 200,
+            content_type: "application/json".into(),
+            body: r#"{"apps": []}"#.into(),
+        },
+    );
+    m.set_leader(Leader::Me);
+    wait_for(&f, LIMIT, "resync after the reconnection", || {
+        f.lines_with("full sync (stream reconnected)") == 1
+    });
+    // Nothing deregistered, each held back and counted, one readable warning.
+    assert_eq!(s.registered_ids(), before, "{}", f.log());
+    assert!(f.log().contains("mass-deregistration guard"), "{}", f.log());
+    let (_, text) = get(&base, "/metrics");
+    assert_eq!(
+        sample(&text, "tasks2consul_held_back_deregistrations_total"),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(sample(&text, "tasks2consul_deregistrations_total"), 0.0);
+}
+
 #[test]
 fn health_and_metrics_answer_as_documented() {
     let s = stack(Duration::from_millis(200));
@@ -446,16 +502,7 @@ fn health_and_metrics_answer_as_documented() {
         &s.marathon_url,
         &["--resync-interval", "1h", "--listen", "127.0.0.1:0"],
     );
-    wait_for(&f, LIMIT, "listening", || {
-        f.lines_with("serving /health and /metrics on") == 1
-    });
-    let log = f.log();
-    let base = log
-        .lines()
-        .find_map(|l| l.split("serving /health and /metrics on ").nth(1))
-        .unwrap()
-        .trim()
-        .to_string();
+    let base = listen_base(&f);
     wait_for(&f, LIMIT, "healthy", || {
         converged(&s, &["/hm"]) && get(&base, "/health").0 == 200
     });
