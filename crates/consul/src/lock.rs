@@ -43,16 +43,19 @@ impl LockGuard {
     }
 }
 
+/// Tells a background thread waiting on `stop` to end, and waits for it.
+fn stop_thread(stop: &(Mutex<bool>, Condvar), thread: Option<JoinHandle<()>>) {
+    let (flag, cv) = stop;
+    *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    cv.notify_all();
+    if let Some(h) = thread {
+        let _ = h.join();
+    }
+}
+
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        {
-            let (flag, cv) = &*self.stop;
-            *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            cv.notify_all();
-        }
-        if let Some(h) = self.renewer.take() {
-            let _ = h.join();
-        }
+        stop_thread(&self.stop, self.renewer.take());
         // Release first: an explicit release does not trigger lock-delay, destroy would.
         if let Err(e) = self.consul.kv_release(&self.key, &self.session) {
             log::warn!("releasing lock {:?}: {e}", self.key);
@@ -151,6 +154,167 @@ fn start_renewal(consul: Arc<Consul>, key: &str, session: String, ttl: Duration)
         session,
         stop,
         renewer,
+    }
+}
+
+/// A lock held for the life of a long-running process (`tasks2consul --follow --lock KEY`):
+/// a background thread takes the key when it is free, renews the session at TTL/2 and, once
+/// the lock is lost (session invalidated, or no successful renew for a whole TTL: a Consul
+/// partition), tries to take it again every half second. Only [`Standing::held`] says whether
+/// the holder may act; it turns false at once when the lock is lost. Dropping it releases the
+/// key (no lock-delay for the next holder) and destroys the session.
+pub struct Standing {
+    shared: Arc<StandingShared>,
+    worker: Option<JoinHandle<()>>,
+}
+
+struct StandingShared {
+    /// When the lock was last confirmed ours (acquired or renewed); `None` while not held.
+    confirmed: Mutex<Option<Instant>>,
+    ttl: Duration,
+    stop: (Mutex<bool>, Condvar),
+}
+
+impl Standing {
+    /// Starts contending for `key` (never blocks; see [`Standing::held`]).
+    pub fn start(
+        consul: Arc<Consul>,
+        key: &str,
+        who: &str,
+        ttl: Duration,
+    ) -> Result<Standing, ConsulError> {
+        crate::validate_key(key)?;
+        let shared = Arc::new(StandingShared {
+            confirmed: Mutex::new(None),
+            ttl,
+            stop: (Mutex::new(false), Condvar::new()),
+        });
+        let worker = {
+            let shared = Arc::clone(&shared);
+            let (key, who) = (key.to_string(), who.to_string());
+            std::thread::Builder::new()
+                .name("lock-standing".into())
+                .spawn(move || standing_loop(&consul, &key, &who, &shared))
+                .ok()
+        };
+        Ok(Standing { shared, worker })
+    }
+
+    /// True while the lock is ours: acquired and confirmed (renewed) less than a TTL ago.
+    pub fn held(&self) -> bool {
+        self.shared.held()
+    }
+}
+
+impl StandingShared {
+    fn held(&self) -> bool {
+        self.confirmed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| t.elapsed() < self.ttl)
+    }
+
+    fn set(&self, confirmed: Option<Instant>) {
+        *self.confirmed.lock().unwrap_or_else(|e| e.into_inner()) = confirmed;
+    }
+
+    /// Waits `d` or until stopped; true when stopped.
+    fn wait(&self, d: Duration) -> bool {
+        let (flag, cv) = &self.stop;
+        let stopped = flag.lock().unwrap_or_else(|e| e.into_inner());
+        let (stopped, _) = cv
+            .wait_timeout_while(stopped, d, |s| !*s)
+            .unwrap_or_else(|e| e.into_inner());
+        *stopped
+    }
+}
+
+fn standing_loop(consul: &Consul, key: &str, who: &str, shared: &StandingShared) {
+    const RETRY: Duration = Duration::from_millis(500);
+    let value = serde_json::json!({"Holder": who}).to_string();
+    let mut session: Option<String> = None;
+    let mut renewed = Instant::now();
+    loop {
+        let Some(id) = session.clone() else {
+            match consul.session_create(&format!("shipwatch lock {key}"), shared.ttl, LOCK_DELAY) {
+                Ok(id) => {
+                    session = Some(id);
+                    renewed = Instant::now();
+                }
+                Err(e) => log::warn!("--lock {key:?}: creating a session: {e}"),
+            }
+            if session.is_none() && shared.wait(RETRY) {
+                break;
+            }
+            continue;
+        };
+        let was_held = shared.held();
+        // Renew at TTL/2 (a holder that stops renewing loses the key after the TTL).
+        if renewed.elapsed() >= shared.ttl / 2 {
+            match consul.session_renew(&id) {
+                Ok(true) => {
+                    renewed = Instant::now();
+                    if was_held {
+                        shared.set(Some(renewed));
+                    }
+                }
+                Ok(false) => {
+                    if was_held {
+                        log::error!("lock {key:?} lost: its session was invalidated");
+                    }
+                    shared.set(None);
+                    session = None;
+                    continue;
+                }
+                Err(e) => log::warn!("--lock {key:?}: renewing the session: {e}"),
+            }
+        }
+        if was_held && !shared.held() {
+            log::error!(
+                "lock {key:?} lost: no successful renew for {:?}",
+                shared.ttl
+            );
+        }
+        if !shared.held() {
+            match consul.kv_acquire(key, value.as_bytes(), &id) {
+                Ok(true) => {
+                    renewed = Instant::now();
+                    shared.set(Some(renewed));
+                    log::info!("acquired lock {key:?}");
+                }
+                Ok(false) => shared.set(None),
+                Err(e) => log::warn!("--lock {key:?}: acquiring: {e}"),
+            }
+        }
+        let next = if shared.held() {
+            (shared.ttl / 2)
+                .saturating_sub(renewed.elapsed())
+                .max(Duration::from_millis(50))
+        } else {
+            RETRY
+        };
+        if shared.wait(next) {
+            break;
+        }
+    }
+    if let Some(id) = session {
+        if shared.held() {
+            if let Err(e) = consul.kv_release(key, &id) {
+                log::warn!("releasing lock {key:?}: {e}");
+            } else {
+                log::info!("released lock {key:?}");
+            }
+        }
+        shared.set(None);
+        if let Err(e) = consul.session_destroy(&id) {
+            log::warn!("destroying lock session: {e}");
+        }
+    }
+}
+
+impl Drop for Standing {
+    fn drop(&mut self) {
+        stop_thread(&self.shared.stop, self.worker.take());
     }
 }
 

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::daemon::Daemon;
 use crate::pipeline::{fail, wait_until, Pipeline, PipelineError, PipelineOptions, API_IMAGE_KEY};
 use crate::sinks::{SmtpSink, WebhookSink};
 use crate::stack::StackOptions;
@@ -157,7 +158,7 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
             consul_bin: opts.consul_bin.clone(),
             agent_env: Vec::new(),
         },
-        bin_dir: opts.bin_dir,
+        bin_dir: opts.bin_dir.clone(),
         config_dir: opts.config_dir,
         env: vec![("RUST_LOG".into(), "warn".into())],
         extra_args: vec![(
@@ -350,7 +351,9 @@ pub fn run(opts: DemoOptions) -> Result<(), PipelineError> {
         },
     )?;
 
-    heading(7, "final state");
+    registrar_follows_a_scale_down(&p, &opts.bin_dir)?;
+
+    heading(8, "final state");
     println!(
         "   git log (the audit trail):\n{}",
         indent(p.git_bare(&["log", "--format=%h %s"])?.trim_end())
@@ -392,4 +395,56 @@ fn app_version(p: &Pipeline, id: &str) -> String {
                 .map(str::to_string)
         })
         .unwrap_or_default()
+}
+
+/// Step 6: `tasks2consul --follow` (the registrar, as tasks2consul-follow.service runs it) on
+/// Marathon's event stream; an operator scales /sami/web to 0 through Marathon's API, which
+/// fires no Consul watch, and the registrar deregisters its tasks from the stream alone.
+fn registrar_follows_a_scale_down(
+    p: &Pipeline,
+    bin_dir: &std::path::Path,
+) -> Result<(), PipelineError> {
+    const STEP: &str = "7. tasks2consul --follow";
+    heading(
+        7,
+        "an operator scales /sami/web to 0 in Marathon; tasks2consul --follow deregisters it",
+    );
+    let mut cmd = std::process::Command::new(bin_dir.join("tasks2consul"));
+    cmd.args(["--follow", "--resync-interval", "5m"])
+        .envs(p.stack.env())
+        .env("RUST_LOG", "info");
+    let mut registrar = Daemon::spawn(&mut cmd).map_err(|e| fail(STEP, e))?;
+    wait_until(STEP, STEP_TIMEOUT, || {
+        registrar.lines_with("full sync (start)") == 1
+    })?;
+    let url = format!("{}/v2/apps/sami/web?force=true", p.stack.marathon.url());
+    println!("   PUT /v2/apps/sami/web {{\"instances\": 0}}");
+    ureq::put(&url)
+        .send_json(serde_json::json!({"instances": 0}))
+        .map_err(|e| fail(STEP, format!("scaling /sami/web: {e}")))?;
+    let started = std::time::Instant::now();
+    wait_until(STEP, STEP_TIMEOUT, || {
+        p.marathon_tasks("/sami/web").is_empty() && p.consul_task_ids("/sami/web").is_empty()
+    })?;
+    let took = started.elapsed();
+    let code = registrar
+        .terminate(STEP_TIMEOUT)
+        .map_err(|e| fail(STEP, e))?;
+    let shown = ["event stream connected", "full sync (", "] deregister "];
+    for line in registrar.log().lines() {
+        if shown.iter().any(|s| line.contains(s)) {
+            println!("   {line}");
+        }
+    }
+    println!(
+        "   Consul lists no /sami/web task {took:?} after the scale-down; SIGTERM: exit {}",
+        code.unwrap_or(-1)
+    );
+    if code != Some(0) {
+        return Err(fail(
+            STEP,
+            format!("exit {code:?} after SIGTERM, expected 0"),
+        ));
+    }
+    Ok(())
 }

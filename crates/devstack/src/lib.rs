@@ -10,6 +10,7 @@ pub mod agent;
 pub mod bins;
 pub mod chronos;
 pub mod consul;
+pub mod daemon;
 pub mod demo;
 pub mod git2consul;
 pub mod http;

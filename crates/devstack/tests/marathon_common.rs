@@ -152,6 +152,14 @@ impl Stream {
         &self.buf
     }
 
+    /// One read (up to the 100 ms read timeout): whatever arrived, possibly nothing.
+    pub fn read_some(&mut self) {
+        let mut chunk = [0u8; 8192];
+        if let Ok(n) = self.conn.read(&mut chunk) {
+            self.buf.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    }
+
     /// Reads until EOF (panics after 10 s).
     pub fn wait_closed(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);

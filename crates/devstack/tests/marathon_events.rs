@@ -147,3 +147,99 @@ fn stopping_the_server_ends_open_streams() {
     drop(m);
     s.wait_closed();
 }
+
+#[test]
+fn losing_the_leadership_closes_open_streams() {
+    // Marathon closes its event streams when it stops leading (d2iq-archive/marathon#1625), so
+    // followers reconnect to the new leader.
+    let m = start();
+    let mut s = Stream::open(m.addr(), "/v2/events", "text/event-stream");
+    s.wait_for("event_stream_attached");
+    m.set_leader(devstack::marathon::Leader::None);
+    s.wait_closed();
+    // The same through the admin endpoint, as curl would switch it.
+    m.set_leader(devstack::marathon::Leader::Me);
+    let mut s = Stream::open(m.addr(), "/v2/events", "text/event-stream");
+    s.wait_for("event_stream_attached");
+    let r = call(
+        "POST",
+        &format!("{}{}", m.url(), devstack::marathon::LEADER_PATH),
+        Some(&json!({"leader": "127.0.0.1:1"})),
+    );
+    assert_eq!(r.status, 200);
+    s.wait_closed();
+}
+
+#[test]
+fn scaling_through_the_api_reports_each_killed_task() {
+    let m = start();
+    call(
+        "POST",
+        &format!("{}/v2/apps", m.url()),
+        Some(&json!({"id": "sc", "cmd": "x", "instances": 3})),
+    );
+    m.finish_deployments();
+    let mut s = Stream::open(
+        m.addr(),
+        "/v2/events?event_type=status_update_event",
+        "text/event-stream",
+    );
+    s.wait_for("\r\n\r\n");
+    let r = call(
+        "PUT",
+        &format!("{}/v2/apps/sc?force=true", m.url()),
+        Some(&json!({"instances": 1})),
+    );
+    assert_eq!(r.status, 200);
+    m.finish_deployments();
+    let killed = |s: &Stream| {
+        s.events("status_update_event")
+            .iter()
+            .filter(|e| e["taskStatus"] == "TASK_KILLED" && e["appId"] == "/sc")
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while killed(&s) < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", s.buf);
+        s.read_some();
+    }
+}
+
+#[test]
+fn a_silent_stream_writes_nothing_not_even_heartbeats() {
+    let m = Marathon::start(MarathonOptions {
+        heartbeat: Duration::from_millis(10),
+        ..MarathonOptions::default()
+    })
+    .unwrap();
+    let mut s = Stream::open(m.addr(), "/v2/events", "text/event-stream");
+    s.wait_for("event_stream_attached");
+    m.set_streams_silent(true);
+    // Let at most the frames already in flight arrive, then nothing more may come.
+    s.read_some();
+    let before = s.buf.len();
+    call(
+        "POST",
+        &format!("{}/v2/apps", m.url()),
+        Some(&json!({"id": "quiet", "cmd": "x"})),
+    );
+    m.finish_deployments();
+    for _ in 0..5 {
+        s.read_some();
+    }
+    assert!(
+        !s.buf[before..].contains("event:"),
+        "{:?}",
+        &s.buf[before..]
+    );
+    m.set_streams_silent(false);
+    let silent_len = s.buf.len();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s.buf.len() == silent_len {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no heartbeat after the silence"
+        );
+        s.read_some();
+    }
+}

@@ -3,6 +3,7 @@
 //! and Chronos run as HA sets), authentication, TLS verification on by default (optionally with
 //! the operator's CA file), and errors that name the service and URL without credentials.
 
+use std::io::Read;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -621,6 +622,136 @@ impl HttpClient {
     }
 }
 
+/// Redirects [`HttpClient::open_stream`] follows (a standby's 302 to the leader is one).
+const MAX_REDIRECTS: usize = 3;
+
+/// An answer whose body is read as it arrives (Marathon's `/v2/events`), not read in full.
+pub struct HttpStream {
+    pub status: u16,
+    /// The URL that answered (credentials removed), for messages.
+    pub url: String,
+    pub reader: Box<dyn Read + Send>,
+}
+
+impl HttpClient {
+    /// Opens a long-lived `GET path` whose body is an endless stream: each base URL is tried
+    /// once, from the last that worked (a standby of an HA set may refuse or answer 502/503),
+    /// and a redirect is followed (Marathon 1.7+ standbys answer `/v2/events` with a 302 to
+    /// the leader; the credentials are sent again, as marathon-python does, but never from
+    /// https down to http). No overall timeout: a read that waits longer than `idle` for any
+    /// byte fails with `io::ErrorKind::TimedOut` or `WouldBlock` (a stalled stream). Errors:
+    /// `Unavailable` when no server answered 2xx, `Status` for any other answer.
+    pub fn open_stream(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+        idle: Duration,
+    ) -> Result<HttpStream, HttpError> {
+        // An agent of its own: no overall timeout, an idle limit per read instead.
+        let config = ureq::Agent::config_builder()
+            .timeout_connect(Some(self.cfg.connect_timeout))
+            .timeout_per_read(Some(idle))
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .http_status_as_error(false)
+            .user_agent(concat!("shipwatch/", env!("CARGO_PKG_VERSION")))
+            .build();
+        use ureq::unversioned::transport::Connector as _;
+        let tls = tls::Tls::new(&self.cfg).map_err(|e| HttpError::Unavailable {
+            service: self.cfg.service,
+            method: "GET".into(),
+            url: self.show(&format!("{}{}", self.bases[0], path)),
+            reason: e.to_string(),
+        })?;
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::TcpConnector::default().chain(tls),
+            ureq::unversioned::resolver::DefaultResolver::default(),
+        );
+        let start = self.preferred.load(Ordering::Relaxed);
+        let n = self.bases.len();
+        let mut reasons = Vec::new();
+        for k in 0..n {
+            let i = (start + k) % n;
+            let mut url = format!("{}{}", self.bases[i], path);
+            for hop in 0..=MAX_REDIRECTS {
+                if hop == MAX_REDIRECTS {
+                    reasons.push(format!(
+                        "{}: more than {MAX_REDIRECTS} redirects",
+                        self.show(&url)
+                    ));
+                    break;
+                }
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                let mut r = agent.get(&url);
+                if let Some((name, value)) = self.cfg.auth.header() {
+                    r = r.header(name, value.as_str());
+                }
+                for (name, value) in headers {
+                    r = r.header(*name, value.as_str());
+                }
+                let resp = match r.call() {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        let reason = self.redactor.scrub(&transport_reason(&e));
+                        reasons.push(format!("{}: {reason}", self.show(&url)));
+                        break;
+                    }
+                };
+                let status = resp.status().as_u16();
+                if (300..400).contains(&status) {
+                    let next = resp
+                        .headers()
+                        .get("Location")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_string();
+                    let downgrade = url.starts_with("https://") && next.starts_with("http://");
+                    if !(next.starts_with("http://") || next.starts_with("https://")) || downgrade {
+                        reasons.push(format!(
+                            "{}: HTTP {status} to {} (not followed)",
+                            self.show(&url),
+                            self.show(&next)
+                        ));
+                        break;
+                    }
+                    url = next;
+                    continue;
+                }
+                let (_, body) = resp.into_parts();
+                if (200..300).contains(&status) {
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return Ok(HttpStream {
+                        status,
+                        url: self.show(&url),
+                        reader: Box::new(body.into_reader()),
+                    });
+                }
+                let mut text = String::new();
+                let _ = body.into_reader().take(600).read_to_string(&mut text);
+                let text = self.redactor.scrub(text.trim());
+                if self.cfg.retry_statuses.contains(&status) {
+                    reasons.push(format!("{}: HTTP {status} {text}", self.show(&url)));
+                    break;
+                }
+                return Err(HttpError::Status {
+                    service: self.cfg.service,
+                    method: "GET".into(),
+                    url: self.show(&url),
+                    status,
+                    body: text,
+                });
+            }
+        }
+        Err(HttpError::Unavailable {
+            service: self.cfg.service,
+            method: "GET".into(),
+            url: self.show(&format!("{}{}", self.bases[start % n], path)),
+            reason: reasons.join("; "),
+        })
+    }
+}
+
 /// Percent-encodes a URL path (KV keys, app ids, service ids), keeping `/`: whatever a key or
 /// id holds, it cannot add a query string or another path.
 pub fn encode_path(s: &str) -> String {
@@ -738,6 +869,68 @@ mod tests {
             Arc::new(|r: Request| Response::text(200, r.header("authorization").unwrap_or("none"))),
         )
         .unwrap()
+    }
+
+    /// Marathon's event stream through an HA set: a dead URL, then a standby that redirects
+    /// to the leader (302, Marathon 1.7+) with the credentials sent again; the body is read as
+    /// it arrives and a silence longer than `idle` is a read timeout.
+    #[test]
+    fn open_stream_follows_the_standby_redirect_and_times_out_on_silence() {
+        use devstack::marathon::{Marathon, MarathonOptions};
+        let auth = Some(("u".to_string(), "pw".to_string()));
+        let leader = Marathon::start(MarathonOptions {
+            basic_auth: auth.clone(),
+            ..Default::default()
+        })
+        .unwrap();
+        let standby = Marathon::start(MarathonOptions {
+            basic_auth: auth,
+            proxy_to: Some(leader.url()),
+            ..Default::default()
+        })
+        .unwrap();
+        let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead_url = format!("http://{}", dead.local_addr().unwrap());
+        drop(dead);
+        let mut cfg = fast("marathon");
+        cfg.auth = Auth::Basic {
+            user: "u".into(),
+            password: Secret::new("pw".to_string()),
+        };
+        let c = HttpClient::new(&[dead_url, standby.url()], cfg).unwrap();
+        let accept = [("Accept", "text/event-stream".to_string())];
+        let mut s = c
+            .open_stream("/v2/events", &accept, Duration::from_millis(300))
+            .unwrap();
+        assert_eq!(s.status, 200);
+        assert!(s.url.starts_with(&leader.url()), "{}", s.url);
+        let mut buf = [0u8; 256];
+        let n = s.reader.read(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).contains("event_stream_attached"));
+        // The leader's heartbeat is 10 s: the next read outlasts `idle`.
+        let e = loop {
+            match s.reader.read(&mut buf) {
+                Ok(0) => panic!("stream ended"),
+                Ok(_) => continue,
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ),
+            "{e:?}"
+        );
+        // Without a leader: every URL answers 503, an Unavailable error naming why.
+        leader.set_leader(devstack::marathon::Leader::None);
+        let e = c
+            .open_stream("/v2/events", &accept, Duration::from_millis(300))
+            .err()
+            .unwrap();
+        assert!(matches!(e, HttpError::Unavailable { .. }), "{e}");
+        assert!(e.to_string().contains("HTTP 503"), "{e}");
+        assert!(!e.to_string().contains("pw"), "{e}");
     }
 
     #[test]

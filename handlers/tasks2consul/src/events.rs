@@ -16,10 +16,13 @@ use std::io::BufRead;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use runtime::{Exit, Summary};
+use std::sync::atomic::Ordering;
+
+use runtime::{Exit, Status, Summary};
 use serde_json::{json, Value};
 use watch::{EventStream, StreamEvent};
 
+use crate::follow::Metrics;
 use crate::plan::{self, Change, Config, Mode, Owned};
 use crate::scope::Scope;
 use crate::sync::{SyncError, Syncer};
@@ -99,6 +102,19 @@ pub struct Options {
     pub dry_run: bool,
     /// Most actions kept for the final summary (a live stream runs for weeks).
     pub max_actions: usize,
+    /// `--follow`: the feed comes from [`crate::follow`] (a full sync on every connection, a
+    /// stop signal is the normal end) rather than from stdin (a sync at start, EOF ends).
+    pub follow: bool,
+}
+
+/// What feeds the loop: the stream's events and, in `--follow` mode, its connection changes.
+#[derive(Debug)]
+pub enum Feed {
+    Event(Result<StreamEvent, String>),
+    /// The stream (re)connected to this URL: a full sync repairs what was missed meanwhile.
+    Connected(String),
+    /// The stream ended, failed or stalled; the stream thread reconnects.
+    Lost(String),
 }
 
 /// Runs the loop over `input` until EOF. Returns the summary of everything done.
@@ -107,93 +123,229 @@ pub fn run<R: BufRead + Send + 'static>(
     factory: &impl SyncerFactory,
     cfg: &Config,
     opts: &Options,
-    mut summary: Summary,
+    summary: Summary,
 ) -> Summary {
-    let (tx, rx) = mpsc::sync_channel::<Result<StreamEvent, String>>(1024);
+    let (tx, rx) = mpsc::sync_channel::<Feed>(1024);
     std::thread::spawn(move || {
         for item in EventStream::new(input) {
-            if tx.send(item.map_err(|e| e.to_string())).is_err() {
+            if tx
+                .send(Feed::Event(item.map_err(|e| e.to_string())))
+                .is_err()
+            {
                 break;
             }
         }
     });
+    run_feed(
+        &rx,
+        factory,
+        cfg,
+        opts,
+        summary,
+        &Metrics::default(),
+        &|| true,
+    )
+}
+
+/// The loop: applies `feed` until it ends (stdin EOF) or a stop is requested; full syncs at
+/// start (stdin) or on every connection (`--follow`), every `resync_interval` and on gaps.
+/// Counts what it does in `metrics`; acts only while `may_act()` (`--lock`: only the session
+/// holder writes), and after regaining it syncs before anything else.
+pub fn run_feed(
+    feed: &mpsc::Receiver<Feed>,
+    factory: &impl SyncerFactory,
+    cfg: &Config,
+    opts: &Options,
+    mut summary: Summary,
+    metrics: &Metrics,
+    may_act: &dyn Fn() -> bool,
+) -> Summary {
     let mut state = State::default();
-    if let Err(e) = full_sync(factory, cfg, opts, &mut state, &mut summary) {
-        // Nothing could be read at start: stop (exit 69/75), a restart retries.
-        summary.error(e);
-        return summary;
+    if !opts.follow {
+        if let Err(e) = full_sync(
+            factory,
+            cfg,
+            opts,
+            &mut state,
+            &mut summary,
+            metrics,
+            "start",
+        ) {
+            // Nothing could be read at start: stop (exit 69/75), a restart retries.
+            summary.error(e);
+            return summary;
+        }
     }
+    // `--follow`: a full sync is due (the first connection, a reconnection, a failed sync, the
+    // lock regained); until then events are still applied (they are facts about tasks).
+    let mut sync_due: Option<&'static str> = None;
     let mut next_sync = Instant::now() + opts.resync_interval;
+    // The last full sync failed: the next one (at `next_sync`) is a retry.
+    let mut retry = false;
     let mut attached_seen = false;
+    let mut acting = may_act();
+    if !acting {
+        log::info!("waiting for the lock before acting");
+    }
+    let mut connections = 0u64;
     let mut events = 0u64;
     loop {
         if runtime::stop::requested() {
-            // Start nothing new; the summary says what was done (exit 75: replay/restart).
-            log::warn!("stopped by a signal after {events} event(s)");
-            summary.error("stopped by a signal; restart the event consumer");
-            summary.raise_exit(Exit::TempFail);
+            if opts.follow {
+                log::info!("stopping on a signal after {events} event(s)");
+            } else {
+                // Start nothing new; the summary says what was done (exit 75: replay/restart).
+                log::warn!("stopped by a signal after {events} event(s)");
+                summary.error("stopped by a signal; restart the event consumer");
+                summary.raise_exit(Exit::TempFail);
+            }
             break;
         }
-        // Short waits so that a stop signal ends the loop promptly.
+        // `--lock`: without the lock nothing is written and events are dropped; once it is
+        // back, a full sync comes first (what happened meanwhile is unknown).
+        let may = may_act();
+        metrics.lock_held.store(may, Ordering::Relaxed);
+        if may != acting {
+            acting = may;
+            if acting {
+                log::info!("lock acquired: resyncing before acting");
+                sync_due = Some("lock acquired");
+            } else {
+                log::warn!("lock lost: writing nothing until it is held again");
+            }
+        }
+        if acting {
+            if let Some(why) = sync_due {
+                let before = summary.actions.len();
+                let ok = resync(factory, cfg, opts, &mut state, &mut summary, why, metrics);
+                tally(&summary, before, metrics);
+                trim(&mut summary, opts.max_actions);
+                // A failed sync is tried again soon (when `next_sync` comes) rather than at the
+                // next interval, and never at once (Marathon or Consul is down: no hot loop).
+                sync_due = None;
+                retry = !ok;
+                next_sync = Instant::now()
+                    + if ok {
+                        opts.resync_interval
+                    } else {
+                        opts.resync_interval.min(RETRY_SYNC)
+                    };
+            }
+        }
+        // Short waits so that a stop signal or a lock change is seen promptly.
         let wait = next_sync
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(200));
-        let item = match rx.recv_timeout(wait) {
+        let item = match feed.recv_timeout(wait) {
             Ok(item) => item,
             Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < next_sync => continue,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                resync(factory, cfg, opts, &mut state, &mut summary, "interval");
+                if acting {
+                    sync_due = Some(if retry { "retry" } else { "interval" });
+                }
                 next_sync = Instant::now() + opts.resync_interval;
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
+        let item = match item {
+            Feed::Event(item) => item,
+            Feed::Connected(url) => {
+                metrics.connected.store(true, Ordering::Relaxed);
+                connections += 1;
+                if connections > 1 {
+                    metrics.reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                log::info!("event stream connected to {url}");
+                sync_due = Some(if connections > 1 {
+                    "stream reconnected"
+                } else {
+                    "start"
+                });
+                continue;
+            }
+            Feed::Lost(why) => {
+                metrics.connected.store(false, Ordering::Relaxed);
+                log::warn!("event stream lost: {why}; reconnecting");
+                continue;
+            }
+        };
+        if !acting {
+            continue;
+        }
         events += 1;
         let ev = match item {
             Ok(ev) => ev,
             Err(e) => {
                 log::warn!("{e}; resyncing");
-                resync(factory, cfg, opts, &mut state, &mut summary, "bad frame");
-                next_sync = Instant::now() + opts.resync_interval;
+                sync_due = Some("bad frame");
                 continue;
             }
         };
         if ev.event_type == "event_stream_attached" {
-            if attached_seen {
-                resync(
-                    factory,
-                    cfg,
-                    opts,
-                    &mut state,
-                    &mut summary,
-                    "stream reattached",
-                );
-                next_sync = Instant::now() + opts.resync_interval;
+            // `--follow` knows its connections; stdin shows a reconnection only this way.
+            if attached_seen && !opts.follow {
+                sync_due = Some("stream reattached");
             }
             attached_seen = true;
             continue;
         }
-        if let Err(e) = on_event(&ev, factory, cfg, opts, &mut state, &mut summary) {
-            log::error!(
-                "event at line {}: {e}; resyncing at the next interval",
-                ev.line
-            );
-            summary.error(format!("event at line {}: {e}", ev.line));
-            summary.raise_exit(Exit::TempFail);
+        let before = summary.actions.len();
+        match on_event(&ev, factory, cfg, opts, &mut state, &mut summary) {
+            Ok(()) => {
+                metrics.events_applied.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                log::error!(
+                    "event at line {}: {e}; resyncing at the next interval",
+                    ev.line
+                );
+                summary.error(format!("event at line {}: {e}", ev.line));
+                summary.raise_exit(Exit::TempFail);
+            }
         }
+        tally(&summary, before, metrics);
         trim(&mut summary, opts.max_actions);
     }
-    log::info!("event stream ended after {events} event(s)");
+    if !opts.follow {
+        log::info!("event stream ended after {events} event(s)");
+    }
     summary
 }
 
-fn trim(summary: &mut Summary, max: usize) {
-    if summary.actions.len() > max {
-        let drop = summary.actions.len() - max;
-        summary.actions.drain(..drop);
+/// How soon a failed full sync is tried again (`--follow`).
+const RETRY_SYNC: Duration = Duration::from_secs(10);
+
+/// Counts the actions added since `before` into `metrics`.
+fn tally(summary: &Summary, before: usize, metrics: &Metrics) {
+    for a in summary.actions.iter().skip(before) {
+        let counter = match (a.status, a.kind.as_str()) {
+            (Status::Applied, "register") => &metrics.registrations,
+            (Status::Applied, "deregister") if !a.target.starts_with("node:") => {
+                &metrics.deregistrations
+            }
+            (Status::Skipped, "deregister") if a.detail.contains("held back") => &metrics.held_back,
+            _ => continue,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 
+/// Keeps the last `max` actions and the last `max / 10` errors and warnings (a registrar runs
+/// for weeks; a Marathon down for a day would otherwise grow them without bound).
+fn trim(summary: &mut Summary, max: usize) {
+    fn keep_last<T>(v: &mut Vec<T>, max: usize) {
+        if v.len() > max {
+            let drop = v.len() - max;
+            v.drain(..drop);
+        }
+    }
+    keep_last(&mut summary.actions, max);
+    keep_last(&mut summary.errors, (max / 10).max(1));
+    keep_last(&mut summary.warnings, (max / 10).max(1));
+}
+
+/// A full sync with one log line saying why and what it did; false when it failed.
 fn resync(
     factory: &impl SyncerFactory,
     cfg: &Config,
@@ -201,12 +353,17 @@ fn resync(
     state: &mut State,
     summary: &mut Summary,
     why: &str,
-) {
-    log::info!("full resync ({why})");
-    if let Err(e) = full_sync(factory, cfg, opts, state, summary) {
-        log::error!("resync ({why}) failed: {e}");
-        summary.error(format!("resync ({why}) failed: {e}"));
-        summary.raise_exit(Exit::TempFail);
+    metrics: &Metrics,
+) -> bool {
+    match full_sync(factory, cfg, opts, state, summary, metrics, why) {
+        Ok(()) => true,
+        Err(e) => {
+            log::error!("full sync ({why}) failed: {e}");
+            summary.error(format!("full sync ({why}) failed: {e}"));
+            summary.raise_exit(Exit::TempFail);
+            metrics.sync_failures.fetch_add(1, Ordering::Relaxed);
+            false
+        }
     }
 }
 
@@ -217,6 +374,8 @@ fn full_sync(
     opts: &Options,
     state: &mut State,
     summary: &mut Summary,
+    metrics: &Metrics,
+    why: &str,
 ) -> Result<(), String> {
     let result = factory.with_syncer(&mut |s: &Syncer<'_>| -> Result<(), SyncError> {
         // The same reads and guards as a single run (strict list, stable leader, cap).
@@ -236,6 +395,18 @@ fn full_sync(
         state.unselected.clear();
         let done = s.execute(&p, &nodes, opts.dry_run, summary);
         state.record(&p.changes, &done, cfg);
+        // One line per sync (each change has its own line, unchanged tasks none).
+        let applied = done.iter().filter(|d| **d == Some(true)).count();
+        let failed = done.iter().filter(|d| **d == Some(false)).count();
+        log::info!(
+            "full sync ({why}): {} app(s), {} change(s) ({applied} applied, {failed} failed), {} unchanged, {} waiting for health, {} held back",
+            state.apps.len(),
+            p.changes.len(),
+            p.unchanged.len(),
+            p.waiting,
+            p.held.len()
+        );
+        metrics.synced_now();
         Ok(())
     });
     // The clients could not be built (no Marathon URL, bad CA file…): a usage error.
@@ -347,15 +518,21 @@ fn on_event(
                 Ok(())
             })?
         }
-        "health_status_changed_event" => {
-            let Some(app_id) = str_of(d, "appId") else {
-                return Err("health_status_changed_event without appId".into());
+        "health_status_changed_event" | "instance_health_changed_event" => {
+            // health_status_changed_event {appId, instanceId (taskId before 1.4), alive};
+            // instance_health_changed_event {runSpecId, instanceId, healthy} (reference §2.1).
+            let Some(app_id) = str_of(d, "appId").or_else(|| str_of(d, "runSpecId")) else {
+                return Err(format!("{} without appId or runSpecId", ev.event_type));
             };
             if state.unselected.contains(app_id) && !state.apps.contains_key(app_id) {
                 return Ok(());
             }
             let id = str_of(d, "taskId").or_else(|| str_of(d, "instanceId"));
-            let alive = d.get("alive").and_then(Value::as_bool).unwrap_or(false);
+            let alive = d
+                .get("alive")
+                .or_else(|| d.get("healthy"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
             let matched = match id {
                 Some(id) => set_health(state, app_id, id, alive),
                 None => false,

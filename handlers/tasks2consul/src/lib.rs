@@ -7,9 +7,11 @@
 //! Not for: deploying apps (kv2jobs) or decoding watch payloads (`watch`).
 //!
 //! Library layout: [`plan`] (pure: desired registrations, ownership, diff), [`scope`] (which
-//! apps a payload names), [`sync`] (reads and writes), [`events`] (the `--events` loop).
+//! apps a payload names), [`sync`] (reads and writes), [`events`] (the event loop of `--events`
+//! and `--follow`), [`follow`] (`--follow`: the stream connection, metrics).
 
 pub mod events;
+pub mod follow;
 pub mod plan;
 pub mod scope;
 pub mod sync;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use runtime::{CommonArgs, ConsulArgs, Exit, MarathonArgs, Summary, ToExit};
-use tasks2consul::{events, scope, AgentAddr, Clients, Config, Mode, SyncError};
+use tasks2consul::{events, follow, scope, AgentAddr, Clients, Config, Mode, SyncError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ModeArg {
@@ -62,9 +62,27 @@ struct Args {
     #[arg(long)]
     events: bool,
 
-    /// --events: time between full resyncs.
+    /// Run as a registrar: connect to Marathon's event stream (GET /v2/events over the
+    /// --marathon URL set), apply it as it arrives, full syncs on every (re)connection and
+    /// every --resync-interval; reconnect with backoff (capped at 30 s) until SIGTERM/SIGINT
+    /// (exit 0). With --lock KEY only the holder of the Consul lock acts.
+    #[arg(long, conflicts_with = "events")]
+    follow: bool,
+
+    /// --events/--follow: time between full resyncs.
     #[arg(long, default_value = "5m", value_name = "DUR", value_parser = runtime::parse_duration)]
     resync_interval: Duration,
+
+    /// --follow: reconnect (and resync) when the stream sends nothing at all, not even
+    /// Marathon's 10 s heartbeat, for this long.
+    #[arg(long, default_value = "60s", value_name = "DUR", value_parser = runtime::parse_duration)]
+    stream_timeout: Duration,
+
+    /// --follow: serve GET /health (200 while connected to the stream with a full sync within
+    /// 2 x --resync-interval + 60 s, else 503 and why) and GET /metrics (Prometheus text) on
+    /// this address, e.g. 127.0.0.1:9102.
+    #[arg(long, value_name = "ADDR", requires = "follow")]
+    listen: Option<String>,
 
     /// The Marathon cluster this run speaks for, written to service and node meta
     /// `marathon-cluster`. Only registrations of this cluster are owned (one without that meta
@@ -175,6 +193,9 @@ fn main() {
     if args.events {
         run_events(&args);
     }
+    if args.follow {
+        run_follow(&args);
+    }
     // `--lock KEY`: when several agents run the same watch, one acts, the others exit 0.
     consul::lock::run_locked("tasks2consul", &args.common, &args.consul, |ctx| {
         let payload = watch::detect(&ctx.payload)?;
@@ -232,11 +253,129 @@ fn run_events(args: &Args) -> ! {
         resync_interval: args.resync_interval.max(Duration::from_secs(1)),
         dry_run: args.common.dry_run,
         max_actions: 10_000,
+        follow: false,
     };
     let cfg = clients.cfg.clone();
     let mut summary = events::run(input, &clients, &cfg, &opts, summary);
     runtime::record(&args.common, &mut summary, started, started_at.elapsed());
     runtime::finish(&summary, args.common.output)
+}
+
+/// `--follow`: a long-lived registrar on Marathon's event stream. Ends on SIGTERM/SIGINT
+/// (after the write in flight) with exit 0, or at once with 64 on bad flags.
+fn run_follow(args: &Args) -> ! {
+    runtime::init_logging_as(args.common.log_format);
+    let started = std::time::SystemTime::now();
+    let started_at = std::time::Instant::now();
+    runtime::stop::install();
+    let mut summary = Summary::new("tasks2consul", args.common.dry_run, None);
+    let setup = clients(args).and_then(|c| {
+        // The stream's client: the same URLs, credentials and TLS as every request; no overall
+        // deadline (the stream lives for days), a read timeout of --stream-timeout instead.
+        let stream = args
+            .marathon
+            .client(runtime::Deadline::after(LIFETIME))
+            .map_err(|e| Error::Config(e.to_string()))?;
+        Ok((c, stream))
+    });
+    let (clients, stream_client) = match setup {
+        Ok(v) => v,
+        Err(e) => {
+            summary.error(e.to_string());
+            summary.raise_exit(e.exit());
+            runtime::finish(&summary, args.common.output);
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::sync_channel(1024);
+    let stream_opts =
+        follow::StreamOptions::new(args.stream_timeout.max(Duration::from_millis(100)));
+    log::info!(
+        "following Marathon's event stream (resync every {:?}, stream timeout {:?})",
+        args.resync_interval,
+        stream_opts.idle
+    );
+    follow::spawn_stream(stream_client, stream_opts, tx);
+    let opts = events::Options {
+        resync_interval: args.resync_interval.max(Duration::from_secs(1)),
+        dry_run: args.common.dry_run,
+        max_actions: 10_000,
+        follow: true,
+    };
+    let metrics = std::sync::Arc::new(follow::Metrics::default());
+    if let Some(addr) = &args.listen {
+        let max_age = opts.resync_interval * 2 + Duration::from_secs(60);
+        match follow::serve(addr, std::sync::Arc::clone(&metrics), max_age) {
+            Ok(bound) => log::info!("serving /health and /metrics on http://{bound}"),
+            Err(e) => {
+                summary.error(e);
+                summary.raise_exit(Exit::Usage);
+                runtime::finish(&summary, args.common.output);
+            }
+        }
+    }
+    // `--lock KEY`: held for the life of the process; only the holder acts. A dry run writes
+    // nothing and takes no lock (as every handler).
+    let lock = match args.common.lock.as_deref().filter(|_| !args.common.dry_run) {
+        Some(key) => match lock_for_life(args, key) {
+            Ok(l) => {
+                metrics
+                    .lock_used
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                Some(l)
+            }
+            Err(e) => {
+                summary.error(format!("--lock: {e}"));
+                summary.raise_exit(e.exit());
+                runtime::finish(&summary, args.common.output);
+            }
+        },
+        None => None,
+    };
+    let cfg = clients.cfg.clone();
+    let may_act = || lock.as_ref().is_none_or(|l| l.held());
+    let mut summary = events::run_feed(&rx, &clients, &cfg, &opts, summary, &metrics, &may_act);
+    // Released before the exit (process::exit runs no destructors): the standby takes over
+    // without waiting for the session TTL.
+    drop(lock);
+    runtime::record(&args.common, &mut summary, started, started_at.elapsed());
+    // A stop signal is how a registrar ends: exit 0 (what failed meanwhile was logged, and
+    // the syncs after it repaired it).
+    finish_follow(&summary, args.common.output)
+}
+
+/// Starts contending for `key` for the life of the process.
+fn lock_for_life(args: &Args, key: &str) -> Result<consul::lock::Standing, consul::ConsulError> {
+    // No overall deadline: each Consul call is bounded by its own timeout and retries, and
+    // the lock counts as lost after a TTL without a successful renew.
+    let client = args
+        .consul
+        .client(runtime::Deadline::after(LIFETIME))
+        .map_err(|e| consul::ConsulError::Unexpected {
+            what: "configuration".into(),
+            reason: e.to_string(),
+        })?;
+    consul::lock::Standing::start(
+        std::sync::Arc::new(consul::Consul::new(client)),
+        key,
+        &consul::lock::holder_name("tasks2consul"),
+        args.common.lock_ttl,
+    )
+}
+
+/// The "deadline" of clients that live as long as the process (each request still has its
+/// own timeout).
+const LIFETIME: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+fn finish_follow(summary: &Summary, output: runtime::OutputFormat) -> ! {
+    use std::io::Write;
+    let text = match output {
+        runtime::OutputFormat::Json => format!("{}\n", summary.to_json()),
+        runtime::OutputFormat::Text => summary.to_text(),
+    };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+    std::process::exit(0)
 }
 
 #[cfg(test)]

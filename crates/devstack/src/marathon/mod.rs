@@ -124,6 +124,8 @@ struct Inner {
     state: Mutex<State>,
     wake: Condvar,
     stopped: AtomicBool,
+    /// Open event streams write nothing, not even heartbeats (a stalled stream).
+    silent: AtomicBool,
     requests: AtomicU64,
     writes: AtomicU64,
     /// `127.0.0.1:port`, known once the listener is bound.
@@ -157,6 +159,22 @@ impl Inner {
                 l.now = next;
             }
         }
+        drop(l);
+        self.close_streams_unless_leader();
+    }
+
+    /// A Marathon that is not (or no longer) the leader closes its event streams (Marathon
+    /// closes them on leadership loss, d2iq-archive/marathon#1625): the clients reconnect to
+    /// whichever instance leads.
+    fn close_streams_unless_leader(&self) {
+        if self.leader_state().now != Leader::Me {
+            // Dropping the senders ends the streams' writer loops.
+            self.state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .subscribers
+                .clear();
+        }
     }
 }
 
@@ -186,6 +204,7 @@ impl Marathon {
             opts,
             wake: Condvar::new(),
             stopped: AtomicBool::new(false),
+            silent: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             addr: OnceLock::new(),
@@ -217,10 +236,20 @@ impl Marathon {
     }
 
     /// Switches the leader now (cancels a pending switch).
+    /// Losing the leadership closes the open event streams.
     pub fn set_leader(&self, leader: Leader) {
         let mut l = self.inner.leader_state();
         l.now = leader;
         l.after = None;
+        drop(l);
+        self.inner.close_streams_unless_leader();
+    }
+
+    /// While `silent`, open event streams write nothing at all (events are dropped, no
+    /// heartbeat): a stalled stream, as behind a buffering proxy or over a half-open TCP
+    /// connection. New streams connect (and get their `event_stream_attached` once silence ends).
+    pub fn set_streams_silent(&self, silent: bool) {
+        self.inner.silent.store(silent, Ordering::SeqCst);
     }
 
     /// Switches the leader once the next request whose path starts with `path` has been
@@ -409,10 +438,10 @@ fn leader_admin(inner: &Inner, req: &Request) -> Response {
             l.after = None;
         }
     }
-    Response::json(
-        200,
-        &json!({"leader": l.now.to_json(), "pending": pending(&l)}),
-    )
+    let body = json!({"leader": l.now.to_json(), "pending": pending(&l)});
+    drop(l);
+    inner.close_streams_unless_leader();
+    Response::json(200, &body)
 }
 
 fn route(inner: &Arc<Inner>, req: Request) -> Response {
@@ -1254,6 +1283,7 @@ fn events(inner: &Arc<Inner>, req: &Request) -> Response {
     }
     let heartbeat = inner.opts.heartbeat.max(Duration::from_millis(1));
     let leader = format!("http://{}", inner.addr());
+    let me = Arc::clone(inner);
     Response::Raw(Box::new(move |w: &mut dyn Write| {
         let head = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream;charset=utf-8\r\nConnection: close\r\nX-Marathon-Leader: {leader}\r\n\r\n"
@@ -1270,6 +1300,9 @@ fn events(inner: &Arc<Inner>, req: &Request) -> Response {
                 Err(mpsc::RecvTimeoutError::Timeout) => "\r\n".to_string(),
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             };
+            if me.silent.load(Ordering::SeqCst) {
+                continue;
+            }
             if w.write_all(out.as_bytes()).and_then(|_| w.flush()).is_err() {
                 return;
             }

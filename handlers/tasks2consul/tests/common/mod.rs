@@ -53,15 +53,17 @@ impl Stack {
                 ns: format!("/{}", unique()),
             };
         }
-        let marathon = devstack::marathon::Marathon::start(devstack::marathon::MarathonOptions {
-            bind: "127.0.0.1:0".into(),
-            deploy_duration: Duration::ZERO,
-            hosts: vec!["10.0.0.1".into(), "10.0.0.2".into(), "10.0.0.3".into()],
-            ..Default::default()
-        })
-        .unwrap();
-        let consul =
-            devstack::consul::Consul::start(devstack::consul::ConsulOptions::default()).unwrap();
+        Stack::doubles(Default::default(), Default::default())
+    }
+
+    /// Fresh doubles with these options (their defaults: instant deployments, hosts
+    /// 10.0.0.1-3).
+    pub fn doubles(
+        marathon: devstack::marathon::MarathonOptions,
+        consul: devstack::consul::ConsulOptions,
+    ) -> Stack {
+        let marathon = devstack::marathon::Marathon::start(marathon).unwrap();
+        let consul = devstack::consul::Consul::start(consul).unwrap();
         Stack {
             marathon_url: marathon.url(),
             consul_url: consul.url(),
