@@ -724,7 +724,7 @@ impl HttpClient {
                     return Ok(HttpStream {
                         status,
                         url: self.show(&url),
-                        reader: Box::new(body.into_reader()),
+                        reader: Box::new(IdleAsTimedOut(body.into_reader())),
                     });
                 }
                 let mut text = String::new();
@@ -748,6 +748,26 @@ impl HttpClient {
             method: "GET".into(),
             url: self.show(&format!("{}{}", self.bases[start % n], path)),
             reason: reasons.join("; "),
+        })
+    }
+}
+
+/// A stream reader whose idle timeout (ureq's per-read timeout, an `Other` error) reads as
+/// `io::ErrorKind::TimedOut`, as a socket's read timeout does.
+struct IdleAsTimedOut<R>(R);
+
+impl<R: Read> Read for IdleAsTimedOut<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf).map_err(|e| {
+            let timed_out = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+                .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)));
+            if timed_out {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, e.to_string())
+            } else {
+                e
+            }
         })
     }
 }
