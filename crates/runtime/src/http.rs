@@ -547,26 +547,11 @@ impl HttpClient {
                 .header("Content-Type", req.content_type)
                 .body(body.clone())
                 .map_err(|e| e.to_string())
-                .and_then(|r| {
-                    let r = self
-                        .agent
-                        .configure_request(r)
-                        .timeout_global(Some(timeout))
-                        .build();
-                    self.agent
-                        .run(r)
-                        .map_err(|e| self.redactor.scrub(&transport_reason(&e)))
-                }),
-            None => b.body(()).map_err(|e| e.to_string()).and_then(|r| {
-                let r = self
-                    .agent
-                    .configure_request(r)
-                    .timeout_global(Some(timeout))
-                    .build();
-                self.agent
-                    .run(r)
-                    .map_err(|e| self.redactor.scrub(&transport_reason(&e)))
-            }),
+                .and_then(|r| self.run(r, timeout)),
+            None => b
+                .body(())
+                .map_err(|e| e.to_string())
+                .and_then(|r| self.run(r, timeout)),
         };
         let mut resp = result?;
         let status = resp.status().as_u16();
@@ -749,6 +734,24 @@ impl HttpClient {
             url: self.show(&format!("{}{}", self.bases[start % n], path)),
             reason: reasons.join("; "),
         })
+    }
+}
+
+impl HttpClient {
+    /// One request on the agent, bounded by `timeout` as a whole; errors without the URL.
+    fn run(
+        &self,
+        r: ureq::http::Request<impl ureq::AsSendBody>,
+        timeout: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, String> {
+        let r = self
+            .agent
+            .configure_request(r)
+            .timeout_global(Some(timeout))
+            .build();
+        self.agent
+            .run(r)
+            .map_err(|e| self.redactor.scrub(&transport_reason(&e)))
     }
 }
 
