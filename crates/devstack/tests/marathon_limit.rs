@@ -99,7 +99,9 @@ fn the_limit_frees_when_deployments_finish() {
 #[test]
 fn a_bulk_of_50_apps_is_one_deployment() {
     let m = limited(1, Duration::from_secs(3600));
-    let apps: Vec<Value> = (0..50).map(|i| app(&format!("/bulk50/a{i}"), "x")).collect();
+    let apps: Vec<Value> = (0..50)
+        .map(|i| app(&format!("/bulk50/a{i}"), "x"))
+        .collect();
     let r = call(
         "PUT",
         &format!("{}/v2/apps?partialUpdate=false", m.url()),
@@ -137,7 +139,11 @@ fn a_bulk_with_one_invalid_app_applies_nothing() {
     assert!(r.body.contains("minimumHealthCapacity"), "{}", r.body);
     // A type error (string for a number): "Invalid JSON", in the double's shape for it.
     apps[17] = json!({"id": "/allor/a17", "cmd": "x", "instances": "two"});
-    let r = call("PUT", &format!("{}/v2/apps", m.url()), Some(&Value::Array(apps)));
+    let r = call(
+        "PUT",
+        &format!("{}/v2/apps", m.url()),
+        Some(&Value::Array(apps)),
+    );
     assert!(matches!(r.status, 400 | 422), "{} {}", r.status, r.body);
     assert!(r.body.contains("Invalid JSON"), "{}", r.body);
     assert_eq!(m.deployment_count(), 0);

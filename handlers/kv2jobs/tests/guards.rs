@@ -632,7 +632,17 @@ fn sigterm_mid_run_finishes_in_flight_writes_reports_notifies_and_releases_the_l
     let lock = "kv2jobs-test/sigterm/lock";
     let child = s.spawn(
         &s.payload(&refs),
-        &["--parallel", "1", "--lock", lock, "--notify", &hook.url()],
+        // Batches of 2 (one bulk PUT each): a batch in flight finishes, the others never start.
+        &[
+            "--parallel",
+            "1",
+            "--batch-size",
+            "2",
+            "--lock",
+            lock,
+            "--notify",
+            &hook.url(),
+        ],
         &[("CONSUL_HTTP_ADDR", &consul.url())],
     );
     let until = Instant::now() + Duration::from_secs(30);
