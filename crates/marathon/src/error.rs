@@ -161,32 +161,6 @@ impl MarathonError {
 
 /// `details` is an array of `{path, errors}` (1.1+), of `{attribute, error}` (≤0.15), or a plain
 /// string for JSON syntax errors (reference §1.1): accept all three.
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_deployment_limit_is_read_from_marathons_403() {
-        // Exception.scala's text, missing space after "one" included (reference "Deployment limit").
-        let body = r#"{"message": "Max number (7) of running deployments is achieved. Wait for existing deployments to complete or cancel oneusing force=true parameter."}"#;
-        let e = MarathonError::Http(HttpError::Status {
-            service: "marathon",
-            method: "PUT".into(),
-            url: "http://m/v2/apps".into(),
-            status: 403,
-            body: body.into(),
-        });
-        assert!(e.is_too_many_deployments());
-        assert_eq!(e.deployment_limit(), Some(7));
-        assert!(e.is_refusal());
-        let locked = MarathonError::Locked {
-            app_id: "/a".into(),
-            deployments: vec![],
-        };
-        assert_eq!(locked.deployment_limit(), None);
-    }
-}
-
 fn parse_details(details: Option<&Value>) -> Vec<FieldError> {
     match details {
         Some(Value::Array(items)) => items
@@ -218,5 +192,31 @@ fn parse_details(details: Option<&Value>) -> Vec<FieldError> {
             errors: vec![s.clone()],
         }],
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deployment_limit_is_read_from_marathons_403() {
+        // Exception.scala's text, missing space after "one" included (reference "Deployment limit").
+        let body = r#"{"message": "Max number (7) of running deployments is achieved. Wait for existing deployments to complete or cancel oneusing force=true parameter."}"#;
+        let e = MarathonError::Http(HttpError::Status {
+            service: "marathon",
+            method: "PUT".into(),
+            url: "http://m/v2/apps".into(),
+            status: 403,
+            body: body.into(),
+        });
+        assert!(e.is_too_many_deployments());
+        assert_eq!(e.deployment_limit(), Some(7));
+        assert!(e.is_refusal());
+        let locked = MarathonError::Locked {
+            app_id: "/a".into(),
+            deployments: vec![],
+        };
+        assert_eq!(locked.deployment_limit(), None);
     }
 }
