@@ -157,24 +157,31 @@ fn wait_for_slot(m: &Marathon, e: &MarathonError, until: Instant) -> Result<(), 
     let mut limit = e.deployment_limit();
     let mut attempt = 1;
     loop {
+        // Pause before each look (the first too): a slot freed since the 403 must not turn
+        // into a hot loop of writes.
+        let now = Instant::now();
+        if !stop::sleep(
+            backoff
+                .delay(attempt.min(10))
+                .min(until.saturating_duration_since(now)),
+        ) {
+            return Err(stopped_while(
+                "waiting for Marathon's running-deployments limit".into(),
+            ));
+        }
         let running = m
             .deployments()
             .map_err(|e| Outcome::new(Status::Failed, e.to_string()))?
             .len();
-        let max = *limit.get_or_insert(running);
+        // Without N in the answer: until fewer run than at the first look (or none did).
+        let max = *limit.get_or_insert(running.max(1));
         if running < max {
             return Ok(());
         }
-        let now = Instant::now();
-        if now >= until {
+        if Instant::now() >= until {
             return Err(Outcome::new(
                 Status::Failed,
                 format!("Marathon's running-deployments limit ({max}) still reached at --deploy-timeout; replay later"),
-            ));
-        }
-        if !stop::sleep(backoff.delay(attempt.min(10)).min(until - now)) {
-            return Err(stopped_while(
-                "waiting for Marathon's running-deployments limit".into(),
             ));
         }
         attempt += 1;
@@ -235,6 +242,10 @@ fn put_batch(
     let mut pending: Vec<usize> = indices.to_vec();
     let mut out = Vec::new();
     while pending.len() > 1 {
+        if stop::requested() {
+            // No new write (those left are reported as not started).
+            return out;
+        }
         let bodies: Vec<&Value> = pending
             .iter()
             .filter_map(|&i| match &items[i].op {
@@ -325,6 +336,11 @@ fn put_batch(
                         out.extend(all(Outcome::new(Status::Failed, e.to_string()), &pending));
                         return out;
                     }
+                }
+                if locked.is_empty() {
+                    // The 409 named deployments that ended since: pause, not a hot loop.
+                    let left = until.saturating_duration_since(Instant::now());
+                    stop::sleep(Duration::from_millis(50).min(left));
                 }
                 if Instant::now() >= until && !pending.is_empty() {
                     let o = Outcome::new(Status::Failed, "still locked at --deploy-timeout".into());
