@@ -79,7 +79,7 @@ struct Args {
 
     /// Changed apps per bulk `PUT /v2/apps` (one Marathon deployment each, so a change to many
     /// apps stays within Marathon's --max_running_deployments); 1 writes app by app.
-    #[arg(long, value_name = "N", default_value_t = 50, hide = true,
+    #[arg(long, value_name = "N", default_value_t = 50,
           value_parser = clap::value_parser!(u64).range(1..=1000))]
     batch_size: u64,
 }
