@@ -327,14 +327,14 @@ fn a_failed_write_exits_75_and_a_replay_completes_it() {
         return;
     };
     s.create_apps(vec![web_app("/a", "true", 3, 1)]);
-    // The transaction is refused as a whole (a server error): each registration is then
-    // written alone, and the first of those single writes fails.
+    // The transaction is refused as a whole (a server with a lower operation limit): each
+    // registration is then written alone, and the first of those single writes fails.
     c.faults().fail_next_on(
         "/v1/txn",
         1,
         devstack::http::Fault::Status {
-            status: 500,
-            body: "injected".into(),
+            status: 413,
+            body: "Transaction contains too many operations (7 > 4)".into(),
         },
     );
     c.faults().fail_next_on(
