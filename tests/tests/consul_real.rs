@@ -22,32 +22,10 @@ fn bin(name: &str) -> PathBuf {
     devstack::bins::handler_dir().unwrap().join(name)
 }
 
-fn send(
-    method: &str,
-    url: &str,
-    body: &[u8],
-    timeout: Duration,
-) -> ureq::http::Response<ureq::Body> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .timeout_global(Some(timeout))
-        .build()
-        .into();
-    let req = ureq::http::Request::builder().method(method).uri(url);
-    let sent = if body.is_empty() && matches!(method, "GET" | "DELETE") {
-        agent.run(req.body(()).unwrap())
-    } else {
-        agent.run(req.body(body.to_vec()).unwrap())
-    };
-    sent.unwrap_or_else(|e| panic!("{method} {url}: {e}"))
-}
-
 fn http(method: &str, url: &str, body: &[u8]) -> (u16, Value) {
-    let mut r = send(method, url, body, Duration::from_secs(20));
-    let status = r.status().as_u16();
-    let text = r.body_mut().read_to_string().unwrap_or_default();
+    let r = devstack::http::call(method, url, &[], body, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, text) = (r.status, r.text());
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 

@@ -450,6 +450,42 @@ fn names_in_sources() -> BTreeSet<String> {
             names.insert(format!("{service}{suffix}"));
         }
     }
+    names.extend(names_read_by_scripts(&root));
+    names
+}
+
+/// Variables that the project's scripts and units expand (`$NAME`, `${NAME…}`): the Consul build
+/// script's `SHIPWATCH_CACHE`, the systemd unit's `TASKS2CONSUL_FOLLOW_ARGS`. Documenting them
+/// is right even though no binary reads them.
+fn names_read_by_scripts(root: &Path) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut dirs: Vec<PathBuf> = ["tools", "packaging", ".ci"]
+        .iter()
+        .map(|d| root.join(d))
+        .collect();
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&p) else {
+                continue;
+            };
+            for piece in text.split('$').skip(1) {
+                let piece = piece.trim_start_matches('{');
+                if let Some(name) = env_in(piece).into_iter().next() {
+                    if piece.starts_with(&name) {
+                        names.insert(name);
+                    }
+                }
+            }
+        }
+    }
     names
 }
 

@@ -311,6 +311,86 @@ pub fn first_deploy(tools: &Tools, n: usize) -> Case {
     )
 }
 
+/// Issue 13 item 3: a base-image bump of `changed` of `n` deployed apps against a Marathon with
+/// `--max_running_deployments` 100 whose deployments take 50 ms. Reports, besides the
+/// requests and writes columns, the deployments started and the writes Marathon refused
+/// (403 at the limit; a bulk or app refused for another reason counts too).
+pub fn deploy_limit(tools: &Tools, n: usize, changed: usize) -> Case {
+    let stdin = Arc::new(payloads::keyprefix_changed(n, changed));
+    let contestants = kv_contestants(tools)
+        .into_iter()
+        .map(|(label, kind, make)| {
+            let stdin = Arc::clone(&stdin);
+            Contestant {
+                label,
+                kind,
+                prepare: make.map(|make| {
+                    Box::new(move |_: Duration| {
+                        let m = Marathon::start(MarathonOptions {
+                            deploy_duration: Duration::from_millis(50),
+                            max_running_deployments: 100,
+                            hosts: payloads::hosts(),
+                            ..Default::default()
+                        })
+                        .map_err(|e| format!("marathon double: {e}"))?;
+                        m.seed_apps((0..n).map(|i| payloads::deployed_app(i, "1.0.0")).collect());
+                        let state = state_file(99 + n as u64)?;
+                        let mut spec = make(&m.url(), &state.display().to_string());
+                        spec.stdin = Arc::clone(&stdin);
+                        Ok(Prepared {
+                            spec,
+                            marathon: Some(m),
+                            consul: None,
+                            check: Box::new(move |p, o| {
+                                let _ = std::fs::remove_file(&state);
+                                check_bump(p, o, n, changed)
+                            }),
+                        })
+                    }) as Prepare
+                }),
+            }
+        })
+        .collect();
+    Case {
+        id: "deploy-limit",
+        title: format!(
+            "base-image bump of {} of {} apps, max_running_deployments 100",
+            thousands(changed),
+            thousands(n)
+        ),
+        contestants,
+    }
+}
+
+/// `ok`/`WRONG` (every changed app at 1.0.1, no other app touched), then the deployments the
+/// run started and the writes Marathon refused (the world is fresh: its counters are the run's).
+fn check_bump(p: &Prepared, o: &Outcome, n: usize, changed: usize) -> String {
+    let Some(m) = &p.marathon else {
+        return exit_problem(o).unwrap_or_else(|| "ok".into());
+    };
+    let apps = m.apps();
+    let bumped = apps
+        .iter()
+        .filter(|a| {
+            a["container"]["docker"]["image"]
+                .as_str()
+                .is_some_and(|i| i.ends_with(":1.0.1"))
+        })
+        .count();
+    let deployments = m.deployment_count();
+    let refused = m.write_count().saturating_sub(deployments);
+    let verdict = match exit_problem(o) {
+        Some(e) => e,
+        None if apps.len() != n || bumped != changed => "WRONG".into(),
+        None => "ok".into(),
+    };
+    format!(
+        "{verdict}: {}/{} changed apps updated; {deployments} deployments started; {refused} writes refused",
+        thousands(bumped),
+        thousands(changed)
+    )
+}
+
 // ---------------------------------------------------------------------------------------------
 // tasks2consul: Marathon tasks -> Consul catalog
 

@@ -108,6 +108,10 @@ fn main() {
             "keyprefix-10k",
             Box::new(|| cases::keyprefix(&tools, 10_000)),
         ),
+        (
+            "deploy-limit",
+            Box::new(|| cases::deploy_limit(&tools, 10_000, 1_000)),
+        ),
     ];
     if args.list {
         for (id, _) in &all {

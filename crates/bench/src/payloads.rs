@@ -80,6 +80,30 @@ pub fn keyprefix(n: usize) -> Vec<u8> {
     serde_json::to_vec(&entries).expect("json")
 }
 
+/// A keyprefix payload of `n` app files where apps `0..changed` have tag `1.0.1` (a base-image
+/// bump) and the rest `1.0.0`. The changed files were written last (ModifyIndex above
+/// `99 + n`, the indexed baseline's state before the bump), then the `.ref`.
+pub fn keyprefix_changed(n: usize, changed: usize) -> Vec<u8> {
+    let mut entries: Vec<Value> = (0..n)
+        .map(|i| {
+            let (tag, index) = if i < changed {
+                ("1.0.1", 100 + (n + i) as u64)
+            } else {
+                ("1.0.0", 100 + i as u64)
+            };
+            let body = serde_json::to_vec_pretty(&app(i, tag)).expect("json");
+            kv(app_key(i), &body, index)
+        })
+        .collect();
+    entries.push(kv(
+        REF_KEY.into(),
+        b"4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+        100 + (n + changed) as u64,
+    ));
+    entries.sort_by(|a, b| a["Key"].as_str().cmp(&b["Key"].as_str()));
+    serde_json::to_vec(&entries).expect("json")
+}
+
 /// The state an indexed handler keeps after applying every entry before the change: the
 /// highest ModifyIndex of `.json` entries in `payload` minus one (`0` for an empty world).
 pub fn index_before_change(payload: &[u8]) -> u64 {

@@ -590,6 +590,87 @@ pub fn split_url(url: &str) -> (String, Vec<(String, String)>) {
     (percent_decode(path), pairs)
 }
 
+/// An answer read in full by [`call`].
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// One request to a double (or a real server on loopback) where any status is an answer, for
+/// tests and the devstack's own tools: no redirects followed, the whole exchange bounded by
+/// `timeout`, an empty GET/DELETE sent without a body. `Err` only when no answer came.
+pub fn call(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Reply, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into();
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let sent = if body.is_empty() && matches!(method, "GET" | "DELETE") {
+        req.body(())
+            .map_err(ureq::Error::from)
+            .and_then(|r| agent.run(r))
+    } else {
+        req.body(body.to_vec())
+            .map_err(ureq::Error::from)
+            .and_then(|r| agent.run(r))
+    };
+    let mut r = sent.map_err(|e| format!("{method} {url}: {e}"))?;
+    let status = r.status().as_u16();
+    let headers = r
+        .headers()
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .map_err(|e| format!("{method} {url}: reading the answer: {e}"))?;
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
 /// Percent-decoding (and `+` as space in query strings is not applied: Consul keys may hold `+`).
 pub fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();

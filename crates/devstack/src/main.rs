@@ -29,7 +29,7 @@ enum Command {
         #[arg(long, value_name = "PORT")]
         port_base: Option<u16>,
         /// How long a Marathon deployment takes.
-        #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_duration)]
+        #[arg(long, value_name = "DUR", default_value = "2s", value_parser = runtime::parse_duration)]
         deploy_duration: Duration,
         /// Run this real Consul binary (`consul agent -dev` on loopback ephemeral ports; see
         /// tools/consul/build) instead of the Consul double; the agent runs the watches itself.
@@ -45,17 +45,6 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         consul_bin: Option<PathBuf>,
     },
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("invalid duration {s:?}")),
-    }
 }
 
 fn config_dir() -> PathBuf {
@@ -182,4 +171,26 @@ fn up(
     };
     stack::wait_for_stop_signal();
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17: durations as Consul and Marathon users write them (Go's syntax), by the one
+    /// parser every crate uses.
+    #[test]
+    fn deploy_durations_take_gos_syntax() {
+        for (arg, want) in [("1h", 3600), ("1m30s", 90), ("1.5h", 5400)] {
+            let cli = Cli::try_parse_from(["devstack", "up", "--deploy-duration", arg]).unwrap();
+            let Command::Up {
+                deploy_duration, ..
+            } = cli.command
+            else {
+                panic!("not up");
+            };
+            assert_eq!(deploy_duration, Duration::from_secs(want), "{arg}");
+        }
+        assert!(Cli::try_parse_from(["devstack", "up", "--deploy-duration", "5x"]).is_err());
+    }
 }

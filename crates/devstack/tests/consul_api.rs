@@ -29,45 +29,14 @@ impl Resp {
 }
 
 fn call(method: &str, url: &str, body: &[u8], headers: &[(&str, &str)]) -> Resp {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into();
-    let mut req = ureq::http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let sent = if body.is_empty() && matches!(method, "GET" | "DELETE") {
-        agent.run(req.body(()).unwrap())
-    } else {
-        agent.run(req.body(body.to_vec()).unwrap())
-    };
-    let mut r = sent.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
-    let status = r.status().as_u16();
-    let headers = r
-        .headers()
-        .iter()
-        .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let index = r
-        .headers()
-        .get("X-Consul-Index")
-        .and_then(|i| i.to_str().ok())
-        .and_then(|i| i.parse().ok());
-    let body = r
-        .body_mut()
-        .with_config()
-        .limit(1 << 30)
-        .read_to_vec()
-        .unwrap();
+    let r = devstack::http::call(method, url, headers, body, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let index = r.header("X-Consul-Index").and_then(|i| i.parse().ok());
     Resp {
-        status,
+        status: r.status,
         index,
-        headers,
-        body,
+        headers: r.headers,
+        body: r.body,
     }
 }
 

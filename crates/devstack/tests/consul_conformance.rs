@@ -158,49 +158,12 @@ impl Answer {
     }
 }
 
-fn send(
-    method: &str,
-    url: &str,
-    body: &[u8],
-    timeout: Duration,
-) -> ureq::http::Response<ureq::Body> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .max_redirects_will_error(false)
-        .timeout_global(Some(timeout))
-        .build()
-        .into();
-    let req = ureq::http::Request::builder().method(method).uri(url);
-    let sent = if body.is_empty() && matches!(method, "GET" | "DELETE") {
-        agent.run(req.body(()).unwrap())
-    } else {
-        agent.run(req.body(body.to_vec()).unwrap())
-    };
-    sent.unwrap_or_else(|e| panic!("{method} {url}: {e}"))
-}
-
 fn call(base: &str, method: &str, path: &str, body: &[u8]) -> Answer {
     let url = format!("{base}{path}");
     let started = Instant::now();
-    let mut r = send(method, &url, body, Duration::from_secs(30));
-    let status = r.status().as_u16();
-    let headers = r
-        .headers()
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_ascii_lowercase(),
-                v.to_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
-    let body = r
-        .body_mut()
-        .with_config()
-        .limit(1 << 30)
-        .read_to_vec()
-        .unwrap();
+    let r = devstack::http::call(method, &url, &[], body, Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (status, headers, body) = (r.status, r.headers.into_iter().collect(), r.body);
     Answer {
         status,
         headers,

@@ -137,6 +137,25 @@ impl Marathon {
         Ok(deploy_result(&resp))
     }
 
+    /// `PUT /v2/apps?partialUpdate=false[&force=true]` with an array: creates or fully replaces
+    /// every app in ONE deployment (AppsResource.replaceMultiple), all or nothing: one invalid
+    /// app refuses the whole request (4xx), one locked app too (409).
+    pub fn put_apps(&self, apps: &[&Value], force: bool) -> Result<DeployResult, MarathonError> {
+        let path = format!(
+            "/v2/apps?partialUpdate=false{}",
+            if force { "&force=true" } else { "" }
+        );
+        let body = serde_json::to_vec(apps).unwrap_or_default();
+        let resp = self
+            .http
+            .send(HttpRequest::new("PUT", &path).body(body, "application/json"))?;
+        if !resp.is_success() {
+            let what = format!("(one request for {} apps)", apps.len());
+            return Err(MarathonError::from_response(&what, &resp));
+        }
+        Ok(deploy_result(&resp))
+    }
+
     /// `DELETE /v2/apps/{id}` (Marathon's `force` defaults to true here).
     pub fn delete_app(&self, app_id: &str) -> Result<DeployResult, MarathonError> {
         let resp = self.http.send(HttpRequest::new(

@@ -129,6 +129,28 @@ impl MarathonError {
         }
     }
 
+    /// N of Marathon's "Max number (N) of running deployments is achieved" (403), when it is one.
+    pub fn deployment_limit(&self) -> Option<usize> {
+        if !self.is_too_many_deployments() {
+            return None;
+        }
+        let MarathonError::Http(HttpError::Status { body, .. }) = self else {
+            return None;
+        };
+        let rest = &body[body.find("Max number (")? + "Max number (".len()..];
+        rest[..rest.find(')')?].trim().parse().ok()
+    }
+
+    /// True for a 4xx answer about the request itself (invalid, locked, exists, not found,
+    /// denied, or any other 4xx): what a one-app request would isolate.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            MarathonError::Http(HttpError::Status { status, .. }) => (400..500).contains(status),
+            MarathonError::Http(_) => false,
+            _ => true,
+        }
+    }
+
     /// True for Marathon's "Max number (N) of running deployments is achieved" (403): waiting for
     /// a deployment to finish and trying again is the remedy.
     pub fn is_too_many_deployments(&self) -> bool {
@@ -170,5 +192,31 @@ fn parse_details(details: Option<&Value>) -> Vec<FieldError> {
             errors: vec![s.clone()],
         }],
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deployment_limit_is_read_from_marathons_403() {
+        // Exception.scala's text, missing space after "one" included (reference "Deployment limit").
+        let body = r#"{"message": "Max number (7) of running deployments is achieved. Wait for existing deployments to complete or cancel oneusing force=true parameter."}"#;
+        let e = MarathonError::Http(HttpError::Status {
+            service: "marathon",
+            method: "PUT".into(),
+            url: "http://m/v2/apps".into(),
+            status: 403,
+            body: body.into(),
+        });
+        assert!(e.is_too_many_deployments());
+        assert_eq!(e.deployment_limit(), Some(7));
+        assert!(e.is_refusal());
+        let locked = MarathonError::Locked {
+            app_id: "/a".into(),
+            deployments: vec![],
+        };
+        assert_eq!(locked.deployment_limit(), None);
     }
 }

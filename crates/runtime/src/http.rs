@@ -547,26 +547,11 @@ impl HttpClient {
                 .header("Content-Type", req.content_type)
                 .body(body.clone())
                 .map_err(|e| e.to_string())
-                .and_then(|r| {
-                    let r = self
-                        .agent
-                        .configure_request(r)
-                        .timeout_global(Some(timeout))
-                        .build();
-                    self.agent
-                        .run(r)
-                        .map_err(|e| self.redactor.scrub(&transport_reason(&e)))
-                }),
-            None => b.body(()).map_err(|e| e.to_string()).and_then(|r| {
-                let r = self
-                    .agent
-                    .configure_request(r)
-                    .timeout_global(Some(timeout))
-                    .build();
-                self.agent
-                    .run(r)
-                    .map_err(|e| self.redactor.scrub(&transport_reason(&e)))
-            }),
+                .and_then(|r| self.run(r, timeout)),
+            None => b
+                .body(())
+                .map_err(|e| e.to_string())
+                .and_then(|r| self.run(r, timeout)),
         };
         let mut resp = result?;
         let status = resp.status().as_u16();
@@ -724,7 +709,7 @@ impl HttpClient {
                     return Ok(HttpStream {
                         status,
                         url: self.show(&url),
-                        reader: Box::new(body.into_reader()),
+                        reader: Box::new(IdleAsTimedOut(body.into_reader())),
                     });
                 }
                 let mut text = String::new();
@@ -748,6 +733,44 @@ impl HttpClient {
             method: "GET".into(),
             url: self.show(&format!("{}{}", self.bases[start % n], path)),
             reason: reasons.join("; "),
+        })
+    }
+}
+
+impl HttpClient {
+    /// One request on the agent, bounded by `timeout` as a whole; errors without the URL.
+    fn run(
+        &self,
+        r: ureq::http::Request<impl ureq::AsSendBody>,
+        timeout: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, String> {
+        let r = self
+            .agent
+            .configure_request(r)
+            .timeout_global(Some(timeout))
+            .build();
+        self.agent
+            .run(r)
+            .map_err(|e| self.redactor.scrub(&transport_reason(&e)))
+    }
+}
+
+/// A stream reader whose idle timeout (ureq's per-read timeout, an `Other` error) reads as
+/// `io::ErrorKind::TimedOut`, as a socket's read timeout does.
+struct IdleAsTimedOut<R>(R);
+
+impl<R: Read> Read for IdleAsTimedOut<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf).map_err(|e| {
+            let timed_out = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+                .is_some_and(|u| matches!(u, ureq::Error::Timeout(_)));
+            if timed_out {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, e.to_string())
+            } else {
+                e
+            }
         })
     }
 }

@@ -18,6 +18,8 @@ pub struct ApplyOptions {
     pub deploy_timeout: Duration,
     /// Marathon writes in flight at once.
     pub parallel: usize,
+    /// Changed apps per bulk `PUT /v2/apps` (one deployment each); 1 writes app by app.
+    pub batch_size: usize,
 }
 
 /// The outcome of one item.
@@ -94,17 +96,7 @@ fn put_app(
     let until = Instant::now() + deadline.cap(opts.deploy_timeout);
     loop {
         match m.put_app(body, opts.force) {
-            Ok(r) => {
-                return Outcome {
-                    status: Status::Applied,
-                    detail: match &r.deployment_id {
-                        Some(d) => format!("deployment {d}"),
-                        None => "applied".into(),
-                    },
-                    deployment: r.deployment_id,
-                    version: r.version,
-                }
-            }
+            Ok(r) => return deployed(r, None),
             Err(MarathonError::Locked { deployments, .. }) => {
                 let ids: BTreeSet<String> = deployments.into_iter().collect();
                 log::info!("{id} is locked by deployment(s) {ids:?}; waiting (or use --force)");
@@ -142,29 +134,9 @@ fn put_app(
                 }
             }
             Err(e) if e.is_too_many_deployments() => {
-                // Marathon's --max_running_deployments: wait for one of them to end, try again.
                 log::info!("{id}: Marathon's running-deployments limit is reached; waiting");
-                let running: BTreeSet<String> = match m.deployments() {
-                    Ok(ds) => ds
-                        .iter()
-                        .filter_map(|d| d.get("id").and_then(Value::as_str).map(str::to_string))
-                        .collect(),
-                    Err(e) => return Outcome::new(Status::Failed, e.to_string()),
-                };
-                if let Err(e) = wait_any_gone(m, &running, until) {
-                    return Outcome::new(Status::Failed, e.to_string());
-                }
-                if stop::requested() {
-                    return stopped_while(
-                        "waiting for Marathon's running-deployments limit".into(),
-                    );
-                }
-                if Instant::now() >= until {
-                    return Outcome::new(
-                        Status::Failed,
-                        "Marathon's running-deployments limit still reached at --deploy-timeout"
-                            .into(),
-                    );
+                if let Err(o) = wait_for_slot(m, &e, until) {
+                    return o;
                 }
             }
             Err(e) => return Outcome::new(Status::Failed, e.to_string()),
@@ -172,40 +144,234 @@ fn put_app(
     }
 }
 
-/// Waits until at least one of `ids` has ended (or none was running), or `until`.
-fn wait_any_gone(
-    m: &Marathon,
-    ids: &BTreeSet<String>,
-    until: Instant,
-) -> Result<(), MarathonError> {
-    let mut attempt = 1;
+/// Marathon refused a deployment with its limit (403, `e`): polls `GET /v2/deployments` with
+/// jittered backoff until fewer than its N run (N read from the answer; when it cannot be
+/// read, until fewer run than at the first poll), then the caller tries again. Ends early on a
+/// stop signal, and at `until` (`--deploy-timeout`): both an outcome for the app(s) waiting.
+fn wait_for_slot(m: &Marathon, e: &MarathonError, until: Instant) -> Result<(), Outcome> {
     let backoff = Backoff {
         attempts: u32::MAX,
         base: Duration::from_millis(50),
         max: Duration::from_secs(2),
     };
-    if ids.is_empty() {
-        // The limit was hit by deployments that ended since: pause briefly, not a hot loop.
-        let now = Instant::now();
-        stop::sleep(backoff.delay(2).min(until.saturating_duration_since(now)));
-        return Ok(());
-    }
+    let mut limit = e.deployment_limit();
+    let mut attempt = 1;
     loop {
-        let running = m
-            .deployments()?
-            .iter()
-            .filter_map(|d| d.get("id").and_then(Value::as_str))
-            .filter(|id| ids.contains(*id))
-            .count();
+        // Pause before each look (the first too): a slot freed since the 403 must not turn
+        // into a hot loop of writes.
         let now = Instant::now();
-        if running < ids.len()
-            || now >= until
-            || !stop::sleep(backoff.delay(attempt.min(10)).min(until - now))
-        {
+        if !stop::sleep(
+            backoff
+                .delay(attempt.min(10))
+                .min(until.saturating_duration_since(now)),
+        ) {
+            return Err(stopped_while(
+                "waiting for Marathon's running-deployments limit".into(),
+            ));
+        }
+        let running = m
+            .deployments()
+            .map_err(|e| Outcome::new(Status::Failed, e.to_string()))?
+            .len();
+        // Without N in the answer: until fewer run than at the first look (or none did).
+        let max = *limit.get_or_insert(running.max(1));
+        if running < max {
             return Ok(());
+        }
+        if Instant::now() >= until {
+            return Err(Outcome::new(
+                Status::Failed,
+                format!("Marathon's running-deployments limit ({max}) still reached at --deploy-timeout; replay later"),
+            ));
         }
         attempt += 1;
     }
+}
+
+/// The outcome of a write Marathon accepted.
+fn deployed(r: marathon::DeployResult, bulk: Option<usize>) -> Outcome {
+    let detail = match (&r.deployment_id, bulk) {
+        (Some(d), Some(n)) => format!("deployment {d} (one bulk PUT of {n} apps)"),
+        (Some(d), None) => format!("deployment {d}"),
+        (None, _) => "applied".into(),
+    };
+    Outcome {
+        status: Status::Applied,
+        detail,
+        deployment: r.deployment_id,
+        version: r.version,
+    }
+}
+
+/// The apps (ids) that the running deployments `ids` hold, from `GET /v2/deployments`
+/// (`affectedApps`).
+fn held_by(m: &Marathon, ids: &BTreeSet<String>) -> Result<BTreeSet<String>, MarathonError> {
+    Ok(m.deployments()?
+        .iter()
+        .filter(|d| {
+            d.get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| ids.contains(id))
+        })
+        .flat_map(|d| {
+            d.get("affectedApps")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+        })
+        .collect())
+}
+
+/// A batch of app puts (`indices` into `items`) as bulk `PUT /v2/apps?partialUpdate=false`
+/// requests: one deployment for the batch. Marathon's limit (403): wait for a free slot and
+/// try again. Locked apps (409): without `--force`, wait for the deployments that hold them;
+/// those that a concurrent run brought to the same definition meanwhile are `unchanged`, those
+/// still locked at `--deploy-timeout` fail, and the rest is tried again. Any other 4xx (an
+/// invalid app refuses the whole bulk): every app of the batch is put on its own, so the bad
+/// one is reported alone and the others deploy. Every app gets its own outcome.
+fn put_batch(
+    m: &Marathon,
+    items: &[Item],
+    indices: &[usize],
+    opts: &ApplyOptions,
+    deadline: Deadline,
+) -> Vec<(usize, Outcome)> {
+    let until = Instant::now() + deadline.cap(opts.deploy_timeout);
+    let mut pending: Vec<usize> = indices.to_vec();
+    let mut out = Vec::new();
+    while pending.len() > 1 {
+        if stop::requested() {
+            // No new write (those left are reported as not started).
+            return out;
+        }
+        let bodies: Vec<&Value> = pending
+            .iter()
+            .filter_map(|&i| match &items[i].op {
+                Op::PutApp(b) => Some(b),
+                _ => None,
+            })
+            .collect();
+        let all = |o: Outcome, pending: &[usize]| -> Vec<(usize, Outcome)> {
+            pending.iter().map(|&i| (i, o.clone())).collect()
+        };
+        match m.put_apps(&bodies, opts.force) {
+            Ok(r) => {
+                let o = deployed(r, Some(pending.len()));
+                out.extend(all(o, &pending));
+                return out;
+            }
+            Err(e) if e.is_too_many_deployments() => {
+                log::info!(
+                    "a bulk of {} apps: Marathon's running-deployments limit is reached; waiting",
+                    pending.len()
+                );
+                if let Err(o) = wait_for_slot(m, &e, until) {
+                    out.extend(all(o, &pending));
+                    return out;
+                }
+            }
+            Err(MarathonError::Locked { deployments, .. }) => {
+                let ids: BTreeSet<String> = deployments.into_iter().collect();
+                let held = match held_by(m, &ids) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        out.extend(all(Outcome::new(Status::Failed, e.to_string()), &pending));
+                        return out;
+                    }
+                };
+                let locked: Vec<usize> = pending
+                    .iter()
+                    .copied()
+                    .filter(|&i| held.contains(&items[i].target))
+                    .collect();
+                log::info!(
+                    "{} app(s) of a bulk are locked by deployment(s) {}; waiting (or use --force)",
+                    locked.len(),
+                    runtime::text::capped_list(&ids)
+                );
+                match wait_deployments(m, &ids, until) {
+                    Ok(_) if stop::requested() => {
+                        let o = stopped_while(format!(
+                            "waiting for deployment(s) {} that lock apps of its bulk",
+                            runtime::text::capped_list(&ids)
+                        ));
+                        out.extend(all(o, &pending));
+                        return out;
+                    }
+                    Ok(still) if !still.is_empty() => {
+                        let o = Outcome::new(
+                            Status::Failed,
+                            format!(
+                                "locked by deployment(s) {} for longer than --deploy-timeout; replay later or use --force",
+                                runtime::text::capped_list(&still)
+                            ),
+                        );
+                        if locked.is_empty() {
+                            out.extend(all(o, &pending));
+                            return out;
+                        }
+                        out.extend(all(o, &locked));
+                        pending.retain(|i| !locked.contains(i));
+                    }
+                    Ok(_) => {
+                        // A concurrent kv2jobs run may have written the same definitions.
+                        for &i in &locked {
+                            let Op::PutApp(body) = &items[i].op else {
+                                continue;
+                            };
+                            if let Ok(Some(live)) = m.get_app(&items[i].target) {
+                                if apps_equal(body, &live) {
+                                    out.push((i, Outcome::new(
+                                        Status::Unchanged,
+                                        "already applied (by a concurrent run) while waiting for its deployment".into(),
+                                    )));
+                                }
+                            }
+                        }
+                        pending.retain(|i| !out.iter().any(|(j, _)| j == i));
+                    }
+                    Err(e) => {
+                        out.extend(all(Outcome::new(Status::Failed, e.to_string()), &pending));
+                        return out;
+                    }
+                }
+                if locked.is_empty() {
+                    // The 409 named deployments that ended since: pause, not a hot loop.
+                    let left = until.saturating_duration_since(Instant::now());
+                    stop::sleep(Duration::from_millis(50).min(left));
+                }
+                if Instant::now() >= until && !pending.is_empty() {
+                    let o = Outcome::new(Status::Failed, "still locked at --deploy-timeout".into());
+                    out.extend(all(o, &pending));
+                    return out;
+                }
+            }
+            Err(e) if e.is_refusal() => {
+                log::warn!(
+                    "Marathon refused a bulk of {} apps ({e}); putting them one by one to find the bad one(s)",
+                    pending.len()
+                );
+                break;
+            }
+            Err(e) => {
+                out.extend(all(Outcome::new(Status::Failed, e.to_string()), &pending));
+                return out;
+            }
+        }
+    }
+    // One app left, or the bulk was refused: app by app (each with the 409 and 403 waits).
+    for i in pending {
+        if stop::requested() {
+            break;
+        }
+        let Op::PutApp(body) = &items[i].op else {
+            continue;
+        };
+        out.push((i, put_app(m, body, &items[i].target, opts, deadline)));
+    }
+    out
 }
 
 fn delete_app(m: &Marathon, id: &str) -> Outcome {
@@ -240,8 +406,9 @@ fn apply_marathon_item(
     }
 }
 
-/// Applies the Marathon items (`indices` into `items`) with a small worker pool; outcomes come
-/// back by index so the summary keeps the plan's order.
+/// Applies the Marathon items (`indices` into `items`) with a small worker pool: app puts in
+/// batches of `--batch-size` (one bulk request and one deployment each, [`put_batch`]),
+/// deletes one by one. Outcomes come back by index so the summary keeps the plan's order.
 pub fn apply_marathon(
     m: &Marathon,
     items: &[Item],
@@ -249,14 +416,21 @@ pub fn apply_marathon(
     opts: &ApplyOptions,
     deadline: Deadline,
 ) -> BTreeMap<usize, Outcome> {
+    let (puts, others): (Vec<usize>, Vec<usize>) = indices
+        .iter()
+        .partition(|&&i| matches!(items[i].op, Op::PutApp(_)));
+    let units: Vec<&[usize]> = puts
+        .chunks(opts.batch_size.max(1))
+        .chain(others.chunks(1))
+        .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let results = std::sync::Mutex::new(BTreeMap::new());
-    let workers = opts.parallel.clamp(1, 16).min(indices.len().max(1));
+    let workers = opts.parallel.clamp(1, 16).min(units.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
                 let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(&i) = indices.get(k) else {
+                let Some(&unit) = units.get(k) else {
                     break;
                 };
                 // A stop signal: no new write starts (writes in flight finish); the items left
@@ -264,18 +438,23 @@ pub fn apply_marathon(
                 if stop::requested() {
                     break;
                 }
-                let out = if deadline.expired() {
-                    Outcome::new(
+                let out: Vec<(usize, Outcome)> = if deadline.expired() {
+                    let o = Outcome::new(
                         Status::Failed,
                         "not attempted: the handler's --timeout was reached".into(),
-                    )
+                    );
+                    unit.iter().map(|&i| (i, o.clone())).collect()
+                } else if matches!(items[unit[0]].op, Op::PutApp(_)) {
+                    put_batch(m, items, unit, opts, deadline)
                 } else {
-                    apply_marathon_item(m, &items[i], opts, deadline)
+                    unit.iter()
+                        .map(|&i| (i, apply_marathon_item(m, &items[i], opts, deadline)))
+                        .collect()
                 };
                 results
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(i, out);
+                    .extend(out);
             });
         }
     });

@@ -63,6 +63,8 @@ pub struct Options {
     pub deploy_timeout: Duration,
     pub fire_event: Option<String>,
     pub parallel: usize,
+    /// `--batch-size`: changed apps per bulk `PUT /v2/apps` (one Marathon deployment each).
+    pub batch_size: usize,
     /// `--max-delete`: the most deletes one run may make.
     pub max_delete: MaxDelete,
     /// `--ref-wait`: how long to wait for git2consul's `.ref` when files are newer than it.
@@ -83,6 +85,7 @@ impl Default for Options {
             deploy_timeout: Duration::from_secs(120),
             fire_event: None,
             parallel: 4,
+            batch_size: 50,
             max_delete: MaxDelete::default(),
             ref_wait: Duration::from_secs(60),
             rollback_on_failure: false,
@@ -314,6 +317,7 @@ fn execute(
         force: opts.force,
         deploy_timeout: opts.deploy_timeout,
         parallel: opts.parallel,
+        batch_size: opts.batch_size,
     };
     let select = |f: fn(&Op) -> bool| -> Vec<usize> {
         plan.items

@@ -76,6 +76,12 @@ struct Args {
     /// Marathon writes in flight at once.
     #[arg(long, value_name = "N", default_value_t = 4, hide = true)]
     parallel: usize,
+
+    /// Changed apps per bulk `PUT /v2/apps` (one Marathon deployment each, so a change to many
+    /// apps stays within Marathon's --max_running_deployments); 1 writes app by app.
+    #[arg(long, value_name = "N", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(1..=1000))]
+    batch_size: u64,
 }
 
 /// The delete guards, in `--help` (the README has the same table).
@@ -105,6 +111,7 @@ fn main() {
         deploy_timeout: args.deploy_timeout,
         fire_event: args.fire_event.clone(),
         parallel: args.parallel,
+        batch_size: args.batch_size as usize,
         max_delete: args.max_delete,
         ref_wait: args.ref_wait,
         rollback_on_failure: args.rollback_on_failure,

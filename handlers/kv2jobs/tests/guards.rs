@@ -632,7 +632,17 @@ fn sigterm_mid_run_finishes_in_flight_writes_reports_notifies_and_releases_the_l
     let lock = "kv2jobs-test/sigterm/lock";
     let child = s.spawn(
         &s.payload(&refs),
-        &["--parallel", "1", "--lock", lock, "--notify", &hook.url()],
+        // Batches of 2 (one bulk PUT each): a batch in flight finishes, the others never start.
+        &[
+            "--parallel",
+            "1",
+            "--batch-size",
+            "2",
+            "--lock",
+            lock,
+            "--notify",
+            &hook.url(),
+        ],
         &[("CONSUL_HTTP_ADDR", &consul.url())],
     );
     let until = Instant::now() + Duration::from_secs(30);
@@ -783,4 +793,82 @@ fn the_dry_run_shows_a_scaled_down_app_as_zero() {
     assert_eq!(code, 0, "{sum}");
     let a = action(&sum, "/zero/worker");
     assert!(detail(a).contains("instances: 0 -> 2"), "{a}");
+}
+
+/// A Marathon at its running-deployments limit (1, held by a deployment that lasts a minute).
+fn at_the_limit(test: &str) -> Stack {
+    let s = Stack::with(
+        test,
+        devstack::marathon::MarathonOptions {
+            deploy_duration: Duration::from_secs(60),
+            max_running_deployments: 1,
+            ..Default::default()
+        },
+        devstack::chronos::ChronosOptions::default(),
+    );
+    if let Some(m) = s.double() {
+        m.seed_apps(vec![app(&format!("/{test}/holder"), "x")]);
+        let url = format!("{}/v2/apps/{test}/holder", m.url());
+        let r = ureq::put(&url).send_json(app(&format!("/{test}/holder"), "y"));
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(m.running_deployments(), 1);
+    }
+    s
+}
+
+/// Issue 13 item 3: a stop signal ends the wait for a free deployment slot (Marathon's 403
+/// "Max number (1) of running deployments is achieved") at once; nothing is written.
+#[test]
+fn sigterm_during_the_deployment_limit_wait_ends_it_without_writing() {
+    let s = at_the_limit("stop403");
+    let Some(m) = s.double() else { return };
+    let started = m.deployment_count();
+    let files = [
+        ("a.json", app("/stop403/a", "v1")),
+        ("b.json", app("/stop403/b", "v1")),
+    ];
+    let mut child = s.spawn(&s.payload(&files), &[], &[]);
+    let rx = stderr_lines(&mut child);
+    let mut seen = Vec::new();
+    wait_line(&rx, "running-deployments limit is reached", &mut seen);
+    let t = Instant::now();
+    sigterm(&child);
+    let (code, sum, _) = parse_output(child.wait_with_output().unwrap());
+    assert_eq!(code, 75, "{sum}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    for id in ["/stop403/a", "/stop403/b"] {
+        let a = action(&sum, id);
+        assert_eq!(a["status"], "skipped", "{a}");
+        assert!(
+            detail(a).contains(
+                "stopped by a signal while waiting for Marathon's running-deployments limit"
+            ),
+            "{a}"
+        );
+    }
+    assert_eq!(m.deployment_count(), started, "nothing deployed");
+    assert!(s.live_app("/stop403/a").is_none());
+}
+
+/// Issue 13 item 3: a limit that does not free within --deploy-timeout fails the batch's apps
+/// (exit 75, "replay later"), it does not wait forever.
+#[test]
+fn a_deployment_limit_that_never_frees_fails_at_the_deploy_timeout() {
+    let s = at_the_limit("full403");
+    let Some(m) = s.double() else { return };
+    let files = [
+        ("a.json", app("/full403/a", "v1")),
+        ("b.json", app("/full403/b", "v1")),
+    ];
+    let (code, sum, _) = s.run(&s.payload(&files), &["--deploy-timeout", "300ms"]);
+    assert_eq!(code, 75, "{sum}");
+    for id in ["/full403/a", "/full403/b"] {
+        let a = action(&sum, id);
+        assert_eq!(a["status"], "failed", "{a}");
+        assert!(
+            detail(a).contains("running-deployments limit (1) still reached at --deploy-timeout"),
+            "{a}"
+        );
+    }
+    assert_eq!(m.running_deployments(), 1);
 }

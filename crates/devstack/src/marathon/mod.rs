@@ -37,6 +37,9 @@ pub struct MarathonOptions {
     pub proxy_to: Option<String>,
     /// Interval of the bare `\r\n` heartbeat on event streams (Jetty: 10 s).
     pub heartbeat: Duration,
+    /// `--max_running_deployments` (Marathon's default 100): a change that would start a
+    /// deployment while this many run is refused with 403 (reference "Deployment limit").
+    pub max_running_deployments: usize,
 }
 
 /// Credentials are redacted: options may end up in logs.
@@ -53,6 +56,7 @@ impl std::fmt::Debug for MarathonOptions {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("proxy_to", &self.proxy_to)
             .field("heartbeat", &self.heartbeat)
+            .field("max_running_deployments", &self.max_running_deployments)
             .finish()
     }
 }
@@ -67,6 +71,7 @@ impl Default for MarathonOptions {
             token: None,
             proxy_to: None,
             heartbeat: Duration::from_secs(10),
+            max_running_deployments: 100,
         }
     }
 }
@@ -195,12 +200,14 @@ impl Handler for Api {
 
 impl Marathon {
     pub fn start(opts: MarathonOptions) -> std::io::Result<Marathon> {
+        let mut state = State::new(opts.hosts.clone(), opts.deploy_duration);
+        state.max_running = opts.max_running_deployments;
         let inner = Arc::new(Inner {
             leader: Mutex::new(LeaderState {
                 now: opts.proxy_to.clone().map_or(Leader::Me, Leader::Other),
                 after: None,
             }),
-            state: Mutex::new(State::new(opts.hosts.clone(), opts.deploy_duration)),
+            state: Mutex::new(state),
             opts,
             wake: Condvar::new(),
             stopped: AtomicBool::new(false),
@@ -315,6 +322,16 @@ impl Marathon {
     /// Every request that reached the double (after injected faults).
     pub fn request_count(&self) -> u64 {
         self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// Deployments started so far (a bulk `PUT /v2/apps` is one, whatever its size).
+    pub fn deployment_count(&self) -> u64 {
+        self.inner.lock().started
+    }
+
+    /// Deployments running now.
+    pub fn running_deployments(&self) -> usize {
+        self.inner.lock().deployments.len()
     }
 
     /// Creates already-deployed apps instantly (running tasks, no deployment, no events).
@@ -997,6 +1014,23 @@ fn take_lock(st: &mut State, id: &str, force: bool) -> Result<(), Response> {
     Ok(())
 }
 
+/// Marathon's `--max_running_deployments`: GroupManagerImpl.checkMaxRunningDeployments throws
+/// TooManyRunningDeploymentsException before the deployment plan (and its lock check) is made,
+/// mapped to 403 by MarathonExceptionMapper; `force` does not lift it. The body is Marathon's,
+/// missing space after "one" included (Exception.scala; reference "Deployment limit").
+fn check_deployment_limit(st: &State) -> Result<(), Response> {
+    let max = st.max_running;
+    if st.deployments.len() < max {
+        return Ok(());
+    }
+    Err(msg(
+        403,
+        &format!(
+            "Max number ({max}) of running deployments is achieved. Wait for existing deployments to complete or cancel oneusing force=true parameter. You can increase max deployment number by using --max_running_deployments parameter but be advised that this can have negative effects on the performance."
+        ),
+    ))
+}
+
 fn api_post_event(st: &mut State, uri: &str, app: &Map<String, Value>) {
     st.emit(
         "api_post_event",
@@ -1017,6 +1051,9 @@ fn create_app(inner: &Inner, req: &Request) -> Response {
     let id = app["id"].as_str().unwrap_or_default().to_string();
     if st.apps.contains_key(&id) {
         return msg(409, &format!("An app with id [{id}] already exists."));
+    }
+    if let Err(r) = check_deployment_limit(&st) {
+        return r;
     }
     if let Err(r) = take_lock(&mut st, &id, flag(req, "force", false)) {
         return r;
@@ -1078,6 +1115,9 @@ fn update_app(inner: &Inner, req: &Request, raw_id: &str, patch: bool) -> Respon
         else {
             return not_found(&id);
         };
+        if let Err(r) = check_deployment_limit(&st) {
+            return r;
+        }
         if let Err(r) = take_lock(&mut st, &id, force) {
             return r;
         }
@@ -1090,6 +1130,9 @@ fn update_app(inner: &Inner, req: &Request, raw_id: &str, patch: bool) -> Respon
         return r;
     }
     let mut st = inner.lock();
+    if let Err(r) = check_deployment_limit(&st) {
+        return r;
+    }
     if let Err(r) = take_lock(&mut st, &id, force) {
         return r;
     }
@@ -1102,7 +1145,9 @@ fn update_app(inner: &Inner, req: &Request, raw_id: &str, patch: bool) -> Respon
 }
 
 /// `PUT /v2/apps` with an array: create-or-update several apps in ONE deployment
-/// (AppsResource.replaceMultiple); every element needs an `id`.
+/// (AppsResource.replaceMultiple); every element needs an `id`. All or nothing: one invalid
+/// element refuses the whole request (422/400), one locked app too (409, unless `force`), and
+/// nothing is applied.
 fn bulk_update(inner: &Inner, req: &Request) -> Response {
     let items = match serde_json::from_slice::<Value>(&req.body) {
         Ok(Value::Array(items)) => items,
@@ -1143,6 +1188,10 @@ fn bulk_update(inner: &Inner, req: &Request) -> Response {
             )])
             .into();
         };
+        let errs = normalize::id_errors(&id);
+        if !errs.is_empty() {
+            return normalize::Rejection::Invalid(errs).into();
+        }
         let errs = normalize::type_errors(&body);
         if !errs.is_empty() {
             return normalize::Rejection::InvalidJson(errs).into();
@@ -1152,6 +1201,9 @@ fn bulk_update(inner: &Inner, req: &Request) -> Response {
             return r;
         }
         defs.push((id, merged));
+    }
+    if let Err(r) = check_deployment_limit(&st) {
+        return r;
     }
     let locked_ids: Vec<String> = defs
         .iter()
@@ -1207,6 +1259,9 @@ fn delete_app(inner: &Inner, req: &Request, raw_id: &str) -> Response {
     if !st.apps.contains_key(&id) {
         return not_found(&id);
     }
+    if let Err(r) = check_deployment_limit(&st) {
+        return r;
+    }
     // `force` defaults to TRUE on DELETE (AppsResource.delete @DefaultValue("true")).
     if let Err(r) = take_lock(&mut st, &id, flag(req, "force", true)) {
         return r;
@@ -1221,6 +1276,9 @@ fn restart_app(inner: &Inner, req: &Request, raw_id: &str) -> Response {
     let Some(mut app) = st.apps.get(&id).map(|e| e.app.clone()) else {
         return not_found(&id);
     };
+    if let Err(r) = check_deployment_limit(&st) {
+        return r;
+    }
     if let Err(r) = take_lock(&mut st, &id, flag(req, "force", false)) {
         return r;
     }

@@ -101,6 +101,10 @@ pub(crate) struct State {
     /// App ids or image substrings whose tasks never become healthy: a deployment that starts
     /// such an app never finishes (until cancelled, forced over or rolled back).
     pub never_healthy: Vec<String>,
+    /// `--max_running_deployments`: changes beyond it are refused (403).
+    pub max_running: usize,
+    /// Deployments started since the double started (a test's and the bench's counter).
+    pub started: u64,
     next_service_port: u64,
     next_host_port: u64,
     rr: usize,
@@ -142,6 +146,8 @@ impl State {
             down_hosts: HashSet::new(),
             deploy_duration,
             never_healthy: Vec::new(),
+            max_running: 100,
+            started: 0,
             next_service_port: 10000,
             next_host_port: 31000,
             rr: 0,
@@ -484,6 +490,7 @@ impl State {
             json!({"plan": plan, "currentStep": step}),
         );
         self.deployments.push(d);
+        self.started += 1;
         id
     }
 
