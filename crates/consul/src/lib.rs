@@ -11,12 +11,14 @@ mod event;
 mod kv;
 pub mod lock;
 mod session;
+pub mod txn;
 
 use runtime::http::HttpClient;
 pub use runtime::http::{encode_path, encode_query};
 
 pub use error::ConsulError;
 pub use kv::validate_key;
+pub use txn::{TxnError, TxnOp, TxnOutcome, Verb};
 pub use watch::KvPair;
 
 /// A Consul client. `Send + Sync`: the lock's renewal thread shares it.

@@ -965,3 +965,166 @@ fn txn_kv_verbs_are_atomic_and_report_every_failing_operation() {
     );
     assert_eq!(txn("{").status, 400);
 }
+
+/// `/v1/txn` catalog verbs as v1.14.11 answers them (state/txn.go txnNode/txnService/txnCheck,
+/// answers captured from the real agent and checked by consul_conformance): node, service and
+/// check set in one transaction at one index, results as stored, readable as a catalog
+/// registration.
+#[test]
+fn txn_catalog_verbs_register_node_service_and_check_at_one_index() {
+    let c = start();
+    let txn = |body: &str| put(&c, "/v1/txn", body.as_bytes());
+    let body = r#"[{"Node":{"Verb":"set","Node":{"Node":"ext-1","Address":"10.0.0.1","Meta":{"external-node":"true"}}}},
+        {"Service":{"Verb":"set","Node":"ext-1","Service":{"ID":"web-1","Service":"web","Tags":["a"],"Address":"10.0.0.1","Port":31000,"Meta":{"k":"v"}}}},
+        {"Check":{"Verb":"set","Check":{"Node":"ext-1","CheckID":"web-1:h","Name":"h","Status":"passing","ServiceID":"web-1","Output":"ok"}}}]"#;
+    let r = txn(body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["Errors"], Value::Null);
+    let res = v["Results"].as_array().unwrap();
+    assert_eq!(res.len(), 3);
+    assert_eq!(res[0]["Node"]["Meta"]["external-node"], "true");
+    assert_eq!(res[0]["Node"]["Datacenter"], "dc1");
+    assert_eq!(
+        res[1]["Service"]["Weights"],
+        json!({"Passing": 1, "Warning": 1})
+    );
+    assert_eq!(
+        res[2]["Check"]["ServiceName"], "web",
+        "copied from the service"
+    );
+    assert_eq!(res[2]["Check"]["ServiceTags"], json!(["a"]));
+    let idx = res[0]["Node"]["ModifyIndex"].clone();
+    assert!(res.iter().all(|r| r
+        .as_object()
+        .unwrap()
+        .values()
+        .all(|e| e["CreateIndex"] == idx)));
+    let health = get(&c, "/v1/health/service/web").json();
+    assert_eq!(health[0]["Node"]["Node"], "ext-1");
+    assert_eq!(health[0]["Checks"][0]["Status"], "passing");
+    // The same transaction again changes nothing (no index moves).
+    let before = c.index();
+    assert_eq!(txn(body).status, 200);
+    assert_eq!(c.index(), before);
+    // Reads are answered as reads (X-Consul-KnownLeader).
+    let r = txn(
+        r#"[{"Node":{"Verb":"get","Node":{"Node":"ext-1"}}},{"Service":{"Verb":"get","Node":"ext-1","Service":{"ID":"web-1"}}},{"Check":{"Verb":"get","Check":{"Node":"ext-1","CheckID":"web-1:h"}}}]"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("X-Consul-KnownLeader"), Some("true"));
+    assert_eq!(r.json()["Results"].as_array().unwrap().len(), 3);
+    // Deletes: the service takes its check with it; missing entries are no error.
+    let r = txn(
+        r#"[{"Service":{"Verb":"delete","Node":"ext-1","Service":{"ID":"web-1","Service":"web"}}},{"Node":{"Verb":"delete","Node":{"Node":"nope"}}},{"Check":{"Verb":"delete","Check":{"Node":"ext-1","CheckID":"nope"}}}]"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["Results"], json!([]));
+    assert_eq!(get(&c, "/v1/health/service/web").json(), json!([]));
+    assert!(!c.catalog_services().iter().any(|s| s.service == "web"));
+}
+
+/// A failing catalog operation: 409 with every error, nothing of the transaction applied (KV
+/// and catalog); pre-check errors are answered alone; strict decoding and the op limit.
+#[test]
+fn txn_catalog_failures_roll_back_everything() {
+    let c = start();
+    let txn = |body: &str| put(&c, "/v1/txn", body.as_bytes());
+    let long = "a".repeat(513);
+    let body = json!([
+        {"KV": {"Verb": "set", "Key": "mix/a", "Value": "YQ=="}},
+        {"Node": {"Verb": "set", "Node": {"Node": "ext-1", "Address": "10.0.0.1"}}},
+        {"Service": {"Verb": "set", "Node": "ext-1", "Service": {"ID": "ok", "Service": "web"}}},
+        {"Service": {"Verb": "set", "Node": "ext-1", "Service": {"ID": "bad", "Service": "web", "Meta": {"k": long}}}},
+        {"Check": {"Verb": "set", "Check": {"Node": "ext-1", "CheckID": "c", "ServiceID": "bad"}}},
+        {"Service": {"Verb": "set", "Node": "nope", "Service": {"ID": "x", "Service": "x"}}},
+        {"Node": {"Verb": "frob", "Node": {"Node": "x"}}}
+    ]);
+    let r = txn(&body.to_string());
+    assert_eq!(r.status, 409, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["Results"], Value::Null);
+    let errors = v["Errors"].as_array().unwrap();
+    let at: Vec<u64> = errors
+        .iter()
+        .map(|e| e["OpIndex"].as_u64().unwrap())
+        .collect();
+    assert_eq!(at, vec![3, 4, 5, 6], "{errors:?}");
+    assert!(errors[0]["What"].as_str().unwrap().starts_with(
+        "Invalid Service Meta for node ext-1 and serviceID bad: Couldn't load metadata pair ('k', 'aaa"
+    ));
+    assert!(errors[0]["What"]
+        .as_str()
+        .unwrap()
+        .ends_with("Value is too long (limit: 512 characters)"));
+    assert_eq!(errors[1]["What"], "Missing service registration");
+    assert_eq!(errors[2]["What"], "Missing node registration");
+    assert_eq!(errors[3]["What"], "unknown Node verb \"frob\"");
+    assert_eq!(get(&c, "/v1/kv/mix/a").status, 404, "KV rolled back");
+    assert_eq!(
+        get(&c, "/v1/catalog/node/ext-1").json(),
+        Value::Null,
+        "node rolled back"
+    );
+    assert!(!c.catalog_services().iter().any(|s| s.service == "web"));
+
+    // Pre-checks (servicePreApply) are answered alone.
+    let r = txn(
+        r#"[{"Service":{"Verb":"set","Node":"nope","Service":{"ID":"q","Service":"q"}}},{"Service":{"Verb":"delete","Node":"n","Service":{"ID":"q"}}}]"#,
+    );
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.json()["Errors"],
+        json!([{"OpIndex": 1, "What": "Must provide service name (Service.Service) when service ID is provided"}])
+    );
+    // A failure over an existing registration puts it back as it was.
+    c.kv_put("keep", b"1");
+    let reg = r#"[{"Node":{"Verb":"set","Node":{"Node":"n1","Address":"10.0.0.2"}}},{"Service":{"Verb":"set","Node":"n1","Service":{"ID":"s","Service":"s","Port":1}}}]"#;
+    assert_eq!(txn(reg).status, 200);
+    let before = get(&c, "/v1/catalog/node/n1").json();
+    let r = txn(
+        r#"[{"Node":{"Verb":"set","Node":{"Node":"n1","Address":"10.9.9.9"}}},{"Service":{"Verb":"delete","Node":"n1","Service":{"ID":"s","Service":"s"}}},{"Check":{"Verb":"set","Check":{"Node":"n1","CheckID":"c","ServiceID":"gone"}}}]"#,
+    );
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(get(&c, "/v1/catalog/node/n1").json(), before);
+
+    // Strict decoding (v1.14.11): an unknown field, a Session operation, a wrong type: 400.
+    let r = txn(r#"[{"Node":{"Verb":"set","Node":{"Node":"x","NodeMeta":{}}}}]"#);
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.text(),
+        "Failed to parse body: json: unknown field \"NodeMeta\""
+    );
+    let r = txn(r#"[{"Session":{"Verb":"delete","Session":{"ID":"x"}}}]"#);
+    assert_eq!(
+        r.text(),
+        "Failed to parse body: json: unknown field \"Session\""
+    );
+    let r = txn(
+        r#"[{"Service":{"Verb":"set","Node":"n1","Service":{"ID":"s","Service":"s","Port":"x"}}}]"#,
+    );
+    assert_eq!(r.status, 400);
+    // The operation limit counts catalog operations too.
+    let ops: Vec<Value> = (0..129)
+        .map(|i| json!({"Node": {"Verb": "set", "Node": {"Node": format!("n{i}"), "Address": "10.0.0.1"}}}))
+        .collect();
+    let r = txn(&Value::Array(ops).to_string());
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        r.text(),
+        "Transaction contains too many operations (129 > 128)"
+    );
+    // A registration with bad service meta fails the same way outside a transaction (500).
+    let r = put(
+        &c,
+        "/v1/catalog/register",
+        json!({"Node": "n1", "Address": "10.0.0.2", "Service": {"ID": "b", "Service": "b", "Meta": {"consul-x": "1"}}})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        r.text(),
+        "failed inserting service: Invalid Service Meta for node n1 and serviceID b: Couldn't load metadata pair ('consul-x', '1'): Key prefix 'consul-' is reserved for internal use"
+    );
+}

@@ -43,6 +43,12 @@ const ALLOWED: &[(&str, &str, &str)] = &[
          one; the double keeps no node tombstones and answers the catalog index for both",
     ),
     (
+        "txn catalog rolled back node",
+        "/X-Consul-Index",
+        "a node that never existed: as \"catalog node missing\" (Consul answers 1; the double \
+         the catalog index)",
+    ),
+    (
         "*",
         "*/ServiceConnect",
         "Connect/mesh/peering fields (zero values) that the double does not model; no handler \
@@ -888,6 +894,70 @@ fn sequence(r: &mut Run) {
         serde_json::to_string(&too_many).unwrap().as_bytes(),
     );
     r.step("txn not json", "PUT", "/v1/txn", b"{");
+    // Catalog verbs (issue 13): a registration as tasks2consul writes it, a replay, reads,
+    // failures (rolled back with KV), pre-checks, strict decoding, deletes.
+    let reg = br#"[{"Node":{"Verb":"set","Node":{"Node":"marathon-10.0.0.1","Address":"10.0.0.1","Meta":{"external-node":"true","external-source":"marathon"}}}},{"Service":{"Verb":"set","Node":"marathon-10.0.0.1","Service":{"ID":"marathon:t1:80","Service":"web","Tags":["a"],"Address":"10.0.0.1","Port":31000,"Meta":{"k":"v"}}}},{"Check":{"Verb":"set","Check":{"Node":"marathon-10.0.0.1","CheckID":"marathon:t1:80:marathon-health","Name":"Marathon task health","Status":"passing","ServiceID":"marathon:t1:80","Output":"ok"}}}]"#;
+    r.step("txn catalog register", "PUT", "/v1/txn", reg);
+    r.step("txn catalog register again", "PUT", "/v1/txn", reg);
+    r.step("txn catalog health", "GET", "/v1/health/service/web", b"");
+    r.step(
+        "txn catalog gets",
+        "PUT",
+        "/v1/txn",
+        br#"[{"Node":{"Verb":"get","Node":{"Node":"marathon-10.0.0.1"}}},{"Service":{"Verb":"get","Node":"marathon-10.0.0.1","Service":{"ID":"marathon:t1:80"}}},{"Check":{"Verb":"get","Check":{"Node":"marathon-10.0.0.1","CheckID":"nope"}}}]"#,
+    );
+    let long = "a".repeat(513);
+    let failing = json!([
+        {"KV": {"Verb": "set", "Key": "txn/cat", "Value": "YQ=="}},
+        {"Node": {"Verb": "set", "Node": {"Node": "txn-node", "Address": "10.0.0.2"}}},
+        {"Service": {"Verb": "set", "Node": "txn-node", "Service": {"ID": "bad", "Service": "web", "Meta": {"k": long}}}},
+        {"Check": {"Verb": "set", "Check": {"Node": "txn-node", "CheckID": "c", "ServiceID": "bad"}}},
+        {"Service": {"Verb": "set", "Node": "nope", "Service": {"ID": "x", "Service": "x"}}},
+        {"Check": {"Verb": "frob", "Check": {"Node": "x"}}}
+    ]);
+    r.step(
+        "txn catalog failures",
+        "PUT",
+        "/v1/txn",
+        failing.to_string().as_bytes(),
+    );
+    r.step("txn catalog rolled back kv", "GET", "/v1/kv/txn/cat", b"");
+    r.step(
+        "txn catalog rolled back node",
+        "GET",
+        "/v1/catalog/node/txn-node",
+        b"",
+    );
+    r.step(
+        "txn catalog pre-check",
+        "PUT",
+        "/v1/txn",
+        br#"[{"Service":{"Verb":"set","Node":"nope","Service":{"ID":"q","Service":"q"}}},{"Service":{"Verb":"delete","Node":"n","Service":{"ID":"q"}}}]"#,
+    );
+    r.step(
+        "txn catalog unknown field",
+        "PUT",
+        "/v1/txn",
+        br#"[{"Node":{"Verb":"set","Node":{"Node":"x","NodeMeta":{}}}}]"#,
+    );
+    r.step(
+        "txn catalog session op",
+        "PUT",
+        "/v1/txn",
+        br#"[{"Session":{"Verb":"delete","Session":{"ID":"x"}}}]"#,
+    );
+    r.step(
+        "txn catalog delete",
+        "PUT",
+        "/v1/txn",
+        br#"[{"Service":{"Verb":"delete","Node":"marathon-10.0.0.1","Service":{"ID":"marathon:t1:80","Service":"web"}}},{"Node":{"Verb":"delete","Node":{"Node":"nope"}}}]"#,
+    );
+    r.step(
+        "txn catalog health after delete",
+        "GET",
+        "/v1/health/service/web",
+        b"",
+    );
 
     // --- status.
     r.step("status leader", "GET", "/v1/status/leader", b"");

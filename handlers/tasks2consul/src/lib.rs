@@ -15,6 +15,7 @@ pub mod follow;
 pub mod plan;
 pub mod scope;
 pub mod sync;
+pub mod txn;
 
 use consul::Consul;
 use marathon::Marathon;

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use consul::{Consul, ConsulError};
+use consul::{Consul, ConsulError, TxnOutcome};
 use marathon::{Marathon, MarathonError};
 use runtime::http::{HttpClient, HttpConfig, HttpError};
 use runtime::{Action, Exit, Status, Summary, ToExit};
@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::plan::{self, Change, Config, Mode, Owned, Plan, META_SOURCE, SOURCE};
 use crate::scope::Scope;
+use crate::txn;
 
 /// The outcome of one write: `Ok(Some(note))` when it succeeded in a way worth mentioning.
 type WriteResult = Result<Option<String>, ConsulError>;
@@ -494,21 +495,35 @@ impl Syncer<'_> {
         done
     }
 
-    /// Writes `changes` with up to `WORKERS` requests in flight (Consul commits every catalog
-    /// write through Raft, so a first sync of thousands of tasks one request at a time would
-    /// take minutes). `None` for a change not attempted because Consul became unreachable.
+    /// Writes `changes`: the catalog writes to `--consul` in transactions of at most
+    /// [`consul::txn::MAX_TXN_OPS`] operations (one request, one Raft entry, for up to 31
+    /// registrations), everything else (agent mode, and what a transaction could not take) one
+    /// request per change. `None` for a change not attempted (Consul unreachable, or a stop
+    /// signal: no new request starts after it).
     fn write_all(&self, changes: &[Change]) -> Vec<Option<WriteResult>> {
-        const WORKERS: usize = 8;
-        let next = AtomicUsize::new(0);
-        let stop = AtomicBool::new(false);
         let slots: Vec<Mutex<Option<WriteResult>>> =
             changes.iter().map(|_| Mutex::new(None)).collect();
-        let work = || loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            // A stop signal: start no new write (the ones in flight finish).
-            if i >= changes.len() || stop.load(Ordering::Relaxed) || runtime::stop::requested() {
-                break;
-            }
+        let stop = AtomicBool::new(false);
+        let singles = self.write_batched(changes, &slots, &stop);
+        self.write_each(changes, &singles, &slots, &stop);
+        slots
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
+            .collect()
+    }
+
+    /// Writes the changes at `which` one request each, with up to `WORKERS` requests in flight
+    /// (Consul commits every catalog write through Raft, so thousands of them one at a time
+    /// would take minutes).
+    fn write_each(
+        &self,
+        changes: &[Change],
+        which: &[usize],
+        slots: &[Mutex<Option<WriteResult>>],
+        stop: &AtomicBool,
+    ) {
+        parallel(which.len(), stop, |k| {
+            let i = which[k];
             let result = self.write(&changes[i]);
             if let Err(e) = &result {
                 if self.stops_the_run(&changes[i], e) {
@@ -516,21 +531,128 @@ impl Syncer<'_> {
                 }
             }
             *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
-        };
-        let workers = WORKERS.min(changes.len());
-        if workers <= 1 {
-            work();
-        } else {
-            std::thread::scope(|scope| {
-                for _ in 0..workers {
-                    scope.spawn(work);
-                }
-            });
+        });
+    }
+
+    /// Writes the changes a transaction can carry (catalog registrations and deregistrations
+    /// on `--consul`) through `/v1/txn`; returns the indexes of the changes left for single
+    /// writes: the others, those of a transaction that could not be used, and the
+    /// registrations that shared a transaction with a failed operation (Consul rolled the
+    /// whole transaction back; the failed one is reported, the rest are written alone).
+    fn write_batched(
+        &self,
+        changes: &[Change],
+        slots: &[Mutex<Option<WriteResult>>],
+        stop: &AtomicBool,
+    ) -> Vec<usize> {
+        let (batchable, mut singles): (Vec<usize>, Vec<usize>) = (0..changes.len())
+            .partition(|&i| self.txn_op_count(&changes[i]).is_some() && !txn::refused());
+        let batches = txn::batches(&batchable, |i| {
+            let c = &changes[i];
+            (
+                self.txn_op_count(c).unwrap_or(0),
+                txn_node(c).to_string(),
+                matches!(c, Change::Register { .. }),
+            )
+        });
+        let retry = Mutex::new(Vec::new());
+        parallel(batches.len(), stop, |b| {
+            let batch = &batches[b];
+            let again = if txn::refused() {
+                batch.clone()
+            } else {
+                self.write_txn(changes, batch, slots, stop)
+            };
+            retry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(again);
+        });
+        singles.extend(retry.into_inner().unwrap_or_else(|e| e.into_inner()));
+        singles.sort_unstable();
+        singles
+    }
+
+    /// Operations a change takes in a transaction, `None` when it is not written to the
+    /// catalog of `--consul` (agent mode registrations and agent deregistrations).
+    fn txn_op_count(&self, change: &Change) -> Option<usize> {
+        match (self.cfg.mode, change) {
+            (Mode::Catalog, Change::Register { .. }) => Some(2),
+            (_, Change::Deregister { owned, .. }) if owned.external => Some(1),
+            _ => None,
         }
-        slots
-            .into_iter()
-            .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()))
-            .collect()
+    }
+
+    /// One transaction of the changes at `batch`. Returns those to write singly.
+    fn write_txn(
+        &self,
+        changes: &[Change],
+        batch: &[usize],
+        slots: &[Mutex<Option<WriteResult>>],
+        stop: &AtomicBool,
+    ) -> Vec<usize> {
+        let built = txn::build(batch.iter().map(|&i| (i, &changes[i])), self.cfg);
+        let set = |i: usize, r: WriteResult| {
+            *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
+        };
+        match self.consul.txn(&built.ops) {
+            Ok(TxnOutcome::Applied(results)) if results.len() == built.results => {
+                for &i in batch {
+                    set(i, Ok(None));
+                }
+                Vec::new()
+            }
+            Ok(TxnOutcome::Applied(results)) => {
+                txn::refuse(&format!(
+                    "it answered {} result(s) for {} catalog write(s): it ignores the catalog verbs",
+                    results.len(),
+                    built.results
+                ));
+                batch.to_vec()
+            }
+            Ok(TxnOutcome::RolledBack(errors)) => {
+                if let Some(e) = errors.iter().find(|e| txn::is_unknown_verb(&e.what)) {
+                    txn::refuse(&format!("it does not know the catalog verbs ({})", e.what));
+                    return batch.to_vec();
+                }
+                let failed = built.failed(&errors);
+                for (&i, what) in &failed {
+                    set(
+                        i,
+                        Err(ConsulError::Unexpected {
+                            what: format!("transaction writing {}", changes[i].target()),
+                            reason: what.clone(),
+                        }),
+                    );
+                }
+                batch
+                    .iter()
+                    .copied()
+                    .filter(|i| !failed.contains_key(i))
+                    .collect()
+            }
+            Err(ConsulError::Http(h)) if matches!(h.status(), Some(400 | 404 | 405)) => {
+                txn::refuse(&format!("PUT /v1/txn: {h}"));
+                batch.to_vec()
+            }
+            Err(e) => {
+                if matches!(&e, ConsulError::Http(h) if h.is_unavailable()) {
+                    // Consul itself is unreachable: the rest would only time out.
+                    stop.store(true, Ordering::Relaxed);
+                    for &i in batch {
+                        set(i, Err(e.clone()));
+                    }
+                    return Vec::new();
+                }
+                // Anything else (a denial, an error of the server): each change alone gets its
+                // own answer.
+                log::warn!(
+                    "PUT /v1/txn of {} change(s): {e}; writing them one by one",
+                    batch.len()
+                );
+                batch.to_vec()
+            }
+        }
     }
 
     /// Consul itself (not one host's agent) cannot be reached: the remaining changes would only
@@ -665,6 +787,38 @@ impl Syncer<'_> {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Runs `f(0..n)` on up to `WORKERS` threads; no new item starts once `stop` is set or a stop
+/// signal came (the ones in flight finish).
+fn parallel(n: usize, stop: &AtomicBool, f: impl Fn(usize) + Sync) {
+    const WORKERS: usize = 8;
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        if i >= n || stop.load(Ordering::Relaxed) || runtime::stop::requested() {
+            break;
+        }
+        f(i);
+    };
+    let workers = WORKERS.min(n);
+    if workers <= 1 {
+        work();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(work);
+            }
+        });
+    }
+}
+
+/// The node a catalog change writes to.
+fn txn_node(c: &Change) -> &str {
+    match c {
+        Change::Register { node, .. } => node,
+        Change::Deregister { owned, .. } => &owned.node,
     }
 }
 

@@ -327,6 +327,16 @@ fn a_failed_write_exits_75_and_a_replay_completes_it() {
         return;
     };
     s.create_apps(vec![web_app("/a", "true", 3, 1)]);
+    // The transaction is refused as a whole (a server with a lower operation limit): each
+    // registration is then written alone, and the first of those single writes fails.
+    c.faults().fail_next_on(
+        "/v1/txn",
+        1,
+        devstack::http::Fault::Status {
+            status: 413,
+            body: "Transaction contains too many operations (7 > 4)".into(),
+        },
+    );
     c.faults().fail_next_on(
         "/v1/catalog/register",
         1,
@@ -564,6 +574,14 @@ fn a_stop_signal_starts_no_new_write() {
         return;
     };
     s.create_apps(vec![web_app("/slow", "true", 10, 1)]);
+    // Single writes (a Consul without catalog transactions), each slow.
+    c.faults().fail_always_on(
+        "/v1/txn",
+        devstack::http::Fault::Status {
+            status: 404,
+            body: "404 page not found".into(),
+        },
+    );
     c.faults().fail_always_on(
         "/v1/catalog/register",
         devstack::http::Fault::Delay(std::time::Duration::from_millis(600)),

@@ -548,7 +548,15 @@ impl Api {
         if req.method != "PUT" {
             return Err(method_not_allowed(&req.method, "PUT"));
         }
-        let ops = super::txn::parse(&req.body).map_err(|reason| text(400, &reason))?;
+        let mut ops = super::txn::parse(&req.body).map_err(|reason| text(400, &reason))?;
+        // convertOps: a node without a datacenter is in the agent's.
+        for op in ops.iter_mut() {
+            if let super::txn::Op::Node { node, .. } = op {
+                if node.datacenter.is_empty() {
+                    node.datacenter = self.shared.opts.datacenter.clone();
+                }
+            }
+        }
         if ops.len() > super::txn::MAX_TXN_OPS {
             return Err(text(
                 413,
@@ -721,6 +729,18 @@ impl Api {
                 }
                 if ["0.0.0.0", "::", "[::]"].contains(&svc.address.as_str()) {
                     return Err(text(500, "Invalid service address"));
+                }
+                // state/catalog.go ensureServiceTxn (seen against v1.14.11).
+                if let Some(meta) = &svc.meta {
+                    super::txn::validate_service_meta(meta).map_err(|e| {
+                        text(
+                            500,
+                            &format!(
+                                "failed inserting service: Invalid Service Meta for node {node} and serviceID {}: {e}",
+                                svc.id
+                            ),
+                        )
+                    })?;
                 }
                 Some(svc)
             }

@@ -13,7 +13,7 @@
 //! execution (HTTP/TCP/script checks keep the status they were registered with, `critical` by
 //! default; TTL checks change through `/v1/agent/check/pass|warn|fail` and go critical with
 //! "TTL expired" when not updated in time), anti-entropy, prepared queries, Connect; of
-//! `/v1/txn` only the KV verbs are (txn.rs).
+//! `/v1/txn` the KV lock verbs are not (txn.rs).
 //!
 //! Time: Consul's `session_ttl_min` (10s) is an option here, so tests can use short TTLs; a TTL
 //! session is invalidated 2×TTL after its last renew (SessionTTLMultiplier), releasing (or

@@ -355,6 +355,23 @@ pub struct State {
     one_write: Option<u64>,
 }
 
+/// See [`State::catalog_snapshot`].
+pub(super) struct CatalogSnapshot {
+    index: u64,
+    tables: HashMap<String, u64>,
+    nodes: Vec<(String, Option<Node>)>,
+    services: Vec<((String, String), Service)>,
+    checks: Vec<((String, String), Check)>,
+    touched: BTreeSet<String>,
+    #[allow(clippy::type_complexity)]
+    sessions: Option<(
+        BTreeMap<String, Session>,
+        BTreeMap<String, KvEntry>,
+        BTreeMap<String, u64>,
+        HashMap<String, Instant>,
+    )>,
+}
+
 pub const KVS: &str = "kvs";
 pub const SESSIONS: &str = "sessions";
 pub const NODES: &str = "nodes";
@@ -693,6 +710,84 @@ impl State {
             }
         }
         self.check_deadlines.values().min().copied()
+    }
+
+    // ---------------------------------------------------------------- txn rollback
+
+    /// What a transaction's catalog operations on `nodes` may change, to be put back when one
+    /// of its operations fails (Consul aborts the whole memdb transaction). Only the touched
+    /// nodes' entries are copied, so a transaction costs what it touches, not the catalog's size.
+    pub(super) fn catalog_snapshot(
+        &self,
+        nodes: &BTreeSet<String>,
+        sessions: bool,
+    ) -> CatalogSnapshot {
+        CatalogSnapshot {
+            index: self.index,
+            tables: self.tables.clone(),
+            nodes: nodes
+                .iter()
+                .map(|n| (n.clone(), self.nodes.get(n).cloned()))
+                .collect(),
+            services: nodes
+                .iter()
+                .flat_map(|n| {
+                    self.services
+                        .range((n.clone(), String::new())..)
+                        .take_while(move |((sn, _), _)| sn == n)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                })
+                .collect(),
+            checks: nodes
+                .iter()
+                .flat_map(|n| {
+                    self.checks
+                        .range((n.clone(), String::new())..)
+                        .take_while(move |((cn, _), _)| cn == n)
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                })
+                .collect(),
+            touched: nodes.clone(),
+            // A node delete destroys the node's sessions, which releases their locks.
+            sessions: sessions.then(|| {
+                (
+                    self.sessions.clone(),
+                    self.kv.clone(),
+                    self.tombstones.clone(),
+                    self.lock_delays.clone(),
+                )
+            }),
+        }
+    }
+
+    /// Puts back what [`State::catalog_snapshot`] copied.
+    pub(super) fn catalog_restore(&mut self, snap: CatalogSnapshot) {
+        self.index = snap.index;
+        self.tables = snap.tables;
+        for (n, node) in snap.nodes {
+            match node {
+                Some(node) => self.nodes.insert(n, node),
+                None => self.nodes.remove(&n),
+            };
+        }
+        self.services.retain(|(n, _), _| !snap.touched.contains(n));
+        self.services.extend(snap.services);
+        self.checks.retain(|(n, _), _| !snap.touched.contains(n));
+        self.checks.extend(snap.checks);
+        if let Some((sessions, kv, tombstones, lock_delays)) = snap.sessions {
+            self.sessions = sessions;
+            self.kv = kv;
+            self.tombstones = tombstones;
+            self.lock_delays = lock_delays;
+        }
+    }
+
+    /// Runs `f` with every change at index `idx` (a transaction's one Raft index).
+    pub(super) fn at_index<T>(&mut self, idx: u64, f: impl FnOnce(&mut State) -> T) -> T {
+        self.one_write = Some(idx);
+        let out = f(self);
+        self.one_write = None;
+        out
     }
 
     // ---------------------------------------------------------------- catalog

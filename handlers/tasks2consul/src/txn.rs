@@ -1,0 +1,286 @@
+//! Catalog writes as Consul transactions (`PUT /v1/txn`, issue 13): how changes are grouped
+//! into transactions of at most [`MAX_TXN_OPS`] operations, the operations of each, which
+//! registration a failed operation belongs to, and the switch to single writes for a Consul
+//! that cannot take them.
+//!
+//! A registration is its external node (`Node` set, once per node and transaction), its
+//! service (`Service` set) and its mirror check (`Check` set): what one
+//! `PUT /v1/catalog/register` writes. A deregistration is a `Service` delete (its checks go
+//! with it, as with `/v1/catalog/deregister`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use consul::txn::MAX_TXN_OPS;
+use consul::{TxnError, TxnOp, Verb};
+use serde_json::json;
+
+use crate::plan::{Change, Config};
+
+/// Set once a Consul answered that it cannot take catalog transactions: every later write of
+/// this process goes one request per change.
+static REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether transactions were given up for this process.
+pub fn refused() -> bool {
+    REFUSED.load(Ordering::Relaxed)
+}
+
+/// Gives transactions up for the rest of the process, saying why once.
+pub fn refuse(why: &str) {
+    if !REFUSED.swap(true, Ordering::Relaxed) {
+        log::warn!(
+            "Consul cannot take catalog writes in transactions ({why}); writing one registration per request from now on"
+        );
+    }
+}
+
+/// An operation error that says the server does not know the catalog operations (a Consul
+/// before 1.4, whose /v1/txn took KV only).
+pub fn is_unknown_verb(what: &str) -> bool {
+    what.starts_with("unknown Node verb")
+        || what.starts_with("unknown Service verb")
+        || what.starts_with("unknown Check verb")
+        || what == "no operation specified"
+}
+
+/// Groups `items` into transactions: sorted by node (a node's registrations share its `Node`
+/// operation), each batch at most [`MAX_TXN_OPS`] operations. `cost(i)` gives the change's
+/// own operations, its node, and whether it needs the node's `Node` operation.
+pub fn batches(items: &[usize], cost: impl Fn(usize) -> (usize, String, bool)) -> Vec<Vec<usize>> {
+    let mut keyed: Vec<(String, usize, usize, bool)> = items
+        .iter()
+        .map(|&i| {
+            let (n, node, needs_node) = cost(i);
+            (node, i, n, needs_node)
+        })
+        .collect();
+    keyed.sort();
+    let mut out = Vec::new();
+    let mut batch = Vec::new();
+    let mut ops = 0;
+    let mut nodes: BTreeSet<String> = BTreeSet::new();
+    for (node, i, n, needs_node) in keyed {
+        let need = |nodes: &BTreeSet<String>| n + usize::from(needs_node && !nodes.contains(&node));
+        if !batch.is_empty() && ops + need(&nodes) > MAX_TXN_OPS {
+            out.push(std::mem::take(&mut batch));
+            ops = 0;
+            nodes.clear();
+        }
+        ops += need(&nodes);
+        if needs_node {
+            nodes.insert(node);
+        }
+        batch.push(i);
+    }
+    if !batch.is_empty() {
+        out.push(batch);
+    }
+    out
+}
+
+/// Who an operation is for: one change, or every registration on a node (its `Node` set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owner {
+    Change(usize),
+    Node(String),
+}
+
+/// The operations of one transaction.
+#[derive(Debug)]
+pub struct Built {
+    pub ops: Vec<TxnOp>,
+    /// Results Consul answers when it applied them all (one per `set`).
+    pub results: usize,
+    owners: Vec<Owner>,
+    /// Registrations by node.
+    on_node: BTreeMap<String, Vec<usize>>,
+}
+
+/// The operations for `changes` (index, change); see the module doc.
+pub fn build<'a>(changes: impl Iterator<Item = (usize, &'a Change)>, cfg: &Config) -> Built {
+    let mut b = Built {
+        ops: Vec::new(),
+        results: 0,
+        owners: Vec::new(),
+        on_node: BTreeMap::new(),
+    };
+    for (i, change) in changes {
+        match change {
+            Change::Register { reg, node, .. } => {
+                let body = reg.catalog_body(node, cfg.external_probe);
+                let regs = b.on_node.entry(node.clone()).or_default();
+                if regs.is_empty() {
+                    b.ops.push(TxnOp::Node {
+                        verb: Verb::Set,
+                        // api.Node: the node meta is `Meta` here (`NodeMeta` in catalog/register).
+                        node: json!({"Node": node, "Address": body["Address"], "Meta": body["NodeMeta"]}),
+                    });
+                    b.owners.push(Owner::Node(node.clone()));
+                }
+                regs.push(i);
+                b.ops.push(TxnOp::Service {
+                    verb: Verb::Set,
+                    node: node.clone(),
+                    service: body["Service"].clone(),
+                });
+                b.ops.push(TxnOp::Check {
+                    verb: Verb::Set,
+                    check: body["Check"].clone(),
+                });
+                b.owners.extend([Owner::Change(i), Owner::Change(i)]);
+            }
+            Change::Deregister { owned, .. } => {
+                // servicePreApply wants the name with the ID, even for a delete (v1.14.11).
+                b.ops.push(TxnOp::Service {
+                    verb: Verb::Delete,
+                    node: owned.node.clone(),
+                    service: json!({"ID": owned.reg.id, "Service": owned.reg.name}),
+                });
+                b.owners.push(Owner::Change(i));
+            }
+        }
+    }
+    b.results = b
+        .ops
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                TxnOp::Node {
+                    verb: Verb::Set,
+                    ..
+                } | TxnOp::Service {
+                    verb: Verb::Set,
+                    ..
+                } | TxnOp::Check {
+                    verb: Verb::Set,
+                    ..
+                }
+            )
+        })
+        .count();
+    b
+}
+
+impl Built {
+    /// The changes whose operations failed, with Consul's reasons (a failed `Node` set fails
+    /// every registration on that node).
+    pub fn failed(&self, errors: &[TxnError]) -> BTreeMap<usize, String> {
+        let mut out: BTreeMap<usize, String> = BTreeMap::new();
+        let mut add = |i: usize, what: &str| {
+            let e = out.entry(i).or_default();
+            if !e.is_empty() {
+                e.push_str("; ");
+            }
+            e.push_str(what);
+        };
+        for e in errors {
+            match self.owners.get(e.op_index) {
+                Some(Owner::Change(i)) => add(*i, &e.what),
+                Some(Owner::Node(n)) => {
+                    for &i in self.on_node.get(n).into_iter().flatten() {
+                        add(i, &e.what);
+                    }
+                }
+                None => {}
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan;
+    use serde_json::Value;
+
+    /// Registrations of `n` tasks spread over `hosts` hosts (one app per task).
+    fn changes(n: usize, hosts: usize) -> Vec<Change> {
+        let apps: Vec<Value> = (0..n)
+            .map(|i| {
+                json!({"id": format!("/app{i}"), "labels": {"consul": "true"},
+                       "version": "2026-11-24T10:00:00.000Z",
+                       "portDefinitions": [{"port": 10000, "protocol": "tcp"}],
+                       "tasks": [{"id": format!("app{i}.t"), "host": format!("10.0.0.{}", i % hosts + 1),
+                                  "ports": [31000], "state": "TASK_RUNNING",
+                                  "version": "2026-11-24T10:00:00.000Z"}]})
+            })
+            .collect();
+        plan::plan(&apps, &[], None, &Config::default()).changes
+    }
+
+    fn node_of(c: &Change) -> String {
+        match c {
+            Change::Register { node, .. } => node.clone(),
+            Change::Deregister { owned, .. } => owned.node.clone(),
+        }
+    }
+
+    #[test]
+    fn batches_hold_at_most_64_operations_and_share_node_operations() {
+        let cs = changes(1000, 20);
+        assert_eq!(cs.len(), 1000);
+        let all: Vec<usize> = (0..cs.len()).collect();
+        let b = batches(&all, |i| (2, node_of(&cs[i]), true));
+        let mut seen: Vec<usize> = b.iter().flatten().copied().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, all, "every change in exactly one batch");
+        let cfg = Config::default();
+        let mut ops = 0;
+        for batch in &b {
+            let built = build(batch.iter().map(|&i| (i, &cs[i])), &cfg);
+            assert!(built.ops.len() <= MAX_TXN_OPS, "{}", built.ops.len());
+            assert_eq!(built.results, built.ops.len(), "all sets");
+            ops += built.ops.len();
+        }
+        // 2 per registration, and a Node operation per node and batch.
+        assert!(ops < 2000 + 20 + b.len(), "{ops}");
+        assert!(b.len() <= 2020 / MAX_TXN_OPS + 2, "{} batches", b.len());
+    }
+
+    #[test]
+    fn a_registration_is_node_service_and_check_with_node_meta_as_meta() {
+        let cs = changes(2, 1);
+        let built = build(cs.iter().enumerate(), &Config::default());
+        let v = serde_json::to_value(&built.ops).unwrap();
+        assert_eq!(
+            v.as_array().unwrap().len(),
+            5,
+            "one Node operation for both: {v}"
+        );
+        assert_eq!(v[0]["Node"]["Verb"], "set");
+        assert_eq!(v[0]["Node"]["Node"]["Meta"]["external-source"], "marathon");
+        assert!(v[0]["Node"]["Node"].get("NodeMeta").is_none());
+        assert_eq!(v[1]["Service"]["Node"], "marathon-10.0.0.1");
+        assert_eq!(
+            v[2]["Check"]["Check"]["ServiceID"],
+            v[1]["Service"]["Service"]["ID"]
+        );
+    }
+
+    #[test]
+    fn failed_operations_name_their_registrations() {
+        let cs = changes(3, 1);
+        let built = build(cs.iter().enumerate(), &Config::default());
+        let err = |op_index: usize, what: &str| TxnError {
+            op_index,
+            what: what.into(),
+        };
+        // Ops: node, (svc, check) x 3.
+        let f = built.failed(&[err(3, "bad meta"), err(4, "Missing service registration")]);
+        assert_eq!(
+            f.into_iter().collect::<Vec<_>>(),
+            vec![(1, "bad meta; Missing service registration".to_string())]
+        );
+        let f = built.failed(&[err(0, "Must provide node")]);
+        assert_eq!(
+            f.len(),
+            3,
+            "a failed Node operation fails every registration on it"
+        );
+        assert!(is_unknown_verb("unknown Node verb \"set\""));
+        assert!(!is_unknown_verb("Missing node registration"));
+    }
+}
