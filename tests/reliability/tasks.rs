@@ -377,7 +377,11 @@ pub fn faults(r: &Report) {
         "consul-register-503-mid-run",
         false,
         |s| {
-            // The reads succeed, then every try of every registration (7 x 4 tries) fails.
+            // The reads succeed, then every try of every registration (7 x 4 tries) fails. An
+            // older Consul (no catalog verbs in /v1/txn): registrations are single writes.
+            s.consul
+                .faults()
+                .fail_always_on("/v1/txn", status(404, "404 page not found"));
             s.consul
                 .faults()
                 .fail_next_on("/v1/catalog/register", 28, status(503, "rate limited"));
@@ -392,10 +396,27 @@ pub fn faults(r: &Report) {
         |s| {
             s.consul
                 .faults()
+                .fail_always_on("/v1/txn", status(404, "404 page not found"));
+            s.consul
+                .faults()
                 .fail_next_on("/v1/catalog/deregister", 8, status(500, "rpc error"));
             8
         },
         &[75, 69],
+    );
+    fault_case(
+        r,
+        "consul-txn-503-every-try",
+        false,
+        |s| {
+            // Every try of every transaction answered 503: Consul is unavailable, the run stops
+            // (69) and a replay completes it; nothing half-written is reported as done.
+            s.consul
+                .faults()
+                .fail_always_on("/v1/txn", status(503, "rate limited"));
+            1
+        },
+        &[69],
     );
     fault_case(
         r,
