@@ -9,57 +9,15 @@ use std::time::{Duration, Instant};
 
 use devstack::consul::{Consul, ConsulOptions};
 use devstack::marathon::{Marathon, MarathonOptions};
+use e2e::lock::{finish, payload};
 use serde_json::Value;
 
 fn bin(name: &str) -> PathBuf {
     devstack::bins::handler_dir().unwrap().join(name)
 }
 
-fn b64(s: &str) -> String {
-    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s)
-}
-
-fn payload(app_id: &str) -> Vec<u8> {
-    let app = format!(r#"{{"id":"{app_id}","cmd":"sleep 1000","instances":1}}"#);
-    format!(
-        r#"[{{"Key":"jobs/main/a.json","CreateIndex":5,"ModifyIndex":5,"LockIndex":0,"Flags":0,"Value":"{}","Session":""}}]"#,
-        b64(&app)
-    )
-    .into_bytes()
-}
-
 fn spawn_kv2jobs(consul: &Consul, marathon: &Marathon, extra: &[&str], stdin: &[u8]) -> Child {
-    let mut child = Command::new(bin("kv2jobs"))
-        .args([
-            "--prefix",
-            "jobs/main/",
-            "--output",
-            "json",
-            "--timeout",
-            "60s",
-        ])
-        .args(["--lock", "shipwatch/locks/kv2jobs"])
-        .args(extra)
-        .env_remove("CONSUL_HTTP_TOKEN")
-        .env_remove("CHRONOS_URL")
-        .env("CONSUL_HTTP_ADDR", consul.url())
-        .env("MARATHON_URL", marathon.url())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child
-}
-
-fn finish(child: Child) -> (i32, Value, String) {
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let summary: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}); stderr: {stderr}"));
-    (out.status.code().unwrap_or(-1), summary, stderr)
+    e2e::lock::spawn_kv2jobs(&consul.url(), &marathon.url(), extra, stdin)
 }
 
 fn acted(summary: &Value) -> bool {

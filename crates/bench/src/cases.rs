@@ -123,6 +123,24 @@ fn rust_floor(tools: &Tools, stdin: &Arc<Vec<u8>>) -> Contestant {
 // ---------------------------------------------------------------------------------------------
 // kv2jobs family: keyprefix of app configs -> Marathon
 
+/// A baseline script run by `interpreter`; its environment comes from the world's two
+/// addresses (Marathon and, per case, Consul or the indexed baseline's state file).
+fn script(
+    tools: &Tools,
+    interpreter: &Result<PathBuf, String>,
+    name: &str,
+    env: fn(&str, &str) -> Vec<(&'static str, String)>,
+) -> Result<MakeSpec, String> {
+    let interpreter = interpreter.clone()?;
+    let script = tools.baseline(name)?;
+    Ok(Rc::new(move |a: &str, b: &str| {
+        env(a, b).into_iter().fold(
+            Spec::new(&interpreter, Arc::new(Vec::new())).arg(&script),
+            |spec, (k, v)| spec.env(k, v),
+        )
+    }) as MakeSpec)
+}
+
 /// The three ways to push job configs to Marathon, each as a command builder.
 fn kv_contestants(tools: &Tools) -> Vec<(String, Kind, Result<MakeSpec, String>)> {
     let kv2jobs = tools.kv2jobs.clone().map(|bin| {
@@ -137,30 +155,14 @@ fn kv_contestants(tools: &Tools) -> Vec<(String, Kind, Result<MakeSpec, String>)
             ])
         }) as MakeSpec
     });
-    let bash = tools.bash.clone().and_then(|bash| {
-        let script = tools.baseline("kv2marathon.sh")?;
-        Ok(Rc::new(move |m: &str, _: &str| {
-            Spec::new(&bash, Arc::new(Vec::new()))
-                .arg(&script)
-                .env("MARATHON_URL", m)
-        }) as MakeSpec)
+    let bash = script(tools, &tools.bash, "kv2marathon.sh", |m, _| {
+        vec![("MARATHON_URL", m.into())]
     });
-    let indexed = tools.bash.clone().and_then(|bash| {
-        let script = tools.baseline("kv2marathon-indexed.sh")?;
-        Ok(Rc::new(move |m: &str, state: &str| {
-            Spec::new(&bash, Arc::new(Vec::new()))
-                .arg(&script)
-                .env("MARATHON_URL", m)
-                .env("STATE_FILE", state)
-        }) as MakeSpec)
+    let indexed = script(tools, &tools.bash, "kv2marathon-indexed.sh", |m, state| {
+        vec![("MARATHON_URL", m.into()), ("STATE_FILE", state.into())]
     });
-    let python = tools.python.clone().and_then(|py| {
-        let script = tools.baseline("kv2marathon.py")?;
-        Ok(Rc::new(move |m: &str, _: &str| {
-            Spec::new(&py, Arc::new(Vec::new()))
-                .arg(&script)
-                .env("MARATHON_URL", m)
-        }) as MakeSpec)
+    let python = script(tools, &tools.python, "kv2marathon.py", |m, _| {
+        vec![("MARATHON_URL", m.into())]
     });
     vec![
         ("shipwatch kv2jobs".into(), Kind::Shipwatch, kv2jobs),
@@ -413,14 +415,8 @@ fn t2c_contestants(tools: &Tools) -> Vec<(String, Kind, Result<MakeSpec, String>
             ])
         }) as MakeSpec
     });
-    let python = tools.python.clone().and_then(|py| {
-        let script = tools.baseline("tasks2consul.py")?;
-        Ok(Rc::new(move |m: &str, c: &str| {
-            Spec::new(&py, Arc::new(Vec::new()))
-                .arg(&script)
-                .env("MARATHON_URL", m)
-                .env("CONSUL_HTTP_ADDR", c)
-        }) as MakeSpec)
+    let python = script(tools, &tools.python, "tasks2consul.py", |m, c| {
+        vec![("MARATHON_URL", m.into()), ("CONSUL_HTTP_ADDR", c.into())]
     });
     vec![
         ("shipwatch tasks2consul".into(), Kind::Shipwatch, shipwatch),
