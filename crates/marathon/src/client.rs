@@ -152,6 +152,18 @@ impl Marathon {
         }
     }
 
+    /// `GET /v2/groups/versions`: the root group's stored versions (Marathon makes one on every
+    /// change to any app, and keeps the newest `--zk_max_versions`). The newest of them changes
+    /// whenever anything in Marathon changed. Strict: an array of strings.
+    pub fn root_versions(&self) -> Result<Vec<String>, MarathonError> {
+        let resp = self.http.get("/v2/groups/versions")?;
+        if !resp.is_success() {
+            return Err(MarathonError::from_read(&resp));
+        }
+        serde_json::from_slice(&resp.body)
+            .map_err(|e| MarathonError::Http(resp.decode_error(&e.to_string())))
+    }
+
     /// `PUT /v2/apps/{id}?partialUpdate=false[&force=true]`: create or fully replace, so a field
     /// removed from the desired definition is removed in Marathon (reference §1.3).
     pub fn put_app(&self, app: &Value, force: bool) -> Result<DeployResult, MarathonError> {

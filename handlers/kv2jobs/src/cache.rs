@@ -5,7 +5,12 @@
 //! `config`". It is used only when both still hold: Marathon gives an app a new `version` on
 //! every change to it (a deploy, a scale, an edit in its UI: drift is still seen and repaired),
 //! and any change to the config changes its hash. An app that matches is then read for its
-//! `id`, `version` and `labels` only. The hash is salted with the shipwatch version (a new
+//! `id`, `version` and `labels` only.
+//!
+//! The file also keeps Marathon's newest root group version at the time ([`Cache::root`]):
+//! Marathon makes a new root group version on every change to any app. When the next run finds
+//! the same newest root version, nothing changed in Marathon, and without `--prune` it reads
+//! only the apps whose config has no entry (`GET /v2/apps/{id}`) instead of every app. The hash is salted with the shipwatch version (a new
 //! normalization never trusts an old verdict); each watch (Marathon URLs and `--prefix`) has its
 //! own file, and the file names neither (URLs may hold credentials). Entries are written only
 //! after a run that was not `--dry-run`, for the apps it found unchanged. The cache is only an
@@ -34,6 +39,9 @@ pub struct Entry {
 struct CacheFile {
     format: u32,
     shipwatch: String,
+    /// The newest root group version of Marathon when the entries were true (see [`Cache::root`]).
+    #[serde(default)]
+    root: Option<String>,
     apps: BTreeMap<String, Entry>,
 }
 
@@ -41,6 +49,7 @@ struct CacheFile {
 #[derive(Debug, Default)]
 pub struct Cache {
     path: Option<PathBuf>,
+    root: Option<String>,
     apps: HashMap<String, Entry>,
 }
 
@@ -66,30 +75,38 @@ impl Cache {
     /// fails: anything wrong with the file is a cold start (logged).
     pub fn open(dir: &Path, marathon: &str, prefix: &str) -> Cache {
         let path = dir.join(format!("kv2jobs-{}.json", hash_hex(&[marathon, prefix])));
-        let apps = match std::fs::read(&path) {
+        let (root, apps) = match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<CacheFile>(&bytes) {
                 Ok(f) if f.format == FORMAT && f.shipwatch == env!("CARGO_PKG_VERSION") => {
-                    f.apps.into_iter().collect()
+                    (f.root, f.apps.into_iter().collect())
                 }
                 Ok(_) => {
                     log::info!("{}: written by another version; not used", path.display());
-                    HashMap::new()
+                    (None, HashMap::new())
                 }
                 Err(e) => {
                     log::warn!("{}: not a kv2jobs cache ({e}); not used", path.display());
-                    HashMap::new()
+                    (None, HashMap::new())
                 }
             },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HashMap::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, HashMap::new()),
             Err(e) => {
                 log::warn!("{}: {e}; not used", path.display());
-                HashMap::new()
+                (None, HashMap::new())
             }
         };
         Cache {
             path: Some(path),
+            root,
             apps,
         }
+    }
+
+    /// Marathon's newest root group version when the entries were written, if nothing but
+    /// kv2jobs's own writes changed Marathon during that run: while it is still the newest,
+    /// nothing in Marathon has changed since, and the entries describe it as it is.
+    pub fn root(&self) -> Option<&str> {
+        self.root.as_deref()
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -104,8 +121,8 @@ impl Cache {
             .map(|e| e.version.as_str())
     }
 
-    /// Replaces the file with `apps` (written to a temporary file, then renamed).
-    pub fn save(&self, apps: BTreeMap<String, Entry>) -> std::io::Result<()> {
+    /// Replaces the file with `apps` and `root` (written to a temporary file, then renamed).
+    pub fn save(&self, apps: BTreeMap<String, Entry>, root: Option<String>) -> std::io::Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
         };
@@ -114,6 +131,7 @@ impl Cache {
         let file = CacheFile {
             format: FORMAT,
             shipwatch: env!("CARGO_PKG_VERSION").to_string(),
+            root,
             apps,
         };
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
@@ -145,8 +163,10 @@ mod tests {
                 config: config_hash(r#"{"id":"/a"}"#),
             },
         );
-        c.save(apps).unwrap();
+        c.save(apps, Some("2026-11-27T10:00:00.000Z".into()))
+            .unwrap();
         let c = Cache::open(dir.path(), "http://m:8080", "jobs/main/");
+        assert_eq!(c.root(), Some("2026-11-27T10:00:00.000Z"));
         assert_eq!(
             c.version_of("/a", &config_hash(r#"{"id":"/a"}"#)),
             Some("v1")

@@ -221,6 +221,15 @@ fn run_with<'s>(
             }
         }
     };
+    let cache = match &opts.cache_dir {
+        Some(dir) => Cache::open(dir, &opts.cache_key, &prefix),
+        None => Cache::default(),
+    };
+    let roots = RootCheck {
+        track: cache.is_enabled(),
+        // A prune needs every live app: never read only some.
+        cached: cache.root().filter(|_| !opts.prune).map(str::to_string),
+    };
     let early = remotes
         .marathon
         .as_ref()
@@ -229,15 +238,12 @@ fn run_with<'s>(
         .filter(|_| opts.prune || ctx.payload.len() >= EARLY_READ_MIN_BYTES)
         .map(|m| {
             let (expected, rx) = std::sync::mpsc::channel();
+            let roots = roots.clone();
             EarlyRead {
-                handle: scope.spawn(move || read_live_apps(m, &rx)),
+                handle: scope.spawn(move || read_live_apps(m, &rx, &roots)),
                 expected,
             }
         });
-    let cache = match &opts.cache_dir {
-        Some(dir) => Cache::open(dir, &opts.cache_key, &prefix),
-        None => Cache::default(),
-    };
     let mut desired = config::classify_with(&pairs, &prefix, single_key, &cache);
     let needed = !desired.apps.is_empty() || opts.prune;
     // Not needed (a large branch of Chronos jobs only): the answer is dropped, whatever it is.
@@ -253,6 +259,7 @@ fn run_with<'s>(
         allow_empty: opts.allow_empty,
     };
     let mut plan = Plan::default();
+    let mut live_apps: Option<plan::LiveApps> = None;
     // One remote being unreachable does not hold up the other: its configs are reported as not
     // deployed (exit 69 or 75) and a replay completes them.
     if !desired.apps.is_empty() || opts.prune {
@@ -265,17 +272,16 @@ fn run_with<'s>(
             None => {
                 let (forms_tx, forms_rx) = std::sync::mpsc::channel();
                 let _ = forms_tx.send(plan::expected(&mut desired));
-                read_live_apps(m, &forms_rx)
+                read_live_apps(m, &forms_rx, &roots)
             }
         };
         match live {
             Ok(live) => {
                 plan::plan_apps(&mut desired, &live, &popts, &mut plan);
-                if !ctx.dry_run {
-                    save_cache(&cache, &desired, &live, &plan);
-                }
                 let targets = plan.news_targets();
                 meta::of_live_apps(&live.apps, &targets, &commits, &mut summary.meta);
+                drop(targets);
+                live_apps = Some(live);
             }
             Err(e) if e.exit() == Exit::Usage => return Err(e.into()),
             Err(e) => {
@@ -328,6 +334,10 @@ fn run_with<'s>(
     } else {
         execute(ctx, opts, remotes, &plan)
     };
+    if let (false, Some(live), Some(m)) = (ctx.dry_run, &live_apps, marathon_of(remotes)) {
+        let root = root_after(m, live.root.clone(), &plan, &outcomes, &rollbacks);
+        save_cache(&cache, &desired, live, &plan, root);
+    }
     let mut not_started = 0;
     summary.actions.reserve(plan.items.len());
     for (i, item) in plan.items.iter().enumerate() {
@@ -359,19 +369,70 @@ fn run_with<'s>(
     Ok(summary)
 }
 
-/// `GET /v2/apps`, each app reduced as it is decoded (see [`plan::LiveApps`]): 10,000 full apps
-/// are never held. What to compare them with is awaited when the answer has arrived (the
-/// configs are parsed meanwhile); nothing (a closed channel) compares nothing.
+/// What `--cache-dir` asks of the live read: Marathon's newest root group version (`track`),
+/// and the one the cache's verdicts were written at (`cached`; none with `--prune`).
+#[derive(Debug, Clone, Default)]
+struct RootCheck {
+    track: bool,
+    cached: Option<String>,
+}
+
+/// Most apps read one by one (`GET /v2/apps/{id}`) when Marathon has not changed since the
+/// cache was written; with more, the whole list is read.
+const SINGLE_READS_MAX: usize = 50;
+
+fn marathon_of<'a>(remotes: &Remotes<'a>) -> Option<&'a Marathon> {
+    remotes.marathon.as_ref().ok().copied()
+}
+
+/// Marathon's newest root group version, or `None` (logged) when it cannot be read: then every
+/// app is read and nothing is recorded.
+fn newest_root(m: &Marathon) -> Option<String> {
+    match m.root_versions() {
+        Ok(v) => v.into_iter().max(),
+        Err(e) => {
+            log::info!(
+                "--cache-dir: reading Marathon's root group versions: {e}; every app is read"
+            );
+            None
+        }
+    }
+}
+
+/// The live apps, each reduced as it is decoded (see [`plan::LiveApps`]): 10,000 full apps are
+/// never held. What to compare them with is awaited when the answer has arrived (the configs
+/// are parsed meanwhile); nothing (a closed channel) compares nothing. With `--cache-dir`,
+/// Marathon's newest root group version is read first: when it is the one the cache was
+/// written at, nothing changed in Marathon since, and only the apps without a verdict are read
+/// (see [`plan::read_unverified`]); otherwise `GET /v2/apps`.
 fn read_live_apps(
     m: &Marathon,
     expected: &std::sync::mpsc::Receiver<plan::Expected>,
+    roots: &RootCheck,
 ) -> Result<plan::LiveApps, MarathonError> {
+    // Read before the apps: a change made while they are read makes a newer one.
+    let root = roots.track.then(|| newest_root(m)).flatten();
     let mut received: Option<plan::Expected> = None;
+    if root.is_some() && root == roots.cached {
+        let e = expected.recv().unwrap_or_default();
+        if let Some(mut live) = plan::read_unverified(m, &e, SINGLE_READS_MAX)? {
+            log::info!(
+                "Marathon unchanged since --cache-dir was written (root group version {}): {} app(s) read, {} known equal",
+                root.as_deref().unwrap_or_default(),
+                live.apps.len() - live.cached,
+                live.cached
+            );
+            live.root = root;
+            return Ok(live);
+        }
+        received = Some(e);
+    }
     let mut live = plan::LiveApps::default();
     live.apps = m.list_apps_raw(false, None, |raw| {
         let expected = received.get_or_insert_with(|| expected.recv().unwrap_or_default());
         plan::reduce_live_raw(raw, expected, &mut live)
     })?;
+    live.root = root;
     log::info!(
         "{} live app(s) read: {} equal to their config, {} of them known from --cache-dir",
         live.apps.len(),
@@ -381,9 +442,66 @@ fn read_live_apps(
     Ok(live)
 }
 
-/// `--cache-dir`: the verdicts of this run (apps found unchanged, at their live version) replace
-/// the file. Not after `--dry-run`; a failure is a warning only.
-fn save_cache(cache: &Cache, desired: &config::Desired, live: &plan::LiveApps, plan: &Plan) {
+/// The root group version the cache's verdicts hold at after this run: the one read before the
+/// apps when this run changed nothing in Marathon; after its writes, the newest one when every
+/// version made since is one its writes made (re-read); `None` (the next run reads every app)
+/// when anything else changed Marathon meanwhile, a write's version is unknown, or a rollback
+/// ran.
+fn root_after(
+    m: &Marathon,
+    before: Option<String>,
+    plan: &Plan,
+    outcomes: &BTreeMap<usize, Outcome>,
+    rollbacks: &[Action],
+) -> Option<String> {
+    let before = before?;
+    if !rollbacks.is_empty() {
+        return None;
+    }
+    let mut ours = std::collections::HashSet::new();
+    let mut wrote = false;
+    for (i, item) in plan.items.iter().enumerate() {
+        if !matches!(item.op, Op::PutApp(_) | Op::DeleteApp) {
+            continue;
+        }
+        let Some(o) = outcomes.get(&i) else {
+            continue;
+        };
+        wrote = true;
+        match &o.version {
+            Some(v) => {
+                ours.insert(v.clone());
+            }
+            None if o.status == Status::Applied => return None,
+            None => {}
+        }
+    }
+    if !wrote {
+        return Some(before);
+    }
+    let now = m.root_versions().ok()?;
+    let foreign = now
+        .iter()
+        .any(|v| v.as_str() > before.as_str() && !ours.contains(v));
+    if foreign {
+        log::info!(
+            "--cache-dir: Marathon changed besides this run's writes; the next run reads every app"
+        );
+        return None;
+    }
+    now.into_iter().max()
+}
+
+/// `--cache-dir`: the verdicts of this run (apps found unchanged, at their live version) and
+/// the root group version they hold at replace the file. Not after `--dry-run`; a failure is a
+/// warning only.
+fn save_cache(
+    cache: &Cache,
+    desired: &config::Desired,
+    live: &plan::LiveApps,
+    plan: &Plan,
+    root: Option<String>,
+) {
     if !cache.is_enabled() {
         return;
     }
@@ -408,7 +526,7 @@ fn save_cache(cache: &Cache, desired: &config::Desired, live: &plan::LiveApps, p
             ))
         })
         .collect();
-    if let Err(e) = cache.save(entries) {
+    if let Err(e) = cache.save(entries, root) {
         let path = cache
             .path()
             .map(|p| p.display().to_string())

@@ -218,6 +218,11 @@ pub struct Expected {
     /// App id → the live version at which `--cache-dir` found this very config deployed: a
     /// live app still at that version is equal without a comparison.
     pub versions: HashMap<String, String>,
+    /// The other configured apps (rules that pause or ignore fields): `plan_apps` compares them.
+    pub others: Vec<String>,
+    /// Some `.json` key holds no job config: the plan looks for live apps that came from it,
+    /// which needs every live app (see `reject_non_configs`).
+    pub needs_every_app: bool,
 }
 
 /// The live apps of the one bulk `GET /v2/apps`, each through `normalize::canonical_app`, except
@@ -232,6 +237,11 @@ pub struct LiveApps {
     pub versions: HashMap<String, String>,
     /// Apps found equal by their version alone (`--cache-dir`).
     pub cached: usize,
+    /// Marathon's newest root group version read before the apps (`--cache-dir`).
+    pub root: Option<String>,
+    /// Only the apps without a verdict were read (`GET /v2/apps/{id}`): Marathon had not
+    /// changed since the verdicts were written; the others are `id` only.
+    pub unchanged_since_cache: bool,
 }
 
 impl From<Vec<Value>> for LiveApps {
@@ -245,15 +255,60 @@ impl From<Vec<Value>> for LiveApps {
 
 /// See [`Expected`]: the forms are moved out of the configs (the plan needs them no more).
 pub fn expected(desired: &mut Desired) -> Expected {
-    let mut e = Expected::default();
+    let mut e = Expected {
+        needs_every_app: !desired.non_configs.is_empty(),
+        ..Expected::default()
+    };
     for a in desired.apps.iter_mut() {
         if let Some(form) = a.form.take() {
             e.forms.insert(a.id.clone(), form);
         } else if let Some(v) = &a.cached_version {
             e.versions.insert(a.id.clone(), v.clone());
+        } else {
+            e.others.push(a.id.clone());
         }
     }
     e
+}
+
+/// The live apps when Marathon has not changed since `--cache-dir`'s verdicts were written
+/// (its newest root group version is the one they were written at): the apps with a verdict
+/// are equal (`id` only), the others are read one by one. `None` when that does not serve:
+/// more than `max` apps to read, or a plan that needs every live app.
+pub fn read_unverified(
+    m: &marathon::Marathon,
+    expected: &Expected,
+    max: usize,
+) -> Result<Option<LiveApps>, marathon::MarathonError> {
+    let singles: Vec<&String> = expected.forms.keys().chain(&expected.others).collect();
+    if expected.needs_every_app || singles.len() > max {
+        return Ok(None);
+    }
+    let mut live = LiveApps {
+        unchanged_since_cache: true,
+        ..LiveApps::default()
+    };
+    for (id, version) in &expected.versions {
+        let mut stub = serde_json::Map::new();
+        stub.insert("id".into(), Value::String(id.clone()));
+        live.apps.push(Value::Object(stub));
+        live.same.insert(id.clone());
+        live.versions.insert(id.clone(), version.clone());
+        live.cached += 1;
+    }
+    for id in singles {
+        let Some(app) = m.get_app(id)? else {
+            continue;
+        };
+        if let Some(v) = app.get("version").and_then(Value::as_str) {
+            if expected.forms.contains_key(id) {
+                live.versions.insert(id.clone(), v.to_string());
+            }
+        }
+        let app = reduce_live_app(app, &expected.forms, &mut live.same);
+        live.apps.push(app);
+    }
+    Ok(Some(live))
 }
 
 /// The fields of a live app read before deciding whether the rest is needed.

@@ -100,6 +100,7 @@ fn the_cache_skips_unchanged_apps_and_still_repairs_drift() {
     let s = Stack::new("large-cache");
     let dir = tempfile::tempdir().unwrap();
     let cache = ["--cache-dir", dir.path().to_str().unwrap()];
+    let dry = [&cache[..], &["--dry-run"]].concat();
     let same = files(|_| "sleep 1".into());
     let (code, sum, err) = s.run(&payload(&s, &same), &cache);
     assert_eq!(code, 0, "{sum}\n{err}");
@@ -120,7 +121,29 @@ fn the_cache_skips_unchanged_apps_and_still_repairs_drift() {
         APPS,
         "{recorded}"
     );
-    // Someone edits app 3 in Marathon (a new version there); Git changes app 8.
+    assert!(recorded["root"].is_string(), "{recorded}");
+    // Git changes app 8; nothing changed in Marathon since: only app 8 is read.
+    let changed = files(|i| {
+        if i == 8 {
+            "sleep 2".into()
+        } else {
+            "sleep 1".into()
+        }
+    });
+    let requests = s.double().map(|m| m.request_count());
+    let (code, sum, err) = s.run(&payload(&s, &changed), &cache);
+    assert_eq!(code, 0, "{sum}\n{err}");
+    assert_eq!(count(&sum, "applied"), 1, "{sum}");
+    assert_eq!(count(&sum, "unchanged"), APPS - 1, "{sum}");
+    assert!(err.contains("1 app(s) read, 119 known equal"), "{err}");
+    if let (Some(m), Some(before)) = (s.double(), requests) {
+        // Root versions, app 8, its write, root versions again: never the whole list.
+        assert_eq!(m.request_count() - before, 4, "{err}");
+    }
+    assert_eq!(s.live_app("/large/app-008").unwrap()["cmd"], "sleep 2");
+    s.settle();
+    // Someone edits app 3 in Marathon: Marathon changed, so every app is read again (by
+    // version: app 3 has a new one), and the drift is seen.
     let m = s.marathon_url.clone();
     let mut drifted = s.live_app("/large/app-003").unwrap();
     for k in [
@@ -139,20 +162,10 @@ fn the_cache_skips_unchanged_apps_and_still_repairs_drift() {
         .send_json(&drifted)
         .unwrap();
     s.settle();
-    let changed = files(|i| {
-        if i == 8 {
-            "sleep 2".into()
-        } else {
-            "sleep 1".into()
-        }
-    });
     let before = std::fs::read(&file).unwrap();
-    let (code, sum, err) = s.run(
-        &payload(&s, &changed),
-        &[&cache[..], &["--dry-run"]].concat(),
-    );
+    let (code, sum, err) = s.run(&payload(&s, &changed), &dry);
     assert_eq!(code, 0, "{sum}\n{err}");
-    assert_eq!(count(&sum, "planned"), 2, "{sum}");
+    assert_eq!(count(&sum, "planned"), 1, "{sum}");
     let a3 = action(&sum, "/large/app-003");
     assert!(
         a3["detail"]
@@ -161,9 +174,10 @@ fn the_cache_skips_unchanged_apps_and_still_repairs_drift() {
             .contains(r#"cmd: "sleep 3" -> "sleep 1""#),
         "drift is seen through the cache: {a3}"
     );
+    assert!(!err.contains("Marathon unchanged"), "{err}");
     assert!(
         err.contains(&format!("{} of them known from --cache-dir", APPS - 2)),
-        "the 118 apps changed on neither side are not compared: {err}"
+        "apps 3 (drifted) and 8 (written) are compared, the rest are not: {err}"
     );
     assert_eq!(
         std::fs::read(&file).unwrap(),
@@ -172,13 +186,18 @@ fn the_cache_skips_unchanged_apps_and_still_repairs_drift() {
     );
     let (code, sum, err) = s.run(&payload(&s, &changed), &cache);
     assert_eq!(code, 0, "{sum}\n{err}");
-    assert_eq!(count(&sum, "applied"), 2, "{sum}");
+    assert_eq!(count(&sum, "applied"), 1, "{sum}");
     assert_eq!(s.live_app("/large/app-003").unwrap()["cmd"], "sleep 1");
-    assert_eq!(s.live_app("/large/app-008").unwrap()["cmd"], "sleep 2");
-    // A cache file that is not one is a cold start, not a failure.
-    std::fs::write(&file, b"garbage").unwrap();
     s.settle();
+    // Only this run's write changed Marathon since it read it: the next run reads app 3 only.
     let (code, sum, err) = s.run(&payload(&s, &changed), &cache);
     assert_eq!(code, 0, "{sum}\n{err}");
     assert_eq!(count(&sum, "unchanged"), APPS, "{sum}");
+    assert!(err.contains("1 app(s) read, 119 known equal"), "{err}");
+    // A cache file that is not one is a cold start, not a failure.
+    std::fs::write(&file, b"garbage").unwrap();
+    let (code, sum, err) = s.run(&payload(&s, &changed), &cache);
+    assert_eq!(code, 0, "{sum}\n{err}");
+    assert_eq!(count(&sum, "unchanged"), APPS, "{sum}");
+    assert!(!err.contains("Marathon unchanged"), "{err}");
 }
