@@ -496,8 +496,8 @@ impl Syncer<'_> {
     }
 
     /// Writes `changes`: the catalog writes to `--consul` in transactions of at most
-    /// [`consul::txn::MAX_TXN_OPS`] operations (one request, one Raft entry, for up to 31
-    /// registrations), everything else (agent mode, and what a transaction could not take) one
+    /// [`txn::limit`] operations (128, or the lower limit an older Consul named: one request,
+    /// one Raft entry, for up to 63 registrations), everything else (agent mode, and what a transaction could not take) one
     /// request per change. `None` for a change not attempted (Consul unreachable, or a stop
     /// signal: no new request starts after it).
     fn write_all(&self, changes: &[Change]) -> Vec<Option<WriteResult>> {
@@ -539,6 +539,10 @@ impl Syncer<'_> {
     /// writes: the others, those of a transaction that could not be used, and the
     /// registrations that shared a transaction with a failed operation (Consul rolled the
     /// whole transaction back; the failed one is reported, the rest are written alone).
+    ///
+    /// The first transaction goes alone: a Consul with a lower operation limit than
+    /// [`txn::limit`] (one before 1.14) names it once, and the others are split to it before
+    /// they are sent.
     fn write_batched(
         &self,
         changes: &[Change],
@@ -547,15 +551,21 @@ impl Syncer<'_> {
     ) -> Vec<usize> {
         let (batchable, mut singles): (Vec<usize>, Vec<usize>) = (0..changes.len())
             .partition(|&i| self.txn_op_count(&changes[i]).is_some() && !txn::refused());
-        let batches = txn::batches(&batchable, |i| {
-            let c = &changes[i];
-            (
-                self.txn_op_count(c).unwrap_or(0),
-                txn_node(c).to_string(),
-                matches!(c, Change::Register { .. }),
-            )
-        });
+        let cost = |i: usize| self.txn_cost(&changes[i]);
+        let limit = txn::limit();
+        let mut batches = txn::batches(&batchable, limit, cost);
         let retry = Mutex::new(Vec::new());
+        if batches.len() > 1 && !txn::refused() {
+            let first = batches.remove(0);
+            retry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(self.write_txn(changes, &first, slots, stop));
+            if txn::limit() < limit {
+                let rest: Vec<usize> = batches.into_iter().flatten().collect();
+                batches = txn::batches(&rest, txn::limit(), cost);
+            }
+        }
         parallel(batches.len(), stop, |b| {
             let batch = &batches[b];
             let again = if txn::refused() {
@@ -571,6 +581,16 @@ impl Syncer<'_> {
         singles.extend(retry.into_inner().unwrap_or_else(|e| e.into_inner()));
         singles.sort_unstable();
         singles
+    }
+
+    /// What [`txn::batches`] needs of a change: its own operations, its node, and whether it
+    /// needs the node's `Node` operation.
+    fn txn_cost(&self, change: &Change) -> (usize, String, bool) {
+        (
+            self.txn_op_count(change).unwrap_or(0),
+            txn_node(change).to_string(),
+            matches!(change, Change::Register { .. }),
+        )
     }
 
     /// Operations a change takes in a transaction, `None` when it is not written to the
@@ -631,6 +651,20 @@ impl Syncer<'_> {
                     .filter(|i| !failed.contains_key(i))
                     .collect()
             }
+            Ok(TxnOutcome::TooManyOps { sent, max }) => {
+                if !txn::adopt(sent, max) {
+                    return batch.to_vec();
+                }
+                // Nothing was applied: the same changes again, in transactions Consul takes.
+                let mut again = Vec::new();
+                for sub in txn::batches(batch, txn::limit(), |i| self.txn_cost(&changes[i])) {
+                    if stop.load(Ordering::Relaxed) || runtime::stop::requested() {
+                        break;
+                    }
+                    again.extend(self.write_txn(changes, &sub, slots, stop));
+                }
+                again
+            }
             Err(ConsulError::Http(h)) if matches!(h.status(), Some(400 | 404 | 405)) => {
                 txn::refuse(&format!("PUT /v1/txn: {h}"));
                 batch.to_vec()
@@ -644,7 +678,8 @@ impl Syncer<'_> {
                     }
                     return Vec::new();
                 }
-                // Anything else (a denial, an error of the server): each change alone gets its
+                // Anything else (a denial, a 413 over the body size limit, an error of the
+                // server): each change alone gets its
                 // own answer.
                 log::warn!(
                     "PUT /v1/txn of {} change(s): {e}; writing them one by one",
