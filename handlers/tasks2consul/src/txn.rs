@@ -243,19 +243,19 @@ impl Built {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::App;
     use crate::plan;
-    use serde_json::Value;
 
     /// Registrations of `n` tasks spread over `hosts` hosts (one app per task).
     fn changes(n: usize, hosts: usize) -> Vec<Change> {
-        let apps: Vec<Value> = (0..n)
+        let apps: Vec<App> = (0..n)
             .map(|i| {
-                json!({"id": format!("/app{i}"), "labels": {"consul": "true"},
+                App::from(json!({"id": format!("/app{i}"), "labels": {"consul": "true"},
                        "version": "2026-11-24T10:00:00.000Z",
                        "portDefinitions": [{"port": 10000, "protocol": "tcp"}],
                        "tasks": [{"id": format!("app{i}.t"), "host": format!("10.0.0.{}", i % hosts + 1),
                                   "ports": [31000], "state": "TASK_RUNNING",
-                                  "version": "2026-11-24T10:00:00.000Z"}]})
+                                  "version": "2026-11-24T10:00:00.000Z"}]}))
             })
             .collect();
         plan::plan(&apps, &[], None, &Config::default()).changes
@@ -288,7 +288,11 @@ mod tests {
             }
             // 2 per registration, and a Node operation per node and batch.
             assert!(ops < 2000 + 20 + b.len(), "{ops}");
-            assert!(b.len() <= 2020_usize.div_ceil(max - 1) + 20, "{} batches", b.len());
+            assert!(
+                b.len() <= 2020_usize.div_ceil(max - 1) + 20,
+                "{} batches",
+                b.len()
+            );
         }
     }
 
@@ -296,7 +300,10 @@ mod tests {
     fn a_lower_limit_named_by_consul_is_adopted_once_and_kept() {
         // The limit is process-wide: this is the only unit test that changes it.
         assert_eq!(limit(), MAX_TXN_OPS);
-        assert!(!adopt(10, 64), "a limit not below what was sent makes no sense");
+        assert!(
+            !adopt(10, 64),
+            "a limit not below what was sent makes no sense"
+        );
         assert_eq!(limit(), MAX_TXN_OPS);
         assert!(adopt(130, 64));
         assert_eq!(limit(), 64);

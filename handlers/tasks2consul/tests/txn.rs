@@ -162,8 +162,7 @@ fn a_first_sync_of_1000_tasks_writes_in_transactions_and_a_replay_writes_nothing
 }
 
 #[test]
-fn a_consul_before_1_14_with_64_operations_is_adopted_after_one_413_and_everything_is_registered()
-{
+fn a_consul_before_1_14_with_64_operations_is_adopted_after_one_413_and_everything_is_registered() {
     // A Consul before 1.14 takes 64 operations per transaction (hashicorp/consul PR #14599
     // raised it to 128): the first transaction of 128 is answered 413 "Transaction contains too
     // many operations (128 > 64)", and that limit is used from then on.
