@@ -323,7 +323,8 @@ pub struct Owned {
     pub node_address: String,
     /// True when the node is one of tasks2consul's external nodes (catalog mode).
     pub external: bool,
-    /// Agent mode: the IDs of the service's checks (compared with the desired ones).
+    /// Agent mode: the IDs of the service's checks (compared with the desired ones; empty for
+    /// a service on an external node).
     pub check_ids: BTreeSet<String>,
     /// Catalog mode: the node's `external-probe` meta (rewritten when `--external-probe` changes).
     pub node_probe: Option<String>,
@@ -678,7 +679,13 @@ pub fn owned_from(
         // No mirror check: not what we write, so the comparison forces a rewrite.
         None => Health::Critical,
     };
-    let check_ids = checks.iter().filter_map(|c| c.check_id.clone()).collect();
+    // Only agent mode compares check IDs (catalog mode mirrors one check it names itself):
+    // not kept for the external nodes' 10,000s of services.
+    let check_ids = if external {
+        BTreeSet::new()
+    } else {
+        checks.iter().filter_map(|c| c.check_id.clone()).collect()
+    };
     let address = service
         .address
         .filter(|a| !a.is_empty())

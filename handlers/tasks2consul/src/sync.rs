@@ -298,7 +298,7 @@ impl Syncer<'_> {
                 checks.entry((node, sid)).or_default().push(c);
             }
         }
-        let mut owned = Vec::new();
+        let mut owned = Vec::with_capacity(found.iter().map(|(_, s)| s.len()).sum());
         for (node, services) in found {
             let name = node.node.clone().unwrap_or_default();
             for svc in services {
