@@ -339,14 +339,20 @@ impl Syncer<'_> {
         dry_run: bool,
         summary: &mut Summary,
     ) -> Result<Stats, SyncError> {
-        let (snap, p) = self.prepare(scope)?;
+        let (snap, mut p) = self.prepare(scope)?;
+        let Snapshot {
+            apps, owned, nodes, ..
+        } = snap;
         let mut stats = Stats {
-            apps: snap.apps.len(),
-            owned: snap.owned.len(),
+            apps: apps.len(),
+            owned: owned.len(),
             unchanged: p.unchanged.len(),
             waiting: p.waiting,
             ..Stats::default()
         };
+        // What was read is planned: not held through the writes (issue 13, peak RSS).
+        drop(apps);
+        drop(owned);
         log::info!(
             "{} app(s), {} owned registration(s): {} change(s), {} unchanged, {} waiting for health, {} held back",
             stats.apps,
@@ -356,15 +362,11 @@ impl Syncer<'_> {
             p.waiting,
             p.held.len()
         );
-        for r in &p.unchanged {
-            summary.push(Action::new(
-                "register",
-                r.id.clone(),
-                Status::Unchanged,
-                r.describe(),
-            ));
+        for r in std::mem::take(&mut p.unchanged) {
+            let detail = r.describe();
+            summary.push(Action::new("register", r.id, Status::Unchanged, detail));
         }
-        let done = self.execute(&p, &snap.nodes, dry_run, summary);
+        let done = self.execute(&p, &nodes, dry_run, summary);
         stats.applied = done.iter().filter(|d| **d == Some(true)).count();
         stats.failed = done.iter().filter(|d| **d == Some(false)).count();
         Ok(stats)
