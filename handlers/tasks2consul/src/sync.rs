@@ -493,8 +493,8 @@ impl Syncer<'_> {
 
     /// Writes `changes`: the catalog writes to `--consul` in transactions of at most
     /// [`txn::limit`] operations (128, or the lower limit an older Consul named: one request,
-    /// one Raft entry, for up to 63 registrations), everything else (agent mode, and what a transaction could not take) one
-    /// request per change. `None` for a change not attempted (Consul unreachable, or a stop
+    /// one Raft entry, for up to 63 registrations), everything else (agent mode, and what a
+    /// transaction could not take) one request per change. `None` for a change not attempted (Consul unreachable, or a stop
     /// signal: no new request starts after it).
     fn write_all(&self, changes: &[Change]) -> Vec<Option<WriteResult>> {
         let slots: Vec<Mutex<Option<WriteResult>>> =
@@ -675,8 +675,7 @@ impl Syncer<'_> {
                     return Vec::new();
                 }
                 // Anything else (a denial, a 413 over the body size limit, an error of the
-                // server): each change alone gets its
-                // own answer.
+                // server): each change alone gets its own answer.
                 log::warn!(
                     "PUT /v1/txn of {} change(s): {e}; writing them one by one",
                     batch.len()
