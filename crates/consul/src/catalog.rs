@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use runtime::http::HttpRequest;
+use runtime::http::{HttpRequest, HttpResponse};
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
 use crate::{encode_path, encode_query, Consul, ConsulError};
@@ -131,10 +132,14 @@ impl Consul {
 
     /// `GET /v1/catalog/nodes[?node-meta=k:v]`: every node (`Node`, `Address`, `Meta`, …). The
     /// node-meta filter is applied by Consul; servers that ignore it return every node.
-    pub fn catalog_nodes(
+    ///
+    /// This read and the other catalog/health lists decode into the caller's `T`: a `Value`,
+    /// or a struct of just the fields it reads, so a large answer is never held as a `Value`
+    /// tree (issue 13 item 4).
+    pub fn catalog_nodes<T: DeserializeOwned>(
         &self,
         node_meta: Option<(&str, &str)>,
-    ) -> Result<Vec<Value>, ConsulError> {
+    ) -> Result<Vec<T>, ConsulError> {
         let path = match node_meta {
             Some((k, v)) => format!(
                 "/v1/catalog/nodes?node-meta={}",
@@ -146,12 +151,12 @@ impl Consul {
         if !resp.is_success() {
             return Err(ConsulError::from_response("catalog node list", &resp));
         }
-        array(resp.json::<Value>()?, "catalog node list")
+        list(&resp, "catalog node list")
     }
 
     /// `GET /v1/health/state/<state>` (`any`, `passing`, `warning`, `critical`): every check in
     /// that state across the datacenter (`Node`, `CheckID`, `Status`, `ServiceID`, …).
-    pub fn health_state(&self, state: &str) -> Result<Vec<Value>, ConsulError> {
+    pub fn health_state<T: DeserializeOwned>(&self, state: &str) -> Result<Vec<T>, ConsulError> {
         let resp = self
             .http()
             .get(&format!("/v1/health/state/{}", encode_path(state)))?;
@@ -161,11 +166,11 @@ impl Consul {
                 &resp,
             ));
         }
-        array(resp.json::<Value>()?, "health state")
+        list(&resp, "health state")
     }
 
     /// `GET /v1/catalog/node/<node>`: `{Node, Services}` or `None` when the node is unknown.
-    pub fn catalog_node(&self, node: &str) -> Result<Option<Value>, ConsulError> {
+    pub fn catalog_node<T: DeserializeOwned>(&self, node: &str) -> Result<Option<T>, ConsulError> {
         let resp = self
             .http()
             .get(&format!("/v1/catalog/node/{}", encode_path(node)))?;
@@ -178,21 +183,22 @@ impl Consul {
                 &resp,
             ));
         }
-        match resp.json::<Value>()? {
-            Value::Null => Ok(None),
-            v => Ok(Some(v)),
-        }
+        Ok(resp.json::<Option<T>>()?)
     }
 }
 
-fn array(v: Value, what: &str) -> Result<Vec<Value>, ConsulError> {
-    match v {
-        Value::Array(items) => Ok(items),
-        Value::Null => Ok(Vec::new()),
-        _ => Err(ConsulError::Unexpected {
-            what: what.to_string(),
-            reason: "not a JSON array".into(),
-        }),
+/// A JSON array answer decoded into `T`s, straight from the body (`null`: none). Any other
+/// JSON is an unexpected answer; what is not JSON at all, a decode error.
+fn list<T: DeserializeOwned>(resp: &HttpResponse, what: &str) -> Result<Vec<T>, ConsulError> {
+    match resp.body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[' | b'n') => Ok(resp.json::<Option<Vec<T>>>()?.unwrap_or_default()),
+        _ => {
+            resp.json::<Value>()?;
+            Err(ConsulError::Unexpected {
+                what: what.to_string(),
+                reason: "not a JSON array".into(),
+            })
+        }
     }
 }
 
@@ -220,23 +226,23 @@ mod tests {
         });
         c.catalog_register("web-1", &body).unwrap();
         assert!(c.catalog_services(None).unwrap().contains_key("web"));
-        let nodes = c.catalog_nodes(Some(("external-node", "true"))).unwrap();
+        let nodes: Vec<Value> = c.catalog_nodes(Some(("external-node", "true"))).unwrap();
         assert!(nodes.iter().any(|n| n["Node"] == "ext-1"));
-        let node = c.catalog_node("ext-1").unwrap().unwrap();
+        let node: Value = c.catalog_node("ext-1").unwrap().unwrap();
         assert_eq!(node["Services"]["web-1"]["Meta"]["k"], "v");
         let health = c.health_service("web").unwrap();
         assert_eq!(health[0]["Checks"][0]["Status"], "critical");
         assert!(c
-            .health_state("critical")
+            .health_state::<Value>("critical")
             .unwrap()
             .iter()
             .any(|c| c["CheckID"] == "web-1:h"));
         c.catalog_deregister_service("ext-1", "web-1").unwrap();
         assert!(c.health_service("web").unwrap().is_empty());
         c.catalog_deregister_node("ext-1").unwrap();
-        assert!(c.catalog_node("ext-1").unwrap().is_none());
+        assert!(c.catalog_node::<Value>("ext-1").unwrap().is_none());
         // Consul takes any state name but refuses an empty one (400).
-        assert!(c.health_state("bogus").unwrap().is_empty());
-        assert!(c.health_state("").is_err());
+        assert!(c.health_state::<Value>("bogus").unwrap().is_empty());
+        assert!(c.health_state::<Value>("").is_err());
     }
 }

@@ -10,7 +10,9 @@
 //! Answers: 200 `{"Results": [...], "Errors": null}` (each `set` gives the entry as stored,
 //! deletes give nothing); 409 `{"Results": null, "Errors": [{"OpIndex", "What"}]}` when any
 //! operation failed: then nothing was applied; 413 over the operation limit (64 before v1.14's
-//! 128); 404/405 from servers without the endpoint.
+//! 128) with the body `Transaction contains too many operations (N > M)`, or over the request
+//! size with `Request body too large, max size: N bytes` (agent/txn_endpoint.go convertOps);
+//! 404/405 from servers without the endpoint.
 
 use runtime::http::HttpRequest;
 use serde::{Deserialize, Serialize};
@@ -18,9 +20,31 @@ use serde_json::Value;
 
 use crate::{Consul, ConsulError};
 
-/// The most operations tasks2consul puts in one transaction: the limit of Consul before v1.14
-/// (agent/txn_endpoint.go maxTxnOps = 64; v1.14.11 allows 128), so it works with both.
-pub const MAX_TXN_OPS: usize = 64;
+/// The most operations a transaction starts with: the limit of Consul 1.14 and later
+/// (agent/txn_endpoint.go `maxTxnOps = 128`, raised from 64 by hashicorp/consul PR #14599
+/// "increase the size of txn to support vault", merged 2022-09, first released in 1.14; docs
+/// hashicorp/consul PR #22485). An older server answers 413 [`TOO_MANY_OPS`] naming its own limit,
+/// and [`TxnOutcome::TooManyOps`] lets the caller adopt it.
+pub const MAX_TXN_OPS: usize = 128;
+
+/// The limit of Consul before 1.14 (agent/txn_endpoint.go `maxTxnOps = 64`).
+pub const PRE_1_14_TXN_OPS: usize = 64;
+
+/// The start of the 413 body of a transaction over the server's operation limit:
+/// `fmt.Fprintf(resp, "Transaction contains too many operations (%d > %d)", size, maxTxnOps)`
+/// (agent/txn_endpoint.go, the same text before and after 1.14; seen in the v1.14.11 binary and
+/// compared with the devstack double by its conformance suite, step "txn too many ops").
+pub const TOO_MANY_OPS: &str = "Transaction contains too many operations";
+
+/// `Some((sent, max))` for the 413 body of a transaction over the operation limit
+/// (`Transaction contains too many operations (130 > 64)`), `None` for any other body (a
+/// `Request body too large, max size: N bytes` is about bytes, not operations).
+pub fn parse_too_many_ops(body: &str) -> Option<(usize, usize)> {
+    let rest = body.trim().strip_prefix(TOO_MANY_OPS)?.trim_start();
+    let inner = rest.strip_prefix('(')?.split(')').next()?;
+    let (sent, max) = inner.split_once('>')?;
+    Some((sent.trim().parse().ok()?, max.trim().parse().ok()?))
+}
 
 /// A catalog verb (api/txn.go NodeOp/ServiceOp/CheckOp).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -80,6 +104,9 @@ pub enum TxnOutcome {
     Applied(Vec<Value>),
     /// 409: nothing applied; the operations that failed and why.
     RolledBack(Vec<TxnError>),
+    /// 413 `Transaction contains too many operations (sent > max)`: nothing applied; the server
+    /// takes at most `max` operations per transaction (a Consul before 1.14: 64).
+    TooManyOps { sent: usize, max: usize },
 }
 
 #[derive(Deserialize)]
@@ -91,9 +118,10 @@ struct TxnAnswer {
 }
 
 impl Consul {
-    /// `PUT /v1/txn` with `ops`. A 409 is an answer ([`TxnOutcome::RolledBack`]); any other
-    /// non-2xx is an error (its status tells a server without the endpoint, 404/405, from a
-    /// refused body, 400, or too many operations, 413).
+    /// `PUT /v1/txn` with `ops`. A 409 is an answer ([`TxnOutcome::RolledBack`]), and so is a
+    /// 413 over the operation limit ([`TxnOutcome::TooManyOps`]); any other non-2xx is an error
+    /// (its status tells a server without the endpoint, 404/405, from a refused body, 400, or a
+    /// body over the size limit, 413).
     pub fn txn(&self, ops: &[TxnOp]) -> Result<TxnOutcome, ConsulError> {
         let body = serde_json::to_value(ops).map_err(|e| ConsulError::Unexpected {
             what: "transaction".into(),
@@ -102,6 +130,11 @@ impl Consul {
         let resp = self
             .http()
             .send(HttpRequest::new("PUT", "/v1/txn").json(&body))?;
+        if resp.status == 413 {
+            if let Some((sent, max)) = parse_too_many_ops(&String::from_utf8_lossy(&resp.body)) {
+                return Ok(TxnOutcome::TooManyOps { sent, max });
+            }
+        }
         if !resp.is_success() && resp.status != 409 {
             return Err(ConsulError::from_response(
                 &format!("transaction of {} operation(s)", ops.len()),
@@ -165,6 +198,34 @@ mod tests {
     }
 
     #[test]
+    fn the_413_body_over_the_operation_limit_names_the_limit() {
+        // agent/txn_endpoint.go: "Transaction contains too many operations (%d > %d)".
+        assert_eq!(
+            parse_too_many_ops("Transaction contains too many operations (130 > 64)"),
+            Some((130, 64))
+        );
+        assert_eq!(
+            parse_too_many_ops("Transaction contains too many operations (129 > 128)\n"),
+            Some((129, 128))
+        );
+        // The other 413 of /v1/txn is about bytes: not an operation limit.
+        assert_eq!(
+            parse_too_many_ops("Request body too large, max size: 524288 bytes"),
+            None
+        );
+        for bad in [
+            "",
+            "Transaction contains too many operations",
+            "Transaction contains too many operations (x > 64)",
+            "Transaction contains too many operations (130 < 64)",
+            "Transaction contains too many operations (130 > )",
+            "transaction contains too many operations (130 > 64)",
+        ] {
+            assert_eq!(parse_too_many_ops(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn applied_rolled_back_and_refused_transactions() {
         let d = devstack::consul::Consul::start(Default::default()).unwrap();
         let c = client(d.url());
@@ -198,6 +259,29 @@ mod tests {
         );
         match c.txn(&register("ext-3", "web-4", json!({}))) {
             Err(ConsulError::Http(h)) => assert_eq!(h.status(), Some(404)),
+            other => panic!("{other:?}"),
+        }
+
+        // A server with a lower limit (a Consul before 1.14 takes 64) names it in its 413.
+        d.set_max_txn_ops(4);
+        let mut ops = register("ext-4", "web-5", json!({}));
+        ops.extend(register("ext-4", "web-6", json!({})));
+        assert_eq!(
+            c.txn(&ops).unwrap(),
+            TxnOutcome::TooManyOps { sent: 6, max: 4 }
+        );
+        assert_eq!(c.health_service("web").unwrap().len(), 1, "nothing applied");
+        // A 413 about the body's size is an error, as before.
+        d.faults().fail_next_on(
+            "/v1/txn",
+            1,
+            devstack::http::Fault::Status {
+                status: 413,
+                body: "Request body too large, max size: 524288 bytes".into(),
+            },
+        );
+        match c.txn(&register("ext-5", "web-7", json!({}))) {
+            Err(ConsulError::Http(h)) => assert_eq!(h.status(), Some(413)),
             other => panic!("{other:?}"),
         }
     }

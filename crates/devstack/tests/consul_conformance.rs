@@ -884,14 +884,23 @@ fn sequence(r: &mut Run) {
         br#"[{"KV":{"Verb":"check-not-exists","Key":"txn/none"}},{"KV":{"Verb":"delete","Key":"txn/a"}},{"KV":{"Verb":"get","Key":"txn/missing"}}]"#,
     );
     r.step("txn delete rolled back", "GET", "/v1/kv/txn/a", b"");
-    let too_many: Vec<Value> = (0..129)
-        .map(|i| json!({"KV": {"Verb": "set", "Key": format!("txn/{i}"), "Value": "eA=="}}))
-        .collect();
+    // `n` KV sets under `prefix/`. v1.14.11 takes 128 operations (hashicorp/consul PR #14599;
+    // 64 before 1.14): tasks2consul starts at 128 per transaction.
+    let sets = |prefix: &str, n: usize| {
+        let ops: Vec<Value> = (0..n)
+            .map(
+                |i| json!({"KV": {"Verb": "set", "Key": format!("{prefix}/{i}"), "Value": "eA=="}}),
+            )
+            .collect();
+        serde_json::to_vec(&ops).unwrap()
+    };
+    r.step("txn too many ops", "PUT", "/v1/txn", &sets("txn", 129));
+    r.step("txn 128 ops", "PUT", "/v1/txn", &sets("txn128", 128));
     r.step(
-        "txn too many ops",
-        "PUT",
-        "/v1/txn",
-        serde_json::to_string(&too_many).unwrap().as_bytes(),
+        "txn 128 ops cleaned",
+        "DELETE",
+        "/v1/kv/txn128?recurse",
+        b"",
     );
     r.step("txn not json", "PUT", "/v1/txn", b"{");
     // Catalog verbs (issue 13): a registration as tasks2consul writes it, a replay, reads,

@@ -565,13 +565,31 @@ impl HttpClient {
                 )
             })
             .collect();
-        let mut body = match resp
-            .body_mut()
-            .with_config()
-            .limit(self.cfg.max_body)
-            .read_to_vec()
-        {
-            Ok(b) => b,
+        // Sized from Content-Length when the server sends one (at most 64 MiB up front): a
+        // 10 MB answer (10,000 tasks) is read into one allocation instead of a series of
+        // doublings whose freed buffers stay in the heap (issue 13, peak RSS).
+        let expected = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            .min(self.cfg.max_body)
+            .min(64 << 20);
+        let mut body = Vec::with_capacity(expected as usize);
+        let read = std::io::Read::read_to_end(
+            &mut resp
+                .body_mut()
+                .with_config()
+                .limit(self.cfg.max_body)
+                .reader(),
+            &mut body,
+        )
+        // A limit or transport error comes back wrapped in io::Error: unwrapped as read_to_vec
+        // does.
+        .map_err(ureq::Error::from);
+        let mut body = match read {
+            Ok(_) => body,
             Err(ureq::Error::BodyExceedsLimit(_)) => {
                 return Err(format!("answer larger than {} bytes", self.cfg.max_body))
             }
@@ -1027,6 +1045,30 @@ mod tests {
         assert_eq!(c.request_count(), 1);
         let e = r.error();
         assert!(!e.to_string().contains("hunter22"), "{e}");
+    }
+
+    #[test]
+    fn a_large_answer_is_read_whole_into_one_buffer_and_the_limit_still_holds() {
+        let big = "x".repeat(1 << 20);
+        let s = Server::start(
+            "127.0.0.1:0",
+            Arc::new(move |_r: Request| Response::text(200, &big)),
+        )
+        .unwrap();
+        let mut cfg = fast("marathon");
+        cfg.max_body = 2 << 20;
+        let c = HttpClient::new(&[s.url()], cfg.clone()).unwrap();
+        let r = c.get("/v2/apps").unwrap();
+        assert_eq!(r.body.len(), 1 << 20);
+        // Sized from Content-Length: no doubling left a larger buffer behind.
+        assert_eq!(r.body.capacity(), r.body.len());
+        cfg.max_body = 1000;
+        let c = HttpClient::new(&[s.url()], cfg).unwrap();
+        let e = c.get("/v2/apps").unwrap_err();
+        assert!(
+            e.to_string().contains("answer larger than 1000 bytes"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use std::sync::atomic::Ordering;
 
 use runtime::{Exit, Status, Summary};
-use serde_json::{json, Value};
+use serde_json::Value;
 use watch::{EventStream, StreamEvent};
 
+use crate::app::{App, Task};
 use crate::follow::Metrics;
 use crate::plan::{self, Change, Config, Mode, Owned};
 use crate::scope::Scope;
@@ -56,7 +57,7 @@ pub trait SyncerFactory {
 /// In-memory view between full syncs.
 #[derive(Default)]
 pub struct State {
-    apps: HashMap<String, Value>,
+    apps: HashMap<String, App>,
     owned: HashMap<String, Owned>,
     tombstones: HashSet<String>,
     /// Apps read from Marathon without the label: their events are ignored until the next
@@ -385,10 +386,8 @@ fn full_sync(
         } = snap;
         state.apps = apps
             .into_iter()
-            .filter_map(|a| {
-                let id = a.get("id").and_then(Value::as_str)?.to_string();
-                Some((id, a))
-            })
+            .filter(|a| !a.id.is_empty())
+            .map(|a| (a.id.clone(), a))
             .collect();
         state.owned = owned.into_iter().map(|o| (o.reg.id.clone(), o)).collect();
         state.tombstones.clear();
@@ -427,7 +426,7 @@ fn replan_app(
     summary: &mut Summary,
 ) {
     let scope: BTreeSet<String> = [app_id.to_string()].into();
-    let apps: Vec<Value> = state.apps.get(app_id).cloned().into_iter().collect();
+    let apps: Vec<App> = state.apps.get(app_id).cloned().into_iter().collect();
     // Only this app's registrations are compared (cloning all of them per event would cost
     // O(registrations)).
     let owned: Vec<Owned> = state
@@ -495,11 +494,7 @@ fn on_event(
                 log::info!("ignoring {status} of {task_id}: already seen terminal (reordered)");
                 return Ok(());
             }
-            let cached_version = state
-                .apps
-                .get(app_id)
-                .and_then(|a| str_of(a, "version"))
-                .map(str::to_string);
+            let cached_version = state.apps.get(app_id).and_then(|a| a.version.clone());
             let known_task = task_known(state, app_id, task_id);
             factory.with_syncer(&mut |s: &Syncer<'_>| -> Result<(), String> {
                 // An app we do not know (new, or changed since the sync) is read from Marathon;
@@ -600,15 +595,12 @@ fn refresh_app(
         Some(app) if plan::app_selected(&app, s.cfg) => {
             // Tasks Marathon still lists but we saw die keep their terminal state.
             let mut app = app;
-            if let Some(tasks) = app.get_mut("tasks").and_then(Value::as_array_mut) {
-                for t in tasks.iter_mut() {
-                    let dead = t
-                        .get("id")
-                        .and_then(Value::as_str)
-                        .is_some_and(|id| state.tombstones.contains(id));
-                    if dead {
-                        t["state"] = json!("TASK_KILLED");
-                    }
+            for t in app.tasks.iter_mut().flatten() {
+                if t.id
+                    .as_deref()
+                    .is_some_and(|id| state.tombstones.contains(id))
+                {
+                    t.state = "TASK_KILLED".into();
                 }
             }
             state.apps.insert(app_id.to_string(), app);
@@ -625,9 +617,7 @@ fn task_known(state: &State, app_id: &str, task_id: &str) -> bool {
     state
         .apps
         .get(app_id)
-        .and_then(|a| a.get("tasks"))
-        .and_then(Value::as_array)
-        .is_some_and(|ts| ts.iter().any(|t| str_of(t, "id") == Some(task_id)))
+        .is_some_and(|a| a.tasks().iter().any(|t| t.id.as_deref() == Some(task_id)))
 }
 
 /// Upserts a task from a `status_update_event` into the cached app.
@@ -635,47 +625,37 @@ fn set_task(state: &mut State, app_id: &str, task_id: &str, status: &str, d: &Va
     let Some(app) = state.apps.get_mut(app_id) else {
         return;
     };
-    if !app.get("tasks").is_some_and(Value::is_array) {
-        app["tasks"] = json!([]);
-    }
-    let Some(tasks) = app.get_mut("tasks").and_then(Value::as_array_mut) else {
-        return;
-    };
-    let pos = tasks.iter().position(|t| str_of(t, "id") == Some(task_id));
-    let task = match pos {
-        Some(i) => &mut tasks[i],
+    let tasks = app.tasks.get_or_insert_with(Vec::new);
+    let i = match tasks.iter().position(|t| t.id.as_deref() == Some(task_id)) {
+        Some(i) => i,
         None => {
-            tasks.push(json!({ "id": task_id, "appId": app_id, "healthCheckResults": [] }));
-            let last = tasks.len() - 1;
-            &mut tasks[last]
+            // No health result yet: with health checks, not registered until one is alive.
+            tasks.push(Task {
+                id: Some(task_id.to_string()),
+                health_results: Some(Vec::new()),
+                ..Task::default()
+            });
+            tasks.len() - 1
         }
     };
-    task["state"] = json!(status);
-    for key in ["host", "ports", "ipAddresses", "version", "slaveId"] {
-        if let Some(v) = d.get(key) {
-            task[key] = v.clone();
-        }
-    }
+    let task = &mut tasks[i];
+    task.state = status.to_string();
+    task.update_from(d);
 }
 
 /// Marks the task's health. Marathon 1.4+ sends `instanceId` (`app.instance-<uuid>`) where the
 /// task id is `app.instance-<uuid>._app.1` (allegro/marathon-consul#296): match both.
 fn set_health(state: &mut State, app_id: &str, id: &str, alive: bool) -> bool {
-    let Some(tasks) = state
-        .apps
-        .get_mut(app_id)
-        .and_then(|a| a.get_mut("tasks"))
-        .and_then(Value::as_array_mut)
-    else {
+    let Some(app) = state.apps.get_mut(app_id) else {
         return false;
     };
     let mut matched = false;
-    for t in tasks.iter_mut() {
-        let tid = str_of(t, "id").unwrap_or_default();
+    for t in app.tasks.iter_mut().flatten() {
+        let tid = t.id.as_deref().unwrap_or_default();
         let hit = tid == id
             || (tid.len() > id.len() && tid.starts_with(id) && tid[id.len()..].starts_with('.'));
         if hit {
-            t["healthCheckResults"] = json!([{ "alive": alive }]);
+            t.health_results = Some(vec![alive]);
             matched = true;
         }
     }

@@ -6,10 +6,14 @@
 //! following Marathon's event stream with periodic full resyncs.
 //! Not for: deploying apps (kv2jobs) or decoding watch payloads (`watch`).
 //!
-//! Library layout: [`plan`] (pure: desired registrations, ownership, diff), [`scope`] (which
+//! Library layout: [`app`] and [`catalog`] (what is read of Marathon's apps and Consul's
+//! catalog, decoded into compact structs), [`plan`] (pure: desired registrations, ownership,
+//! diff), [`scope`] (which
 //! apps a payload names), [`sync`] (reads and writes), [`events`] (the event loop of `--events`
 //! and `--follow`), [`follow`] (`--follow`: the stream connection, metrics).
 
+pub mod app;
+pub mod catalog;
 pub mod events;
 pub mod follow;
 pub mod plan;

@@ -1,10 +1,15 @@
 //! The sync plan: which registrations Marathon's apps and tasks call for (desired), which
 //! registrations tasks2consul owns in Consul (read from their meta), and the difference between
-//! the two as register/deregister changes. Pure functions over JSON, no I/O.
+//! the two as register/deregister changes. Pure functions over the reduced Marathon apps
+//! ([`crate::app`]) and Consul's JSON, no I/O.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
+
+use crate::app::{App, HealthCheck, Task};
+use crate::catalog;
 
 /// Service meta keys. `external-source` follows Consul's convention for registrations that come
 /// from another system (consul-k8s writes `external-source=kubernetes`).
@@ -318,7 +323,8 @@ pub struct Owned {
     pub node_address: String,
     /// True when the node is one of tasks2consul's external nodes (catalog mode).
     pub external: bool,
-    /// Agent mode: the IDs of the service's checks (compared with the desired ones).
+    /// Agent mode: the IDs of the service's checks (compared with the desired ones; empty for
+    /// a service on an external node).
     pub check_ids: BTreeSet<String>,
     /// Catalog mode: the node's `external-probe` meta (rewritten when `--external-probe` changes).
     pub node_probe: Option<String>,
@@ -367,20 +373,6 @@ pub struct AppDesired {
     pub task_states: HashMap<String, String>,
 }
 
-fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
-}
-
-fn label_map(v: Option<&Value>) -> Vec<(String, String)> {
-    match v {
-        Some(Value::Object(m)) => m
-            .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
 /// Consul accepts any service name, but DNS and consul-template need something sane: no
 /// control characters, no whitespace, no `/`, at most 128 characters.
 fn check_name(name: &str) -> Result<(), &'static str> {
@@ -411,59 +403,14 @@ pub fn valid_host(host: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':' | '[' | ']'))
 }
 
-/// The port specs of an app, in task port order: `container.portMappings` (1.5+),
-/// `container.docker.portMappings` (1.4), else `portDefinitions`.
-fn port_specs(app: &Value) -> Vec<Value> {
-    let container = app.get("container");
-    for mappings in [
-        container.and_then(|c| c.get("portMappings")),
-        container
-            .and_then(|c| c.get("docker"))
-            .and_then(|d| d.get("portMappings")),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if let Some(a) = mappings.as_array().filter(|a| !a.is_empty()) {
-            return a.clone();
-        }
-    }
-    app.get("portDefinitions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// True for a task Marathon reports running. Tasks of Marathon 0.x carry no `state` but a
-/// `startedAt` once running.
-fn task_state(task: &Value) -> String {
-    match str_of(task, "state") {
-        Some(s) => s.to_string(),
-        None if task.get("startedAt").is_some_and(|s| !s.is_null()) => "TASK_RUNNING".into(),
-        None => "TASK_STAGING".into(),
-    }
-}
-
-fn app_health_checks(app: &Value) -> Vec<Value> {
-    app.get("healthChecks")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// Marathon's verdict: no health checks = healthy; otherwise every result alive (and at least
 /// one result: a task in its grace period has none yet).
-fn task_health(app_has_checks: bool, task: &Value) -> Health {
+fn task_health(app_has_checks: bool, task: &Task) -> Health {
     if !app_has_checks {
         return Health::Passing;
     }
-    match task.get("healthCheckResults").and_then(Value::as_array) {
-        Some(results)
-            if !results.is_empty()
-                && results
-                    .iter()
-                    .all(|r| r.get("alive").and_then(Value::as_bool) == Some(true)) =>
-        {
+    match &task.health_results {
+        Some(results) if !results.is_empty() && results.iter().all(|alive| *alive) => {
             Health::Passing
         }
         _ => Health::Critical,
@@ -474,20 +421,20 @@ fn task_health(app_has_checks: bool, task: &Value) -> Health {
 /// as marathon-consul translates them (reference §4.1). COMMAND checks run inside the
 /// container and have no Consul equivalent; they are left to Marathon.
 fn translate_checks(
-    app: &Value,
+    checks: &[HealthCheck],
     sid: &str,
     port_index: usize,
     host: &str,
     ports: &[u16],
 ) -> Vec<CheckDef> {
     let mut out = Vec::new();
-    for (k, hc) in app_health_checks(app).iter().enumerate() {
-        let protocol = str_of(hc, "protocol").unwrap_or("HTTP");
+    for (k, hc) in checks.iter().enumerate() {
+        let protocol = hc.protocol.as_deref().unwrap_or("HTTP");
         // A fixed `port` applies to the first service; `portIndex` (default 0) to its port.
-        let (applies, port) = match hc.get("port").and_then(Value::as_u64) {
+        let (applies, port) = match hc.port {
             Some(p) => (port_index == 0, p as u16),
             None => {
-                let idx = hc.get("portIndex").and_then(Value::as_u64).unwrap_or(0) as usize;
+                let idx = hc.port_index.unwrap_or(0) as usize;
                 (idx == port_index, ports.get(idx).copied().unwrap_or(0))
             }
         };
@@ -501,7 +448,7 @@ fn translate_checks(
                 } else {
                     "http"
                 };
-                let path = str_of(hc, "path").unwrap_or("/");
+                let path = hc.path.as_deref().unwrap_or("/");
                 let path = if path.starts_with('/') {
                     path.to_string()
                 } else {
@@ -512,34 +459,27 @@ fn translate_checks(
             "TCP" | "MESOS_TCP" => ("TCP", format!("{host}:{port}")),
             _ => continue,
         };
-        let secs = |key: &str, default: u64| {
-            format!(
-                "{}s",
-                hc.get(key).and_then(Value::as_u64).unwrap_or(default)
-            )
-        };
+        let secs = |value: Option<u64>, default: u64| format!("{}s", value.unwrap_or(default));
         out.push(CheckDef {
             id: format!("{sid}:hc{k}"),
             name: format!("Marathon health check {k} ({protocol})"),
             kind,
             target,
-            interval: secs("intervalSeconds", 60),
-            timeout: secs("timeoutSeconds", 20),
+            interval: secs(hc.interval_seconds, 60),
+            timeout: secs(hc.timeout_seconds, 20),
         });
     }
     out
 }
 
 /// Is the app opted in, and under which name?
-pub fn app_selected(app: &Value, cfg: &Config) -> bool {
-    app.get("labels")
-        .and_then(|l| l.get(&cfg.label))
-        .is_some_and(|v| v.is_string())
+pub fn app_selected(app: &App, cfg: &Config) -> bool {
+    app.label(&cfg.label).is_some()
 }
 
 /// The registrations one app calls for: every port of every running task.
-pub fn desired_for_app(app: &Value, cfg: &Config) -> Result<AppDesired, AppError> {
-    let app_id = str_of(app, "id").unwrap_or_default().to_string();
+pub fn desired_for_app(app: &App, cfg: &Config) -> Result<AppDesired, AppError> {
+    let app_id = app.id.clone();
     let err = |reason: String| AppError {
         app_id: app_id.clone(),
         reason,
@@ -547,66 +487,47 @@ pub fn desired_for_app(app: &Value, cfg: &Config) -> Result<AppDesired, AppError
     if app_id.is_empty() {
         return Err(err("has no id".into()));
     }
-    let labels = label_map(app.get("labels"));
-    let base = match labels.iter().find(|(k, _)| *k == cfg.label) {
-        Some((_, v)) if !v.is_empty() && v != "true" => v.clone(),
+    let base = match app.label(&cfg.label) {
+        Some(v) if !v.is_empty() && v != "true" => v.to_string(),
         _ => default_name(&app_id),
     };
     check_name(&base).map_err(|why| err(format!("service name {base:?} {why}")))?;
-    let app_tags: Vec<String> = labels
+    let app_tags: Vec<&str> = app
+        .labels
         .iter()
         .filter(|(_, v)| v == "tag")
-        .map(|(k, _)| k.clone())
+        .map(|(k, _)| k.as_str())
         .collect();
-    let specs = port_specs(app);
-    let has_checks = !app_health_checks(app).is_empty();
+    let has_checks = !app.health_checks.is_empty();
     let mut out = AppDesired::default();
-    let tasks = app
-        .get("tasks")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    for task in &tasks {
-        let Some(task_id) = str_of(task, "id") else {
+    for task in app.tasks() {
+        let Some(task_id) = task.id.as_deref() else {
             continue;
         };
-        let state = task_state(task);
-        out.task_states.insert(task_id.to_string(), state.clone());
-        if state != "TASK_RUNNING" {
+        out.task_states
+            .insert(task_id.to_string(), task.state.clone());
+        if !task.is_running() {
             continue;
         }
-        let host = str_of(task, "host").unwrap_or_default().to_string();
+        let host = task.host.clone().unwrap_or_default();
         if !valid_host(&host) {
             log::warn!("app {app_id}: task {task_id} has an invalid host {host:?}; not registered");
             continue;
         }
-        let host_ports: Vec<u16> = task
-            .get("ports")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_u64)
-                    .map(|p| p as u16)
-                    .collect()
-            })
-            .unwrap_or_default();
         // Without host ports (USER/container networks) the task is reached on its own IP and
         // the container ports.
-        let (address, ports) = if !host_ports.is_empty() {
-            (host.clone(), host_ports)
+        let (address, ports) = if !task.ports.is_empty() {
+            (host.clone(), task.ports.clone())
         } else {
-            let ip = task
-                .get("ipAddresses")
-                .and_then(|a| a.get(0))
-                .and_then(|a| str_of(a, "ipAddress"));
-            let cports: Vec<u16> = specs
+            let cports: Vec<u16> = app
+                .ports
                 .iter()
-                .filter_map(|s| s.get("containerPort").and_then(Value::as_u64))
+                .filter_map(|s| s.container_port)
                 .filter(|p| *p > 0)
                 .map(|p| p as u16)
                 .collect();
-            match ip {
-                Some(ip) if !cports.is_empty() => (ip.to_string(), cports),
+            match &task.ip {
+                Some(ip) if !cports.is_empty() => (ip.clone(), cports),
                 _ => continue,
             }
         };
@@ -616,14 +537,18 @@ pub fn desired_for_app(app: &Value, cfg: &Config) -> Result<AppDesired, AppError
         } else {
             Gate::Unhealthy
         };
-        let version = str_of(task, "version")
-            .or_else(|| str_of(app, "version"))
+        let version = task
+            .version
+            .as_deref()
+            .or(app.version.as_deref())
             .unwrap_or_default();
         let several = ports.len() > 1;
         for (i, port) in ports.iter().copied().enumerate() {
-            let spec = specs.get(i).cloned().unwrap_or(Value::Null);
-            let port_labels = label_map(spec.get("labels"));
-            let port_name = str_of(&spec, "name").filter(|n| !n.is_empty());
+            let spec = app.ports.get(i);
+            let port_labels = spec.map_or(&[][..], |s| &s.labels[..]);
+            let port_name = spec
+                .and_then(|s| s.name.as_deref())
+                .filter(|n| !n.is_empty());
             let name = match port_labels.iter().find(|(k, _)| *k == cfg.label) {
                 Some((_, v)) if !v.is_empty() && v != "true" => v.clone(),
                 _ if several => format!(
@@ -638,13 +563,14 @@ pub fn desired_for_app(app: &Value, cfg: &Config) -> Result<AppDesired, AppError
                 .map_err(|why| err(format!("port {i}: service name {name:?} {why}")))?;
             let mut tags: Vec<String> = app_tags
                 .iter()
-                .cloned()
+                .copied()
                 .chain(
                     port_labels
                         .iter()
                         .filter(|(_, v)| v == "tag")
-                        .map(|(k, _)| k.clone()),
+                        .map(|(k, _)| k.as_str()),
                 )
+                .map(str::to_string)
                 .collect();
             tags.sort();
             tags.dedup();
@@ -657,7 +583,7 @@ pub fn desired_for_app(app: &Value, cfg: &Config) -> Result<AppDesired, AppError
             meta.insert(META_SOURCE.to_string(), SOURCE.to_string());
             meta.insert(META_CLUSTER.to_string(), cfg.cluster.clone());
             let checks = if cfg.mode == Mode::Agent {
-                translate_checks(app, &sid, i, &address, &ports)
+                translate_checks(&app.health_checks, &sid, i, &address, &ports)
             } else {
                 Vec::new()
             };
@@ -680,29 +606,19 @@ pub fn desired_for_app(app: &Value, cfg: &Config) -> Result<AppDesired, AppError
     Ok(out)
 }
 
-fn meta_of(v: Option<&Value>) -> BTreeMap<String, String> {
-    match v {
-        Some(Value::Object(m)) => m
-            .iter()
-            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-            .collect(),
-        _ => BTreeMap::new(),
-    }
-}
-
 /// True for tasks2consul's external nodes (catalog mode) and other external nodes: node meta
 /// `external-node=true` or `external-source=marathon`.
-pub fn is_external_node(node: &Value) -> bool {
-    let meta = meta_of(node.get("Meta"));
+pub fn is_external_node(node: &catalog::Node) -> bool {
+    let meta = &node.meta;
     meta.get("external-node").map(String::as_str) == Some("true")
         || meta.get(META_SOURCE).map(String::as_str) == Some(SOURCE)
 }
 
 /// True for the external nodes tasks2consul creates for `cluster` (node meta
 /// `external-source=marathon` and `marathon-cluster`, `default` without it).
-pub fn is_our_node(node: &Value, cluster: &str) -> bool {
-    let meta = meta_of(node.get("Meta"));
-    meta.get(META_SOURCE).map(String::as_str) == Some(SOURCE) && cluster_in(&meta) == cluster
+pub fn is_our_node(node: &catalog::Node, cluster: &str) -> bool {
+    node.meta.get(META_SOURCE).map(String::as_str) == Some(SOURCE)
+        && cluster_in(&node.meta) == cluster
 }
 
 /// The cluster named by service or node meta (`default` without [`META_CLUSTER`]).
@@ -719,71 +635,69 @@ fn is_marathon_service(meta: &BTreeMap<String, String>) -> bool {
 }
 
 /// True when a service's meta says tasks2consul wrote it for `cluster`.
-pub fn is_owned_service(service: &Value, cluster: &str) -> bool {
-    let meta = meta_of(service.get("Meta"));
-    is_marathon_service(&meta) && cluster_in(&meta) == cluster
+pub fn is_owned_service(service: &catalog::Service, cluster: &str) -> bool {
+    is_marathon_service(&service.meta) && cluster_in(&service.meta) == cluster
 }
 
-/// Reads one `/v1/health/service/<name>` entry (`{Node, Service, Checks}`). `None` unless tasks2consul owns it: Service
-/// meta `external-source=marathon` with a task and app id. Everything else is foreign and never
-/// touched.
+/// Reads one `/v1/health/service/<name>` entry (`{Node, Service, Checks}`). `None` unless
+/// tasks2consul owns it: Service meta `external-source=marathon` with a task and app id.
+/// Everything else is foreign and never touched.
 pub fn owned_from_health_entry(entry: &Value) -> Option<Owned> {
-    let service = entry.get("Service")?;
-    let meta = meta_of(service.get("Meta"));
-    if !is_marathon_service(&meta) {
+    let e = catalog::HealthEntry::deserialize(entry).ok()?;
+    owned_from(&e.node?, e.service?, &e.checks.iter().collect::<Vec<_>>())
+}
+
+/// The registration `service` on `node` is, with `checks` (any; those of the service are
+/// used), if tasks2consul owns it (see [`owned_from_health_entry`]).
+pub fn owned_from(
+    node: &catalog::Node,
+    service: catalog::Service,
+    checks: &[&catalog::Check],
+) -> Option<Owned> {
+    if !is_marathon_service(&service.meta) {
         return None;
     }
-    let node = entry.get("Node")?;
-    let node_name = str_of(node, "Node")?.to_string();
-    let node_address = str_of(node, "Address").unwrap_or_default().to_string();
+    let node_name = node.node.clone()?;
+    let node_address = node.address.clone().unwrap_or_default();
     let external = is_external_node(node);
-    let id = str_of(service, "ID")?.to_string();
-    let mut tags: Vec<String> = service
-        .get("Tags")
-        .and_then(Value::as_array)
-        .map(|t| {
-            t.iter()
-                .filter_map(|s| s.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
+    let id = service.id?;
+    let mut tags = service.tags;
     tags.sort();
     tags.dedup();
-    let checks: Vec<&Value> = entry
-        .get("Checks")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter(|c| str_of(c, "ServiceID") == Some(id.as_str()))
-                .collect()
-        })
-        .unwrap_or_default();
+    let checks: Vec<&catalog::Check> = checks
+        .iter()
+        .copied()
+        .filter(|c| c.service_id.as_deref() == Some(id.as_str()))
+        .collect();
     let mirror = format!("{id}{MIRROR_CHECK_SUFFIX}");
     let health = match checks
         .iter()
-        .find(|c| str_of(c, "CheckID") == Some(mirror.as_str()))
+        .find(|c| c.check_id.as_deref() == Some(mirror.as_str()))
     {
-        Some(c) if str_of(c, "Status") == Some("passing") => Health::Passing,
+        Some(c) if c.status.as_deref() == Some("passing") => Health::Passing,
         Some(_) => Health::Critical,
         // No mirror check: not what we write, so the comparison forces a rewrite.
         None => Health::Critical,
     };
-    let check_ids = checks
-        .iter()
-        .filter_map(|c| str_of(c, "CheckID").map(str::to_string))
-        .collect();
-    let address = str_of(service, "Address")
+    // Only agent mode compares check IDs (catalog mode mirrors one check it names itself):
+    // not kept for the external nodes' 10,000s of services.
+    let check_ids = if external {
+        BTreeSet::new()
+    } else {
+        checks.iter().filter_map(|c| c.check_id.clone()).collect()
+    };
+    let address = service
+        .address
         .filter(|a| !a.is_empty())
-        .unwrap_or(&node_address)
-        .to_string();
+        .unwrap_or_else(|| node_address.clone());
     Some(Owned {
         reg: Registration {
             id,
-            name: str_of(service, "Service").unwrap_or_default().to_string(),
+            name: service.service.unwrap_or_default(),
             tags,
             address,
-            port: service.get("Port").and_then(Value::as_u64).unwrap_or(0) as u16,
-            meta,
+            port: service.port as u16,
+            meta: service.meta,
             host: node_address.clone(),
             health,
             checks: Vec::new(),
@@ -792,11 +706,7 @@ pub fn owned_from_health_entry(entry: &Value) -> Option<Owned> {
         node_address,
         external,
         check_ids,
-        node_probe: node
-            .get("Meta")
-            .and_then(|m| m.get("external-probe"))
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        node_probe: node.meta.get("external-probe").cloned(),
     })
 }
 
@@ -936,19 +846,15 @@ impl Plan {
 }
 
 /// Running tasks an app lists (`tasks` with state `TASK_RUNNING`).
-fn running_listed(app: &Value) -> usize {
-    app.get("tasks").and_then(Value::as_array).map_or(0, |ts| {
-        ts.iter()
-            .filter(|t| task_state(t) == "TASK_RUNNING")
-            .count()
-    })
+fn running_listed(app: &App) -> usize {
+    app.tasks().iter().filter(|t| t.is_running()).count()
 }
 
 /// `Some((listed, tasksRunning))` when an app lists fewer running tasks than its own
 /// `tasksRunning` count says it has (Marathon always embeds the counts, AppsResource.index): an
 /// incomplete answer, not dead tasks.
-pub fn incomplete_tasks(app: &Value) -> Option<(usize, u64)> {
-    let counted = app.get("tasksRunning").and_then(Value::as_u64)?;
+pub fn incomplete_tasks(app: &App) -> Option<(usize, u64)> {
+    let counted = app.tasks_running?;
     let listed = running_listed(app);
     (counted > listed as u64).then_some((listed, counted))
 }
@@ -1016,12 +922,7 @@ fn same(desired: &Registration, owned: &Owned, cfg: &Config) -> Result<(), Strin
 /// - `owned`: every registration tasks2consul owns (any app; out-of-scope ones are ignored).
 ///
 /// Registrations of the other mode (agent ones in catalog mode and vice versa) are not touched.
-pub fn plan(
-    apps: &[Value],
-    owned: &[Owned],
-    scope: Option<&BTreeSet<String>>,
-    cfg: &Config,
-) -> Plan {
+pub fn plan(apps: &[App], owned: &[Owned], scope: Option<&BTreeSet<String>>, cfg: &Config) -> Plan {
     let in_scope = |app_id: &str| match scope {
         None => true,
         Some(s) => s.contains(app_id),
@@ -1036,7 +937,7 @@ pub fn plan(
     // Apps listing fewer running tasks than they count: their registrations are kept.
     let mut incomplete: BTreeMap<String, (usize, u64)> = BTreeMap::new();
     for app in apps {
-        let app_id = str_of(app, "id").unwrap_or_default();
+        let app_id = app.id.as_str();
         if !in_scope(app_id) || !app_selected(app, cfg) {
             continue;
         }
@@ -1073,7 +974,8 @@ pub fn plan(
         }
         owned_by_id.entry(o.reg.id.as_str()).or_default().push(o);
     }
-    for (id, (reg, gate)) in &desired {
+    // Consumed: each desired registration moves into its change or the unchanged list.
+    for (id, (reg, gate)) in desired {
         let node = match cfg.mode {
             Mode::Catalog => cfg.node_for_host(&reg.host),
             Mode::Agent => reg.host.clone(),
@@ -1102,15 +1004,15 @@ pub fn plan(
             (None, Gate::Ready) => {
                 *out.new_by_app.entry(reg.app_id().to_string()).or_default() += 1;
                 out.changes.push(Change::Register {
-                    reg: reg.clone(),
+                    reg,
                     node,
                     reason: "new running task".into(),
                 })
             }
-            (Some(o), _) => match same(reg, o, cfg) {
-                Ok(()) => out.unchanged.push(reg.clone()),
+            (Some(o), _) => match same(&reg, o, cfg) {
+                Ok(()) => out.unchanged.push(reg),
                 Err(diff) => out.changes.push(Change::Register {
-                    reg: reg.clone(),
+                    reg,
                     node,
                     reason: format!("changed: {diff}"),
                 }),

@@ -8,8 +8,10 @@ use consul::{Consul, ConsulError, TxnOutcome};
 use marathon::{Marathon, MarathonError};
 use runtime::http::{HttpClient, HttpConfig, HttpError};
 use runtime::{Action, Exit, Status, Summary, ToExit};
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use crate::app::App;
+use crate::catalog;
 use crate::plan::{self, Change, Config, Mode, Owned, Plan, META_SOURCE, SOURCE};
 use crate::scope::Scope;
 use crate::txn;
@@ -56,7 +58,7 @@ fn require_tasks(app: &Value, what: &str) -> Result<(), SyncError> {
 /// What one sync read: the selected apps, the owned registrations, the external nodes (catalog
 /// mode), and what was wrong with Marathon's leader around the apps read (if anything).
 pub struct Snapshot {
-    pub apps: Vec<Value>,
+    pub apps: Vec<App>,
     pub owned: Vec<Owned>,
     pub nodes: BTreeMap<String, usize>,
     pub leader_problem: Option<String>,
@@ -165,7 +167,10 @@ impl Syncer<'_> {
     /// Scoped: one read per named app (`/v2/apps/<id>?embed=app.tasks`); a 404 is confirmed
     /// with the full list (a leader failover answers 404 for apps that exist): an app in the
     /// list is synced from it, only one missing from both is gone.
-    pub fn read_apps(&self, scope: &Scope) -> Result<Vec<Value>, SyncError> {
+    ///
+    /// Each app is reduced to an [`App`] as it is decoded (the list is never held whole as
+    /// JSON).
+    pub fn read_apps(&self, scope: &Scope) -> Result<Vec<App>, SyncError> {
         match scope {
             Scope::All => self.list_apps(),
             Scope::Apps(ids) => {
@@ -175,7 +180,7 @@ impl Syncer<'_> {
                     match self.marathon.get_app(id)? {
                         Some(app) => {
                             require_tasks(&app, &format!("GET /v2/apps{id}"))?;
-                            apps.push(app);
+                            apps.push(App::from(app));
                         }
                         None => {
                             missing.insert(id.as_str());
@@ -187,7 +192,7 @@ impl Syncer<'_> {
                 }
                 let listed = self.list_apps()?;
                 for app in listed {
-                    let id = app.get("id").and_then(Value::as_str).unwrap_or_default();
+                    let id = app.id.as_str();
                     if missing.remove(id) {
                         log::warn!(
                             "app {id} answered 404 but is in the full list (a leader failover?): synced from the list"
@@ -206,12 +211,12 @@ impl Syncer<'_> {
         }
     }
 
-    fn list_apps(&self) -> Result<Vec<Value>, SyncError> {
+    fn list_apps(&self) -> Result<Vec<App>, SyncError> {
         let what = "GET /v2/apps?embed=apps.tasks";
         let apps = self
             .marathon
             .list_apps_map(true, Some(&self.cfg.label), |app| {
-                require_tasks(&app, what).map(|()| app)
+                require_tasks(&app, what).map(|()| App::from(app))
             })?;
         apps.into_iter().collect()
     }
@@ -221,7 +226,7 @@ impl Syncer<'_> {
     pub fn read_apps_with_leader(
         &self,
         scope: &Scope,
-    ) -> Result<(Vec<Value>, Option<String>), SyncError> {
+    ) -> Result<(Vec<App>, Option<String>), SyncError> {
         let before = leader_of(self.marathon);
         let apps = self.read_apps(scope)?;
         let after = leader_of(self.marathon);
@@ -254,65 +259,54 @@ impl Syncer<'_> {
             Mode::Catalog => Some((META_SOURCE, SOURCE)),
             Mode::Agent => None,
         };
-        let mut entries = Vec::new();
-        for node in self.consul.catalog_nodes(filter)? {
+        // Owned services by node, decoded into compact structs (catalog.rs); their checks are
+        // read afterwards, only when there is any.
+        let mut found: Vec<(catalog::Node, Vec<catalog::Service>)> = Vec::new();
+        for node in self.consul.catalog_nodes::<catalog::Node>(filter)? {
             let external = plan::is_external_node(&node);
             if external != (self.cfg.mode == Mode::Catalog) {
                 continue;
             }
-            let Some(name) = node.get("Node").and_then(Value::as_str) else {
+            let Some(name) = node.node.clone() else {
                 continue;
             };
-            let Some(detail) = self.consul.catalog_node(name)? else {
+            let Some(detail) = self.consul.catalog_node::<catalog::NodeServices>(&name)? else {
                 continue;
             };
-            let node_obj = detail.get("Node").cloned().unwrap_or(node.clone());
-            let services_here = detail
-                .get("Services")
-                .and_then(Value::as_object)
-                .map_or(0, |m| m.len());
-            if self.cfg.mode == Mode::Catalog && plan::is_our_node(&node_obj, &self.cfg.cluster) {
-                node_counts.insert(name.to_string(), services_here);
+            let node = detail.node.unwrap_or(node);
+            if self.cfg.mode == Mode::Catalog && plan::is_our_node(&node, &self.cfg.cluster) {
+                node_counts.insert(name, detail.services.len());
             }
-            if let Some(Value::Object(services)) = detail.get("Services") {
-                for svc in services.values() {
-                    if plan::is_owned_service(svc, &self.cfg.cluster) {
-                        entries.push(json!({"Node": node_obj, "Service": svc, "Checks": []}));
-                    }
-                }
+            let services: Vec<catalog::Service> = detail
+                .services
+                .into_values()
+                .filter(|svc| plan::is_owned_service(svc, &self.cfg.cluster))
+                .collect();
+            if !services.is_empty() {
+                found.push((node, services));
             }
         }
-        if !entries.is_empty() {
-            let mut checks: HashMap<(String, String), Vec<Value>> = HashMap::new();
-            for c in self.consul.health_state("any")? {
-                let key = (
-                    c.get("Node")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    c.get("ServiceID")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                );
-                if !key.1.is_empty() {
-                    checks.entry(key).or_default().push(c);
-                }
-            }
-            for e in entries.iter_mut() {
-                let key = (
-                    e["Node"]["Node"].as_str().unwrap_or_default().to_string(),
-                    e["Service"]["ID"].as_str().unwrap_or_default().to_string(),
-                );
-                if let Some(cs) = checks.remove(&key) {
-                    e["Checks"] = Value::Array(cs);
-                }
+        if found.is_empty() {
+            return Ok((Vec::new(), node_counts));
+        }
+        let mut checks: HashMap<(String, String), Vec<catalog::Check>> = HashMap::new();
+        for c in self.consul.health_state::<catalog::Check>("any")? {
+            let (Some(node), Some(sid)) = (c.node.clone(), c.service_id.clone()) else {
+                continue;
+            };
+            if !sid.is_empty() {
+                checks.entry((node, sid)).or_default().push(c);
             }
         }
-        let owned = entries
-            .iter()
-            .filter_map(plan::owned_from_health_entry)
-            .collect();
+        let mut owned = Vec::with_capacity(found.iter().map(|(_, s)| s.len()).sum());
+        for (node, services) in found {
+            let name = node.node.clone().unwrap_or_default();
+            for svc in services {
+                let key = (name.clone(), svc.id.clone().unwrap_or_default());
+                let cs = checks.remove(&key).unwrap_or_default();
+                owned.extend(plan::owned_from(&node, svc, &cs.iter().collect::<Vec<_>>()));
+            }
+        }
         Ok((owned, node_counts))
     }
 
@@ -345,14 +339,20 @@ impl Syncer<'_> {
         dry_run: bool,
         summary: &mut Summary,
     ) -> Result<Stats, SyncError> {
-        let (snap, p) = self.prepare(scope)?;
+        let (snap, mut p) = self.prepare(scope)?;
+        let Snapshot {
+            apps, owned, nodes, ..
+        } = snap;
         let mut stats = Stats {
-            apps: snap.apps.len(),
-            owned: snap.owned.len(),
+            apps: apps.len(),
+            owned: owned.len(),
             unchanged: p.unchanged.len(),
             waiting: p.waiting,
             ..Stats::default()
         };
+        // What was read is planned: not held through the writes (issue 13, peak RSS).
+        drop(apps);
+        drop(owned);
         log::info!(
             "{} app(s), {} owned registration(s): {} change(s), {} unchanged, {} waiting for health, {} held back",
             stats.apps,
@@ -362,15 +362,11 @@ impl Syncer<'_> {
             p.waiting,
             p.held.len()
         );
-        for r in &p.unchanged {
-            summary.push(Action::new(
-                "register",
-                r.id.clone(),
-                Status::Unchanged,
-                r.describe(),
-            ));
+        for r in std::mem::take(&mut p.unchanged) {
+            let detail = r.describe();
+            summary.push(Action::new("register", r.id, Status::Unchanged, detail));
         }
-        let done = self.execute(&p, &snap.nodes, dry_run, summary);
+        let done = self.execute(&p, &nodes, dry_run, summary);
         stats.applied = done.iter().filter(|d| **d == Some(true)).count();
         stats.failed = done.iter().filter(|d| **d == Some(false)).count();
         Ok(stats)
@@ -496,9 +492,9 @@ impl Syncer<'_> {
     }
 
     /// Writes `changes`: the catalog writes to `--consul` in transactions of at most
-    /// [`consul::txn::MAX_TXN_OPS`] operations (one request, one Raft entry, for up to 31
-    /// registrations), everything else (agent mode, and what a transaction could not take) one
-    /// request per change. `None` for a change not attempted (Consul unreachable, or a stop
+    /// [`txn::limit`] operations (128, or the lower limit an older Consul named: one request,
+    /// one Raft entry, for up to 63 registrations), everything else (agent mode, and what a
+    /// transaction could not take) one request per change. `None` for a change not attempted (Consul unreachable, or a stop
     /// signal: no new request starts after it).
     fn write_all(&self, changes: &[Change]) -> Vec<Option<WriteResult>> {
         let slots: Vec<Mutex<Option<WriteResult>>> =
@@ -539,6 +535,10 @@ impl Syncer<'_> {
     /// writes: the others, those of a transaction that could not be used, and the
     /// registrations that shared a transaction with a failed operation (Consul rolled the
     /// whole transaction back; the failed one is reported, the rest are written alone).
+    ///
+    /// The first transaction goes alone: a Consul with a lower operation limit than
+    /// [`txn::limit`] (one before 1.14) names it once, and the others are split to it before
+    /// they are sent.
     fn write_batched(
         &self,
         changes: &[Change],
@@ -547,15 +547,21 @@ impl Syncer<'_> {
     ) -> Vec<usize> {
         let (batchable, mut singles): (Vec<usize>, Vec<usize>) = (0..changes.len())
             .partition(|&i| self.txn_op_count(&changes[i]).is_some() && !txn::refused());
-        let batches = txn::batches(&batchable, |i| {
-            let c = &changes[i];
-            (
-                self.txn_op_count(c).unwrap_or(0),
-                txn_node(c).to_string(),
-                matches!(c, Change::Register { .. }),
-            )
-        });
+        let cost = |i: usize| self.txn_cost(&changes[i]);
+        let limit = txn::limit();
+        let mut batches = txn::batches(&batchable, limit, cost);
         let retry = Mutex::new(Vec::new());
+        if batches.len() > 1 && !txn::refused() {
+            let first = batches.remove(0);
+            retry
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(self.write_txn(changes, &first, slots, stop));
+            if txn::limit() < limit {
+                let rest: Vec<usize> = batches.into_iter().flatten().collect();
+                batches = txn::batches(&rest, txn::limit(), cost);
+            }
+        }
         parallel(batches.len(), stop, |b| {
             let batch = &batches[b];
             let again = if txn::refused() {
@@ -571,6 +577,16 @@ impl Syncer<'_> {
         singles.extend(retry.into_inner().unwrap_or_else(|e| e.into_inner()));
         singles.sort_unstable();
         singles
+    }
+
+    /// What [`txn::batches`] needs of a change: its own operations, its node, and whether it
+    /// needs the node's `Node` operation.
+    fn txn_cost(&self, change: &Change) -> (usize, String, bool) {
+        (
+            self.txn_op_count(change).unwrap_or(0),
+            txn_node(change).to_string(),
+            matches!(change, Change::Register { .. }),
+        )
     }
 
     /// Operations a change takes in a transaction, `None` when it is not written to the
@@ -631,6 +647,20 @@ impl Syncer<'_> {
                     .filter(|i| !failed.contains_key(i))
                     .collect()
             }
+            Ok(TxnOutcome::TooManyOps { sent, max }) => {
+                if !txn::adopt(sent, max) {
+                    return batch.to_vec();
+                }
+                // Nothing was applied: the same changes again, in transactions Consul takes.
+                let mut again = Vec::new();
+                for sub in txn::batches(batch, txn::limit(), |i| self.txn_cost(&changes[i])) {
+                    if stop.load(Ordering::Relaxed) || runtime::stop::requested() {
+                        break;
+                    }
+                    again.extend(self.write_txn(changes, &sub, slots, stop));
+                }
+                again
+            }
             Err(ConsulError::Http(h)) if matches!(h.status(), Some(400 | 404 | 405)) => {
                 txn::refuse(&format!("PUT /v1/txn: {h}"));
                 batch.to_vec()
@@ -644,8 +674,8 @@ impl Syncer<'_> {
                     }
                     return Vec::new();
                 }
-                // Anything else (a denial, an error of the server): each change alone gets its
-                // own answer.
+                // Anything else (a denial, a 413 over the body size limit, an error of the
+                // server): each change alone gets its own answer.
                 log::warn!(
                     "PUT /v1/txn of {} change(s): {e}; writing them one by one",
                     batch.len()

@@ -1,7 +1,13 @@
 //! Catalog writes as Consul transactions (`PUT /v1/txn`, issue 13): how changes are grouped
-//! into transactions of at most [`MAX_TXN_OPS`] operations, the operations of each, which
-//! registration a failed operation belongs to, and the switch to single writes for a Consul
-//! that cannot take them.
+//! into transactions of at most [`limit`] operations, the operations of each, which
+//! registration a failed operation belongs to, the operation limit of the server, and the
+//! switch to single writes for a Consul that cannot take them.
+//!
+//! The limit starts at Consul 1.14's 128 ([`MAX_TXN_OPS`]); a Consul before 1.14 takes 64 and
+//! answers a larger transaction with 413 `Transaction contains too many operations (N > 64)`
+//! (agent/txn_endpoint.go; hashicorp/consul PR #14599 raised it). That answer is adopted for the
+//! rest of the process ([`adopt`]): the refused transaction and every later one are split to it,
+//! so nothing is lost or reported failed and the question is asked once.
 //!
 //! A registration is its external node (`Node` set, once per node and transaction), its
 //! service (`Service` set) and its mirror check (`Check` set): what one
@@ -9,7 +15,7 @@
 //! with it, as with `/v1/catalog/deregister`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use consul::txn::MAX_TXN_OPS;
 use consul::{TxnError, TxnOp, Verb};
@@ -35,6 +41,46 @@ pub fn refuse(why: &str) {
     }
 }
 
+/// The most operations a transaction may hold, for the rest of the process (with `--follow`,
+/// across syncs): [`MAX_TXN_OPS`] until a Consul names a lower limit ([`adopt`]).
+static LIMIT: AtomicUsize = AtomicUsize::new(MAX_TXN_OPS);
+
+/// Operations of the largest single change (a registration: `Node`, `Service` and `Check`): a
+/// server that takes fewer cannot take tasks2consul's transactions at all.
+pub const MIN_USEFUL_OPS: usize = 3;
+
+/// The operation limit in use.
+pub fn limit() -> usize {
+    LIMIT.load(Ordering::Relaxed)
+}
+
+/// A Consul answered that a transaction of `sent` operations is over its limit of `max`
+/// (413 `Transaction contains too many operations (sent > max)`). Adopts `max` for the rest of
+/// the process, saying so once; returns whether transactions split to it may be sent. `false`
+/// when the answer makes no sense (`max` not below `sent`: the caller writes that transaction's
+/// changes one by one) or `max` cannot hold one registration (transactions are given up).
+pub fn adopt(sent: usize, max: usize) -> bool {
+    if max >= sent {
+        log::warn!(
+            "Consul refused a transaction of {sent} operation(s) as over its limit of {max}; writing its changes one by one"
+        );
+        return false;
+    }
+    if max < MIN_USEFUL_OPS {
+        refuse(&format!(
+            "it takes at most {max} operation(s) per transaction, a registration needs {MIN_USEFUL_OPS}"
+        ));
+        return false;
+    }
+    let before = LIMIT.fetch_min(max, Ordering::Relaxed);
+    if max < before {
+        log::warn!(
+            "Consul takes at most {max} operations per transaction (a Consul before 1.14 takes 64, 1.14 and later 128): the transaction of {sent} is split and resent, and no later transaction holds more than {max}"
+        );
+    }
+    true
+}
+
 /// An operation error that says the server does not know the catalog operations (a Consul
 /// before 1.4, whose /v1/txn took KV only).
 pub fn is_unknown_verb(what: &str) -> bool {
@@ -45,9 +91,13 @@ pub fn is_unknown_verb(what: &str) -> bool {
 }
 
 /// Groups `items` into transactions: sorted by node (a node's registrations share its `Node`
-/// operation), each batch at most [`MAX_TXN_OPS`] operations. `cost(i)` gives the change's
+/// operation), each batch at most `max` operations ([`limit`]). `cost(i)` gives the change's
 /// own operations, its node, and whether it needs the node's `Node` operation.
-pub fn batches(items: &[usize], cost: impl Fn(usize) -> (usize, String, bool)) -> Vec<Vec<usize>> {
+pub fn batches(
+    items: &[usize],
+    max: usize,
+    cost: impl Fn(usize) -> (usize, String, bool),
+) -> Vec<Vec<usize>> {
     let mut keyed: Vec<(String, usize, usize, bool)> = items
         .iter()
         .map(|&i| {
@@ -62,7 +112,7 @@ pub fn batches(items: &[usize], cost: impl Fn(usize) -> (usize, String, bool)) -
     let mut nodes: BTreeSet<String> = BTreeSet::new();
     for (node, i, n, needs_node) in keyed {
         let need = |nodes: &BTreeSet<String>| n + usize::from(needs_node && !nodes.contains(&node));
-        if !batch.is_empty() && ops + need(&nodes) > MAX_TXN_OPS {
+        if !batch.is_empty() && ops + need(&nodes) > max {
             out.push(std::mem::take(&mut batch));
             ops = 0;
             nodes.clear();
@@ -193,19 +243,19 @@ impl Built {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::App;
     use crate::plan;
-    use serde_json::Value;
 
     /// Registrations of `n` tasks spread over `hosts` hosts (one app per task).
     fn changes(n: usize, hosts: usize) -> Vec<Change> {
-        let apps: Vec<Value> = (0..n)
+        let apps: Vec<App> = (0..n)
             .map(|i| {
-                json!({"id": format!("/app{i}"), "labels": {"consul": "true"},
+                App::from(json!({"id": format!("/app{i}"), "labels": {"consul": "true"},
                        "version": "2026-11-24T10:00:00.000Z",
                        "portDefinitions": [{"port": 10000, "protocol": "tcp"}],
                        "tasks": [{"id": format!("app{i}.t"), "host": format!("10.0.0.{}", i % hosts + 1),
                                   "ports": [31000], "state": "TASK_RUNNING",
-                                  "version": "2026-11-24T10:00:00.000Z"}]})
+                                  "version": "2026-11-24T10:00:00.000Z"}]}))
             })
             .collect();
         plan::plan(&apps, &[], None, &Config::default()).changes
@@ -219,25 +269,47 @@ mod tests {
     }
 
     #[test]
-    fn batches_hold_at_most_64_operations_and_share_node_operations() {
+    fn batches_hold_at_most_the_limit_and_share_node_operations() {
         let cs = changes(1000, 20);
         assert_eq!(cs.len(), 1000);
         let all: Vec<usize> = (0..cs.len()).collect();
-        let b = batches(&all, |i| (2, node_of(&cs[i]), true));
-        let mut seen: Vec<usize> = b.iter().flatten().copied().collect();
-        seen.sort_unstable();
-        assert_eq!(seen, all, "every change in exactly one batch");
         let cfg = Config::default();
-        let mut ops = 0;
-        for batch in &b {
-            let built = build(batch.iter().map(|&i| (i, &cs[i])), &cfg);
-            assert!(built.ops.len() <= MAX_TXN_OPS, "{}", built.ops.len());
-            assert_eq!(built.results, built.ops.len(), "all sets");
-            ops += built.ops.len();
+        for max in [MAX_TXN_OPS, consul::txn::PRE_1_14_TXN_OPS, MIN_USEFUL_OPS] {
+            let b = batches(&all, max, |i| (2, node_of(&cs[i]), true));
+            let mut seen: Vec<usize> = b.iter().flatten().copied().collect();
+            seen.sort_unstable();
+            assert_eq!(seen, all, "every change in exactly one batch");
+            let mut ops = 0;
+            for batch in &b {
+                let built = build(batch.iter().map(|&i| (i, &cs[i])), &cfg);
+                assert!(built.ops.len() <= max, "{} > {max}", built.ops.len());
+                assert_eq!(built.results, built.ops.len(), "all sets");
+                ops += built.ops.len();
+            }
+            // 2 per registration, and a Node operation per node and batch.
+            assert!(ops < 2000 + 20 + b.len(), "{ops}");
+            assert!(
+                b.len() <= 2020_usize.div_ceil(max - 1) + 20,
+                "{} batches",
+                b.len()
+            );
         }
-        // 2 per registration, and a Node operation per node and batch.
-        assert!(ops < 2000 + 20 + b.len(), "{ops}");
-        assert!(b.len() <= 2020 / MAX_TXN_OPS + 2, "{} batches", b.len());
+    }
+
+    #[test]
+    fn a_lower_limit_named_by_consul_is_adopted_once_and_kept() {
+        // The limit is process-wide: this is the only unit test that changes it.
+        assert_eq!(limit(), MAX_TXN_OPS);
+        assert!(
+            !adopt(10, 64),
+            "a limit not below what was sent makes no sense"
+        );
+        assert_eq!(limit(), MAX_TXN_OPS);
+        assert!(adopt(130, 64));
+        assert_eq!(limit(), 64);
+        assert!(adopt(128, 100), "a higher limit named later is not taken");
+        assert_eq!(limit(), 64);
+        assert!(!refused());
     }
 
     #[test]

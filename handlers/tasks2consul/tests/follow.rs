@@ -227,6 +227,59 @@ fn task_killed_while_disconnected_is_deregistered_by_the_resync_after_reconnect(
 }
 
 #[test]
+fn a_consul_before_1_14_is_asked_once_for_the_life_of_the_follower() {
+    // 64 operations per transaction, as a Consul before 1.14 (issue 13 item 4).
+    let s = Stack::doubles(
+        MarathonOptions {
+            heartbeat: Duration::from_millis(200),
+            ..Default::default()
+        },
+        devstack::consul::ConsulOptions {
+            max_txn_ops: 64,
+            ..Default::default()
+        },
+    );
+    let m = s.double("limit").unwrap();
+    let c = s.consul.as_ref().unwrap();
+    let ids: Vec<String> = (0..40).map(|i| format!("/tl/a{i:02}")).collect();
+    let apps: Vec<&str> = ids.iter().map(String::as_str).collect();
+    // 40 registrations: 80 operations and the nodes', more than 64.
+    s.create_apps(apps.iter().map(|id| web_app(id, "true", 1, 1)).collect());
+    let f = Follower::spawn(&s, &s.marathon_url, &["--resync-interval", "1h"]);
+    wait_for(&f, LIMIT, "start sync", || converged(&s, &apps));
+    assert_eq!(c.txn_too_many_ops_count(), 1, "{}", f.log());
+
+    // The catalog is emptied behind its back (a restore), then a reconnection resyncs: every
+    // registration is written again, in transactions of 64 from the start.
+    m.set_leader(Leader::None);
+    wait_for(&f, LIMIT, "stream lost", || {
+        f.lines_with("event stream lost") >= 1
+    });
+    let consul = client("consul", &s.consul_url);
+    for node in s.node_names() {
+        if node.starts_with("marathon-") {
+            let body = json!({ "Node": node });
+            let r = consul
+                .send(runtime::http::HttpRequest::new("PUT", "/v1/catalog/deregister").json(&body))
+                .unwrap();
+            assert!(r.is_success(), "{}", r.text());
+        }
+    }
+    assert!(s.registered_ids().is_empty());
+    m.set_leader(Leader::Me);
+    wait_for(&f, LIMIT, "resync after reconnect", || {
+        f.lines_with("full sync (") >= 2 && converged(&s, &apps)
+    });
+    assert_eq!(c.txn_too_many_ops_count(), 1, "{}", f.log());
+    assert_eq!(
+        f.lines_with("Consul takes at most 64 operations per transaction"),
+        1,
+        "{}",
+        f.log()
+    );
+}
+
+#[test]
 fn stalled_stream_is_detected_reconnected_and_resynced() {
     // Heartbeats every 200 ms keep a healthy stream well inside --stream-timeout 1s.
     let s = stack(Duration::from_millis(200));

@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
+use tasks2consul::app::App;
 use tasks2consul::plan::{
     self, owned_from_health_entry, service_id, Change, Config, Gate, Health, Mode, Owned,
 };
@@ -10,6 +11,11 @@ use tasks2consul::plan::{
 fn task(id: &str, host: &str, ports: &[u16], state: &str) -> Value {
     json!({"id": id, "host": host, "ports": ports, "state": state,
            "version": "2026-11-24T10:00:00.000Z", "startedAt": "2026-11-24T10:00:01.000Z"})
+}
+
+/// The apps as tasks2consul reads them (reduced as Marathon's answer is decoded).
+fn typed(apps: &[Value]) -> Vec<App> {
+    apps.iter().cloned().map(App::from).collect()
 }
 
 fn app(id: &str, label: &str, tasks: Vec<Value>) -> Value {
@@ -56,7 +62,7 @@ fn apply(owned: &mut Vec<Owned>, changes: &[Change], cfg: &Config) {
 
 /// Plans from `owned` and applies the changes to it.
 fn settle(owned: &mut Vec<Owned>, apps: &[Value], cfg: &Config) {
-    let p = plan::plan(apps, owned, None, cfg);
+    let p = plan::plan(&typed(apps), owned, None, cfg);
     apply(owned, &p.changes, cfg);
 }
 
@@ -78,7 +84,7 @@ fn names_tags_ids_and_meta_follow_the_labels() {
         "true",
         vec![task("sami_api.1", "10.0.0.1", &[31000], "TASK_RUNNING")],
     );
-    let d = plan::desired_for_app(&a, &cfg).unwrap();
+    let d = plan::desired_for_app(&App::from(a.clone()), &cfg).unwrap();
     let (reg, gate) = &d.regs[0];
     assert_eq!(*gate, Gate::Ready);
     assert_eq!(reg.name, "sami-api");
@@ -95,12 +101,20 @@ fn names_tags_ids_and_meta_follow_the_labels() {
         vec![task("t", "h", &[1], "TASK_RUNNING")],
     );
     assert_eq!(
-        plan::desired_for_app(&named, &cfg).unwrap().regs[0].0.name,
+        plan::desired_for_app(&App::from(named.clone()), &cfg)
+            .unwrap()
+            .regs[0]
+            .0
+            .name,
         "billing"
     );
     let empty = app("/x/y", "", vec![task("t", "h", &[1], "TASK_RUNNING")]);
     assert_eq!(
-        plan::desired_for_app(&empty, &cfg).unwrap().regs[0].0.name,
+        plan::desired_for_app(&App::from(empty.clone()), &cfg)
+            .unwrap()
+            .regs[0]
+            .0
+            .name,
         "x-y"
     );
 }
@@ -115,7 +129,7 @@ fn every_port_is_registered_with_per_port_names() {
             {"port": 0}
         ],
         "tasks": [task("web.1", "h1", &[31001, 31002, 31003], "TASK_RUNNING")]});
-    let d = plan::desired_for_app(&a, &cfg).unwrap();
+    let d = plan::desired_for_app(&App::from(a.clone()), &cfg).unwrap();
     let names: Vec<_> = d.regs.iter().map(|(r, _)| r.name.clone()).collect();
     assert_eq!(names, vec!["web-http", "web-admin", "web-2"]);
     let ids: Vec<_> = d.regs.iter().map(|(r, _)| r.id.clone()).collect();
@@ -138,7 +152,7 @@ fn bridge_port_mappings_and_user_networks() {
     let a = json!({"id": "/b", "labels": {"consul": ""},
         "container": {"type": "DOCKER", "portMappings": [{"containerPort": 8080, "hostPort": 0, "name": "http"}]},
         "tasks": [task("b.1", "h1", &[31005], "TASK_RUNNING")]});
-    let d = plan::desired_for_app(&a, &cfg).unwrap();
+    let d = plan::desired_for_app(&App::from(a.clone()), &cfg).unwrap();
     assert_eq!(d.regs[0].0.name, "b");
     assert_eq!(d.regs[0].0.port, 31005);
     // No host ports: the task's own IP and the container port.
@@ -146,7 +160,7 @@ fn bridge_port_mappings_and_user_networks() {
         "container": {"type": "DOCKER", "portMappings": [{"containerPort": 8080}]},
         "tasks": [{"id": "u.1", "host": "h1", "ports": [], "state": "TASK_RUNNING",
                    "ipAddresses": [{"ipAddress": "172.17.0.4", "protocol": "IPv4"}]}]});
-    let d = plan::desired_for_app(&u, &cfg).unwrap();
+    let d = plan::desired_for_app(&App::from(u.clone()), &cfg).unwrap();
     assert_eq!(
         (d.regs[0].0.address.as_str(), d.regs[0].0.port),
         ("172.17.0.4", 8080)
@@ -171,7 +185,7 @@ fn only_running_and_healthy_tasks_are_ready() {
     a["healthChecks"] = json!([{"protocol": "HTTP", "path": "/health", "portIndex": 0}]);
     a["tasks"][0]["healthCheckResults"] = json!([{"alive": true}]);
     a["tasks"][1]["healthCheckResults"] = json!([{"alive": false}]);
-    let d = plan::desired_for_app(&a, &cfg).unwrap();
+    let d = plan::desired_for_app(&App::from(a.clone()), &cfg).unwrap();
     let gates: Vec<_> = d
         .regs
         .iter()
@@ -186,7 +200,7 @@ fn only_running_and_healthy_tasks_are_ready() {
         ]
     );
     // A plan from nothing registers only the healthy one; the others wait.
-    let p = plan::plan(&[a], &[], None, &cfg);
+    let p = plan::plan(&typed(&[a]), &[], None, &cfg);
     assert_eq!(kinds(&p), vec![("register".into(), service_id("h.ok", 1))]);
     assert_eq!(p.waiting, 2);
 }
@@ -206,7 +220,7 @@ fn full_sync_then_replay_writes_nothing() {
         app("/b", "bee", vec![task("b.1", "h1", &[3], "TASK_RUNNING")]),
     ];
     let mut owned = Vec::new();
-    let p = plan::plan(&apps, &owned, None, &cfg);
+    let p = plan::plan(&typed(&apps), &owned, None, &cfg);
     assert_eq!(p.changes.len(), 3);
     for c in &p.changes {
         if let Change::Register { node, reg, .. } = c {
@@ -214,7 +228,7 @@ fn full_sync_then_replay_writes_nothing() {
         }
     }
     apply(&mut owned, &p.changes, &cfg);
-    let again = plan::plan(&apps, &owned, None, &cfg);
+    let again = plan::plan(&typed(&apps), &owned, None, &cfg);
     assert!(again.changes.is_empty(), "{:?}", again.changes);
     assert_eq!(again.unchanged.len(), 3);
 }
@@ -242,7 +256,7 @@ fn scale_down_failure_and_app_deletion_deregister() {
         .unwrap()
         .push(task("a.3", "h3", &[4], "TASK_RUNNING"));
     apps.pop();
-    let p = plan::plan(&apps, &owned, None, &cfg);
+    let p = plan::plan(&typed(&apps), &owned, None, &cfg);
     assert_eq!(
         kinds(&p),
         vec![
@@ -271,14 +285,16 @@ fn unhealthy_registered_task_turns_critical_not_deregistered() {
     let mut owned = Vec::new();
     settle(&mut owned, std::slice::from_ref(&a), &cfg);
     a["tasks"][0]["healthCheckResults"] = json!([{"alive": false}]);
-    let p = plan::plan(std::slice::from_ref(&a), &owned, None, &cfg);
+    let p = plan::plan(&typed(std::slice::from_ref(&a)), &owned, None, &cfg);
     match &p.changes[..] {
         [Change::Register { reg, .. }] => assert_eq!(reg.health, Health::Critical),
         other => panic!("{other:?}"),
     }
     apply(&mut owned, &p.changes, &cfg);
     assert_eq!(owned[0].reg.health, Health::Critical);
-    assert!(plan::plan(&[a], &owned, None, &cfg).changes.is_empty());
+    assert!(plan::plan(&typed(&[a]), &owned, None, &cfg)
+        .changes
+        .is_empty());
 }
 
 #[test]
@@ -313,11 +329,11 @@ fn scope_limits_the_plan_to_the_named_apps() {
     // about /a (so /b is absent from `apps` without being gone).
     let scoped_apps = vec![app("/a", "true", vec![])];
     let scope: BTreeSet<String> = ["/a".to_string()].into();
-    let p = plan::plan(&scoped_apps, &owned, Some(&scope), &cfg);
+    let p = plan::plan(&typed(&scoped_apps), &owned, Some(&scope), &cfg);
     assert_eq!(kinds(&p), vec![("deregister".into(), service_id("a.1", 1))]);
     // A named app that Marathon no longer has: everything of it goes.
     let scope: BTreeSet<String> = ["/b".to_string()].into();
-    let p = plan::plan(&[], &owned, Some(&scope), &cfg);
+    let p = plan::plan(&typed(&[]), &owned, Some(&scope), &cfg);
     assert_eq!(kinds(&p), vec![("deregister".into(), service_id("b.1", 2))]);
 }
 
@@ -332,7 +348,7 @@ fn label_change_renames_in_place_and_moved_tasks_leave_the_old_node() {
     let mut owned = Vec::new();
     settle(&mut owned, &apps, &cfg);
     apps[0]["labels"]["consul"] = json!("new");
-    let p = plan::plan(&apps, &owned, None, &cfg);
+    let p = plan::plan(&typed(&apps), &owned, None, &cfg);
     match &p.changes[..] {
         [Change::Register { reg, reason, .. }] => {
             assert_eq!(reg.name, "new");
@@ -344,7 +360,7 @@ fn label_change_renames_in_place_and_moved_tasks_leave_the_old_node() {
     let mut stray = owned[0].clone();
     stray.node = "old-prefix-h1".into();
     owned.push(stray);
-    let p = plan::plan(&apps, &owned, None, &cfg);
+    let p = plan::plan(&typed(&apps), &owned, None, &cfg);
     assert!(p
         .changes
         .iter()
@@ -363,7 +379,7 @@ fn a_bad_app_is_reported_and_its_registrations_kept() {
         "has spaces",
         vec![task("b.1", "h1", &[2], "TASK_RUNNING")],
     );
-    let p = plan::plan(&[good, bad], &owned, None, &cfg);
+    let p = plan::plan(&typed(&[good, bad]), &owned, None, &cfg);
     assert!(p.changes.is_empty(), "{:?}", p.changes);
     assert_eq!(p.errors.len(), 1);
     assert!(p.errors[0].to_string().contains("/b"), "{}", p.errors[0]);
@@ -388,7 +404,7 @@ fn agent_mode_translates_health_checks_and_ignores_catalog_registrations() {
     ]);
     a["tasks"][0]["healthCheckResults"] =
         json!([{"alive": true}, {"alive": true}, {"alive": true}]);
-    let d = plan::desired_for_app(&a, &cfg).unwrap();
+    let d = plan::desired_for_app(&App::from(a.clone()), &cfg).unwrap();
     let c0 = &d.regs[0].0.checks;
     assert_eq!(c0.len(), 1);
     assert_eq!(
@@ -408,7 +424,7 @@ fn agent_mode_translates_health_checks_and_ignores_catalog_registrations() {
     // A catalog-mode (external node) copy is not this mode's business.
     let catalog_copy =
         owned_from_health_entry(&health_entry(&d.regs[0].0, "marathon-h1", true)).unwrap();
-    let p = plan::plan(&[a], &[catalog_copy], None, &cfg);
+    let p = plan::plan(&typed(&[a]), &[catalog_copy], None, &cfg);
     assert_eq!(p.changes.len(), 2);
     assert!(p
         .changes
@@ -420,7 +436,11 @@ fn agent_mode_translates_health_checks_and_ignores_catalog_registrations() {
 fn catalog_body_marks_the_external_node_and_mirrors_health() {
     let cfg = Config::default();
     let a = app("/a", "true", vec![task("a.1", "h1", &[1], "TASK_RUNNING")]);
-    let reg = plan::desired_for_app(&a, &cfg).unwrap().regs.remove(0).0;
+    let reg = plan::desired_for_app(&App::from(a.clone()), &cfg)
+        .unwrap()
+        .regs
+        .remove(0)
+        .0;
     let body = reg.catalog_body("marathon-h1", false);
     assert_eq!(body["Node"], "marathon-h1");
     assert_eq!(body["Address"], "h1");
@@ -446,12 +466,14 @@ fn switching_external_probe_rewrites_the_registrations() {
     )];
     let mut owned = Vec::new();
     settle(&mut owned, &apps, &cfg);
-    assert!(plan::plan(&apps, &owned, None, &cfg).changes.is_empty());
+    assert!(plan::plan(&typed(&apps), &owned, None, &cfg)
+        .changes
+        .is_empty());
     let probing = Config {
         external_probe: true,
         ..Config::default()
     };
-    let p = plan::plan(&apps, &owned, None, &probing);
+    let p = plan::plan(&typed(&apps), &owned, None, &probing);
     match &p.changes[..] {
         [Change::Register { reason, .. }] => assert!(reason.contains("external-probe"), "{reason}"),
         other => panic!("{other:?}"),
@@ -518,12 +540,12 @@ fn losses_net_out_replacements_and_the_guard_holds_every_deregistration() {
             task("a.4", "h2", &[31004], "TASK_RUNNING"),
         ],
     )];
-    let mut p = plan::plan(&apps2, &owned, None, &cfg);
+    let mut p = plan::plan(&typed(&apps2), &owned, None, &cfg);
     assert_eq!(p.losses(), 1);
     p.guard(owned.len(), None, &cfg);
     assert!(p.held.is_empty());
     // The same plan while the leader changed: every deregistration held, registrations kept.
-    let mut p = plan::plan(&apps2, &owned, None, &cfg);
+    let mut p = plan::plan(&typed(&apps2), &owned, None, &cfg);
     p.guard(owned.len(), Some("leader changed"), &cfg);
     assert_eq!(p.held.len(), 3);
     assert!(p.changes.iter().all(|c| c.kind() == "register"));
@@ -546,7 +568,7 @@ fn an_app_counting_more_running_tasks_than_it_lists_keeps_its_registrations() {
     let mut partial = full.clone();
     partial[0]["tasks"] = json!([]);
     partial[0]["tasksRunning"] = json!(2);
-    let p = plan::plan(&partial, &owned, None, &cfg);
+    let p = plan::plan(&typed(&partial), &owned, None, &cfg);
     assert!(p.changes.is_empty(), "{:?}", p.changes);
     assert_eq!(p.held.len(), 2);
     assert!(p.warnings[0].contains("tasksRunning"), "{:?}", p.warnings);
@@ -572,7 +594,7 @@ fn only_registrations_of_this_cluster_are_owned() {
     assert_eq!(body["NodeMeta"]["marathon-cluster"], "east");
     // West sees nothing of it: no deregistration even with no apps.
     let p = plan::plan(
-        &[],
+        &typed(&[]),
         &owned,
         None,
         &Config {
@@ -581,11 +603,11 @@ fn only_registrations_of_this_cluster_are_owned() {
         },
     );
     assert!(p.changes.is_empty());
-    let p = plan::plan(&[], &owned, None, &Config::default());
+    let p = plan::plan(&typed(&[]), &owned, None, &Config::default());
     assert!(p.changes.is_empty());
     let mut legacy = owned[0].clone();
     legacy.reg.meta.remove("marathon-cluster");
     assert_eq!(legacy.reg.cluster(), "default");
-    let p = plan::plan(&[], &[legacy], None, &Config::default());
+    let p = plan::plan(&typed(&[]), &[legacy], None, &Config::default());
     assert_eq!(p.changes.len(), 1);
 }

@@ -327,14 +327,15 @@ fn a_failed_write_exits_75_and_a_replay_completes_it() {
         return;
     };
     s.create_apps(vec![web_app("/a", "true", 3, 1)]);
-    // The transaction is refused as a whole (a server with a lower operation limit): each
-    // registration is then written alone, and the first of those single writes fails.
+    // The transaction is refused as a whole (413 over the body size limit, agent/
+    // txn_endpoint.go): each registration is then written alone, and the first of those single
+    // writes fails. (A 413 over the operation limit is split and resent instead: tests/txn.rs.)
     c.faults().fail_next_on(
         "/v1/txn",
         1,
         devstack::http::Fault::Status {
             status: 413,
-            body: "Transaction contains too many operations (7 > 4)".into(),
+            body: "Request body too large, max size: 524288 bytes".into(),
         },
     );
     c.faults().fail_next_on(

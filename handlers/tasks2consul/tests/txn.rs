@@ -1,7 +1,8 @@
-//! Issue 13 item 4: a full sync writes the catalog through `PUT /v1/txn` (at most 64
-//! operations per transaction), reports a failed operation for its registration only, and falls
-//! back to single registrations on a Consul without catalog transactions. Run through the
-//! binary against the devstack doubles.
+//! Issue 13 item 4: a full sync writes the catalog through `PUT /v1/txn` (at most 128
+//! operations per transaction, as Consul 1.14+; a Consul before 1.14 that answers 413 "too many
+//! operations (N > 64)" gets 64 from then on), reports a failed operation for its registration
+//! only, and falls back to single registrations on a Consul without catalog transactions. Run
+//! through the binary against the devstack doubles.
 
 mod common;
 
@@ -10,13 +11,18 @@ use serde_json::{json, Value};
 
 /// 100 apps x 10 instances on 20 hosts.
 fn big_stack() -> Stack {
+    big_stack_on(Default::default())
+}
+
+/// [`big_stack`] with these Consul double options (its transaction limit).
+fn big_stack_on(consul: devstack::consul::ConsulOptions) -> Stack {
     let hosts = (1..=20).map(|i| format!("10.0.1.{i}")).collect();
     let s = Stack::doubles(
         devstack::marathon::MarathonOptions {
             hosts,
             ..Default::default()
         },
-        Default::default(),
+        consul,
     );
     let apps = (0..100)
         .map(|i| web_app(&format!("/fleet/app{i:03}"), "true", 10, 1))
@@ -76,15 +82,18 @@ fn a_first_sync_of_1000_tasks_writes_in_transactions_and_a_replay_writes_nothing
     assert_eq!(expected.len(), 1000);
     assert_eq!(targets(&summary, "register", "applied"), expected);
     assert_eq!(s.registered_ids(), expected);
-    // 1,000 services + 1,000 checks + 20 nodes = 2,020 operations: at least 32 transactions of
-    // 64; a node's registrations share its Node operation, so few more are needed.
+    // 1,000 services + 1,000 checks + 20 nodes = 2,020 operations: at least 16 transactions of
+    // 128 (Consul 1.14+); a node's registrations share its Node operation, so few more are
+    // needed.
     let writes = s.consul_writes().unwrap() - before;
     eprintln!("first sync of 1000 tasks: {writes} Consul write requests");
-    assert!(writes >= 2020 / 64, "{writes}");
+    assert!(writes >= 2020_u64.div_ceil(128), "{writes}");
     assert!(
-        writes <= 2020 / 64 + 4,
+        writes <= 2020_u64.div_ceil(128) + 3,
         "{writes} write requests for 1,000 registrations"
     );
+    let c = s.consul.as_ref().unwrap();
+    assert_eq!(c.txn_too_many_ops_count(), 0, "never over 128");
     let nodes: Vec<String> = s
         .node_names()
         .into_iter()
@@ -150,6 +159,40 @@ fn a_first_sync_of_1000_tasks_writes_in_transactions_and_a_replay_writes_nothing
     a.sort_by_key(|v| v.to_string());
     b.sort_by_key(|v| v.to_string());
     assert_eq!(a, b);
+}
+
+#[test]
+fn a_consul_before_1_14_with_64_operations_is_adopted_after_one_413_and_everything_is_registered() {
+    // A Consul before 1.14 takes 64 operations per transaction (hashicorp/consul PR #14599
+    // raised it to 128): the first transaction of 128 is answered 413 "Transaction contains too
+    // many operations (128 > 64)", and that limit is used from then on.
+    let s = big_stack_on(devstack::consul::ConsulOptions {
+        max_txn_ops: 64,
+        ..Default::default()
+    });
+    let ids: Vec<String> = app_ids();
+    let apps: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (code, summary, err) = s.run("null", &["--timeout", "60s"]);
+    assert_eq!(code, 0, "{err}");
+    let expected = s.expected_ids(&apps);
+    assert_eq!(targets(&summary, "register", "applied"), expected);
+    assert_eq!(count(&summary, "failed"), 0, "{summary}");
+    assert_eq!(s.registered_ids(), expected);
+    let c = s.consul.as_ref().unwrap();
+    assert_eq!(c.txn_too_many_ops_count(), 1, "exactly one 413: {err}");
+    let writes = c.write_count();
+    eprintln!("first sync of 1000 tasks on a 64-operation Consul: {writes} write requests");
+    assert!(
+        writes <= 2020_u64.div_ceil(64) + 4,
+        "{writes} write requests: transactions of 64, not single writes"
+    );
+    assert_eq!(
+        err.matches("Consul takes at most 64 operations per transaction")
+            .count(),
+        1,
+        "said once: {err}"
+    );
+    assert!(!err.contains("one by one"), "{err}");
 }
 
 #[test]

@@ -557,13 +557,19 @@ impl Api {
                 }
             }
         }
-        if ops.len() > super::txn::MAX_TXN_OPS {
+        let max = self
+            .shared
+            .max_txn_ops
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if ops.len() > max {
+            self.shared
+                .txn_too_many_ops
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             return Err(text(
                 413,
                 &format!(
-                    "Transaction contains too many operations ({} > {})",
+                    "Transaction contains too many operations ({} > {max})",
                     ops.len(),
-                    super::txn::MAX_TXN_OPS
                 ),
             ));
         }

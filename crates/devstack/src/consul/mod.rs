@@ -55,6 +55,11 @@ pub struct ConsulOptions {
     /// leading `/`, no `..`, no web/file extensions such as `.json`). Off by default: the first
     /// release that has it is UNCONFIRMED, and it would refuse git2consul-style file keys.
     pub strict_kv_keys: bool,
+    /// The most operations one `PUT /v1/txn` may hold (more: 413 "Transaction contains too many
+    /// operations (N > max)"). Default 128, as v1.14.11; 64 models a Consul
+    /// before 1.14 (hashicorp/consul PR #14599 raised it). Changeable while running with
+    /// [`Consul::set_max_txn_ops`].
+    pub max_txn_ops: usize,
 }
 
 impl Default for ConsulOptions {
@@ -66,6 +71,7 @@ impl Default for ConsulOptions {
             datacenter: "dc1".into(),
             session_ttl_min: Duration::from_secs(10),
             strict_kv_keys: false,
+            max_txn_ops: txn::MAX_TXN_OPS,
         }
     }
 }
@@ -91,6 +97,10 @@ pub(crate) struct Shared {
     opts: ConsulOptions,
     node_id: String,
     writes: std::sync::atomic::AtomicU64,
+    /// [`ConsulOptions::max_txn_ops`], as changed by [`Consul::set_max_txn_ops`].
+    pub(crate) max_txn_ops: std::sync::atomic::AtomicUsize,
+    /// `PUT /v1/txn` requests answered 413 over that limit.
+    pub(crate) txn_too_many_ops: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -127,6 +137,8 @@ impl Consul {
             opts: opts.clone(),
             node_id: node_id.clone(),
             writes: Default::default(),
+            max_txn_ops: opts.max_txn_ops.into(),
+            txn_too_many_ops: Default::default(),
         });
         bootstrap(&shared, &node_id);
         let handler = Arc::new(endpoints::Api {
@@ -227,6 +239,21 @@ impl Consul {
     /// `false` counts: it was a Raft write in Consul too). Reads and refused requests do not.
     pub fn write_count(&self) -> u64 {
         self.shared.writes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Sets the operation limit of `PUT /v1/txn` ([`ConsulOptions::max_txn_ops`]): 64 models a
+    /// Consul before 1.14, 128 is v1.14.11's.
+    pub fn set_max_txn_ops(&self, max: usize) {
+        self.shared
+            .max_txn_ops
+            .store(max, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Number of `PUT /v1/txn` requests answered 413 "Transaction contains too many operations".
+    pub fn txn_too_many_ops_count(&self) -> u64 {
+        self.shared
+            .txn_too_many_ops
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

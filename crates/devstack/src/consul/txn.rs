@@ -2,7 +2,9 @@
 //! answers them (agent/txn_endpoint.go, agent/consul/txn_endpoint.go, agent/consul/state/txn.go;
 //! compared with the real agent by tests/consul_conformance.rs).
 //!
-//! - at most 128 operations (more: 413 "Transaction contains too many operations (N > 128)");
+//! - at most 128 operations (more: 413 "Transaction contains too many operations (N > 128)"); the
+//!   limit is `ConsulOptions::max_txn_ops` (64 models a Consul before 1.14, hashicorp/consul
+//!   PR #14599);
 //! - the body is decoded strictly: an unknown field (`Session` operations, a `NodeMeta` in a
 //!   `Node`) or a wrong type is a 400 "Failed to parse body: …"; an operation naming no kind
 //!   (`{}`) is dropped;
@@ -29,7 +31,8 @@ use serde_json::{json, Value};
 
 use super::state::{Check, KvEntry, Node, Service, State};
 
-/// agent/txn_endpoint.go maxTxnOps (128 in v1.14.11).
+/// agent/txn_endpoint.go maxTxnOps (128 in v1.14.11, 64 before 1.14): the default of
+/// `ConsulOptions::max_txn_ops`.
 pub const MAX_TXN_OPS: usize = 128;
 
 /// One KV operation of a transaction (api.KVTxnOp).
