@@ -224,9 +224,97 @@ pub fn image_payload(ids: &[usize], tag: &str, index: u64) -> Vec<u8> {
     serde_json::to_vec(&entries).expect("json")
 }
 
+/// Appends one KV entry as the agent writes it (Go's encoding/json of api.KVPair: compact, this
+/// field order, `Value` in base64), without building a `serde_json::Value` per entry, so the
+/// 100 MB payloads of the `large-payload` case cost the bench only their bytes.
+pub fn push_kv(out: &mut Vec<u8>, key: &str, value: &[u8], index: u64) {
+    use base64::Engine;
+    out.extend_from_slice(b"{\"Key\":");
+    serde_json::to_writer(&mut *out, key).expect("a string serializes");
+    out.extend_from_slice(
+        format!(",\"CreateIndex\":{index},\"ModifyIndex\":{index},\"LockIndex\":0,\"Flags\":0,\"Value\":\"")
+            .as_bytes(),
+    );
+    let mut b64 = String::new();
+    base64::engine::general_purpose::STANDARD.encode_string(value, &mut b64);
+    out.extend_from_slice(b64.as_bytes());
+    out.extend_from_slice(b"\",\"Session\":\"\"}");
+}
+
+/// A keyprefix payload of at least `bytes` bytes: entry `i` is `entry(i)` = (key, value, index),
+/// for `i` = 0, 1, ... until the size is reached. Returns the payload and the entry count.
+pub fn sized_keyprefix(
+    bytes: usize,
+    mut entry: impl FnMut(usize) -> (String, Vec<u8>, u64),
+) -> (Vec<u8>, usize) {
+    let mut out = Vec::with_capacity(bytes + 4096);
+    out.push(b'[');
+    let mut n = 0;
+    while out.len() < bytes {
+        if n > 0 {
+            out.push(b',');
+        }
+        let (key, value, index) = entry(n);
+        push_kv(&mut out, &key, &value, index);
+        n += 1;
+    }
+    out.push(b']');
+    (out, n)
+}
+
+/// A git2consul keyprefix of at least `bytes` bytes: app files `apps/app-NNNNN.json` (as
+/// [`keyprefix`] writes them, all at tag `tag`), then the branch's `.ref` written last.
+pub fn large_app_keyprefix(bytes: usize, tag: &str) -> (Vec<u8>, usize) {
+    let (mut out, n) = sized_keyprefix(bytes, |i| {
+        let body = serde_json::to_vec_pretty(&app(i, tag)).expect("json");
+        (app_key(i), body, 100 + i as u64)
+    });
+    out.pop();
+    out.push(b',');
+    push_kv(
+        &mut out,
+        REF_KEY,
+        b"4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+        101 + n as u64,
+    );
+    out.push(b']');
+    (out, n)
+}
+
+/// An `images/` keyprefix of at least `bytes` bytes setting `tag` for services 0, 1, ... (bare
+/// tags, the key names the repository, as [`image_payload`]); a [`jobs_repo`] of `files` files
+/// runs the first `files` of them, the rest are images no job runs.
+pub fn large_image_keyprefix(bytes: usize, tag: &str, index: u64) -> (Vec<u8>, usize) {
+    sized_keyprefix(bytes, |i| {
+        (
+            format!("images/registry.local:5000/team/svc{i}"),
+            tag.as_bytes().to_vec(),
+            index,
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hand-written entries decode as the agent's do, and reach the requested size.
+    #[test]
+    fn sized_payloads_decode_as_agent_payloads() {
+        let (p, n) = large_image_keyprefix(10_000, "2.0.0", 7);
+        assert!(p.len() >= 10_000 && p.len() < 10_300, "{}", p.len());
+        let pairs = watch::decode_kv(&p).unwrap();
+        assert_eq!(pairs.len(), n);
+        assert_eq!(pairs[3].key, "images/registry.local:5000/team/svc3");
+        assert_eq!(pairs[3].value.as_deref(), Some(&b"2.0.0"[..]));
+        assert_eq!(pairs[3].modify_index, 7);
+        let (p, n) = large_app_keyprefix(20_000, "1.0.0");
+        let pairs = watch::decode_kv(&p).unwrap();
+        assert_eq!(pairs.len(), n + 1, "the apps and the .ref");
+        assert_eq!(pairs[n].key, REF_KEY);
+        let app: Value = serde_json::from_slice(pairs[1].value.as_deref().unwrap()).unwrap();
+        assert_eq!(app, super::app(1, "1.0.0"));
+    }
 
     #[test]
     fn keyprefix_has_ref_last_written_and_one_change() {
