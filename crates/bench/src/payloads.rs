@@ -224,74 +224,52 @@ pub fn image_payload(ids: &[usize], tag: &str, index: u64) -> Vec<u8> {
     serde_json::to_vec(&entries).expect("json")
 }
 
-/// Appends one KV entry as the agent writes it (Go's encoding/json of api.KVPair: compact, this
-/// field order, `Value` in base64), without building a `serde_json::Value` per entry, so the
-/// 100 MB payloads of the `large-payload` case cost the bench only their bytes.
-pub fn push_kv(out: &mut Vec<u8>, key: &str, value: &[u8], index: u64) {
-    use base64::Engine;
-    out.extend_from_slice(b"{\"Key\":");
-    serde_json::to_writer(&mut *out, key).expect("a string serializes");
-    out.extend_from_slice(
-        format!(",\"CreateIndex\":{index},\"ModifyIndex\":{index},\"LockIndex\":0,\"Flags\":0,\"Value\":\"")
-            .as_bytes(),
-    );
-    let mut b64 = String::new();
-    base64::engine::general_purpose::STANDARD.encode_string(value, &mut b64);
-    out.extend_from_slice(b64.as_bytes());
-    out.extend_from_slice(b"\",\"Session\":\"\"}");
-}
-
-/// A keyprefix payload of at least `bytes` bytes: entry `i` is `entry(i)` = (key, value, index),
-/// for `i` = 0, 1, ... until the size is reached. Returns the payload and the entry count.
-pub fn sized_keyprefix(
-    bytes: usize,
-    mut entry: impl FnMut(usize) -> (String, Vec<u8>, u64),
-) -> (Vec<u8>, usize) {
-    let mut out = Vec::with_capacity(bytes + 4096);
-    out.push(b'[');
-    let mut n = 0;
-    while out.len() < bytes {
-        if n > 0 {
-            out.push(b',');
-        }
-        let (key, value, index) = entry(n);
-        push_kv(&mut out, &key, &value, index);
-        n += 1;
-    }
-    out.push(b']');
-    (out, n)
-}
-
 /// A git2consul keyprefix of at least `bytes` bytes: app files `apps/app-NNNNN.json` (as
-/// [`keyprefix`] writes them, all at tag `tag`), then the branch's `.ref` written last.
+/// [`keyprefix`] writes them, all at tag `tag`), then the branch's `.ref` written last. Returns
+/// the payload and the number of apps.
 pub fn large_app_keyprefix(bytes: usize, tag: &str) -> (Vec<u8>, usize) {
-    let (mut out, n) = sized_keyprefix(bytes, |i| {
-        let body = serde_json::to_vec_pretty(&app(i, tag)).expect("json");
-        (app_key(i), body, 100 + i as u64)
-    });
-    out.pop();
-    out.push(b',');
-    push_kv(
+    let mut out = Vec::with_capacity(bytes + 4096);
+    let mut apps = 0;
+    let last = [(
+        REF_KEY.to_string(),
+        b"4b825dc642cb6eb9a060e54bf8d69288fbee4904".to_vec(),
+        // Above every app's index: written after the files (a consistent snapshot).
+        100 + (bytes / 64) as u64,
+    )];
+    devstack::payload::write_keyprefix(
         &mut out,
-        REF_KEY,
-        b"4b825dc642cb6eb9a060e54bf8d69288fbee4904",
-        101 + n as u64,
-    );
-    out.push(b']');
-    (out, n)
+        bytes,
+        |i| {
+            apps += 1;
+            let body = serde_json::to_vec_pretty(&app(i, tag)).expect("json");
+            (app_key(i), body, 100 + i as u64)
+        },
+        &last,
+    )
+    .expect("writing to memory");
+    (out, apps)
 }
 
 /// An `images/` keyprefix of at least `bytes` bytes setting `tag` for services 0, 1, ... (bare
 /// tags, the key names the repository, as [`image_payload`]); a [`jobs_repo`] of `files` files
-/// runs the first `files` of them, the rest are images no job runs.
+/// runs the first `files` of them, the rest are images no job runs. Returns the payload and the
+/// entry count.
 pub fn large_image_keyprefix(bytes: usize, tag: &str, index: u64) -> (Vec<u8>, usize) {
-    sized_keyprefix(bytes, |i| {
-        (
-            format!("images/registry.local:5000/team/svc{i}"),
-            tag.as_bytes().to_vec(),
-            index,
-        )
-    })
+    let mut out = Vec::with_capacity(bytes + 4096);
+    let (_, n) = devstack::payload::write_keyprefix(
+        &mut out,
+        bytes,
+        |i| {
+            (
+                format!("images/registry.local:5000/team/svc{i}"),
+                tag.as_bytes().to_vec(),
+                index,
+            )
+        },
+        &[],
+    )
+    .expect("writing to memory");
+    (out, n)
 }
 
 #[cfg(test)]
