@@ -118,11 +118,7 @@ mod tests {
     }
 
     fn update(key: &str, index: u64, image: &str) -> Update {
-        Update {
-            key: key.into(),
-            modify_index: index,
-            image: ImageRef::parse(image).unwrap(),
-        }
+        Update::new(key.into(), index, &ImageRef::parse(image).unwrap())
     }
 
     const K: &str = "images/sami/api";

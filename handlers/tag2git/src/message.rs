@@ -88,11 +88,21 @@ fn one_line(s: &str) -> String {
 
 /// Short repository name for subjects: the familiar name on Docker Hub, the path elsewhere.
 fn short_repo(update: &Update) -> String {
-    if update.image.domain() == gitops::imageref::DEFAULT_DOMAIN {
-        update.image.familiar_repository()
-    } else {
-        update.image.path().to_string()
+    match update.image() {
+        Some(image) if image.domain() == gitops::imageref::DEFAULT_DOMAIN => {
+            image.familiar_repository()
+        }
+        Some(image) => image.path().to_string(),
+        None => update.repository().to_string(),
     }
+}
+
+/// Short tag/digest for subjects (`1.4.2`, `@sha256:0123456789ab`).
+fn short_version(update: &Update) -> String {
+    update.image().map_or_else(
+        || update.tag().unwrap_or_default().to_string(),
+        |image| image.short_version(),
+    )
 }
 
 /// Builds the full commit message for `changes` (sites that change) made for `updates`.
@@ -105,10 +115,7 @@ pub fn build(
     let applied: BTreeSet<usize> = changes.iter().map(|s| s.update).collect();
     let olds: BTreeSet<String> = changes.iter().map(|s| s.old_ref.short_version()).collect();
     let repos: Vec<String> = applied.iter().map(|&i| short_repo(updates[i])).collect();
-    let news: Vec<String> = applied
-        .iter()
-        .map(|&i| updates[i].image.short_version())
-        .collect();
+    let news: Vec<String> = applied.iter().map(|&i| short_version(updates[i])).collect();
     let subject = if applied.len() == 1 {
         let repo = &repos[0];
         let new = &news[0];

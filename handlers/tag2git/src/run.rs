@@ -48,33 +48,39 @@ struct Config {
 /// failed (exit 65) and the valid ones still applied.
 pub fn run(args: &Args, ctx: &Context) -> Result<Summary, Error> {
     let cfg = config(args)?;
+    // The decoded pairs are consumed into entries at once (issue 13 item 5: never the payload's
+    // entries twice in memory).
     let pairs = watch::decode_kv(&ctx.payload).map_err(|e| Error::Payload(e.to_string()))?;
-    let entries = entries::from_pairs(&pairs, &args.key_prefix);
+    let entries = entries::from_pairs(pairs, &args.key_prefix);
     let mut summary = ctx.summary();
-    report_rejected(&mut summary, &entries.rejected);
-    for ignored in &entries.ignored {
+    report_rejected(&mut summary, entries.rejected);
+    for ignored in entries.ignored {
         summary.push(Action::new(
             KIND,
-            &ignored.key,
+            ignored.key,
             Status::Skipped,
-            &ignored.reason,
+            ignored.reason,
         ));
     }
-    let mut updates = Vec::new();
-    for u in entries.updates {
-        match (&cfg.allow_tags, u.image.tag().unwrap_or_default()) {
-            (Some(re), tag) if !re.is_match(tag) => {
-                // The operator's filter (e.g. CI of feature branches also publishes): deliberately
-                // not applied, so `skipped`, not `failed`.
-                let detail = format!(
-                    "tag {tag:?} of {} does not match --allow-tags",
-                    u.image.repository()
-                );
-                log::warn!("{}: {detail}", u.key);
-                summary.push(Action::new(KIND, &u.key, Status::Skipped, detail));
+    let mut updates = entries.updates;
+    if let Some(re) = &cfg.allow_tags {
+        let mut log = CappedLog::new("entries refused by --allow-tags");
+        updates.retain(|u| {
+            let tag = u.tag().unwrap_or_default();
+            if re.is_match(tag) {
+                return true;
             }
-            _ => updates.push(u),
-        }
+            // The operator's filter (e.g. CI of feature branches also publishes): deliberately
+            // not applied, so `skipped`, not `failed`.
+            let detail = format!(
+                "tag {tag:?} of {} does not match --allow-tags",
+                u.repository()
+            );
+            log.warn(|| format!("{}: {detail}", u.key));
+            summary.push(Action::new(KIND, &u.key, Status::Skipped, detail));
+            false
+        });
+        log.finish();
     }
     if updates.is_empty() {
         log::info!("nothing to do");
@@ -97,12 +103,9 @@ pub fn run(args: &Args, ctx: &Context) -> Result<Summary, Error> {
 
 /// Each invalid entry is a failed action naming its key; one capped error line says how many
 /// (a payload with a million bad keys must not become a 128 MB line in the agent's log); exit 65.
-fn report_rejected(summary: &mut Summary, rejected: &[Rejected]) {
+fn report_rejected(summary: &mut Summary, rejected: Vec<Rejected>) {
     if rejected.is_empty() {
         return;
-    }
-    for r in rejected {
-        summary.reject(KIND, &r.key, &r.reason);
     }
     let msg = format!(
         "invalid payload: {} invalid entr{} not applied (the others are): {}",
@@ -110,8 +113,40 @@ fn report_rejected(summary: &mut Summary, rejected: &[Rejected]) {
         if rejected.len() == 1 { "y" } else { "ies" },
         capped_list(rejected.iter().map(|r| &r.reason))
     );
+    for r in rejected {
+        summary.reject(KIND, r.key, r.reason);
+    }
     log::error!("{msg}");
     summary.error(msg);
+}
+
+/// Per-entry warnings of one kind: the first [`runtime::text::MAX_LISTED`] are logged, then one
+/// line counts the rest (a payload of a million keys must not become a million log lines; the
+/// summary still has one action per entry).
+struct CappedLog {
+    what: &'static str,
+    seen: usize,
+}
+
+impl CappedLog {
+    fn new(what: &'static str) -> CappedLog {
+        CappedLog { what, seen: 0 }
+    }
+
+    fn warn(&mut self, msg: impl FnOnce() -> String) {
+        if self.seen < runtime::text::MAX_LISTED {
+            log::warn!("{}", msg());
+        }
+        self.seen += 1;
+    }
+
+    fn finish(self) {
+        if let Some(more) = self.seen.checked_sub(runtime::text::MAX_LISTED) {
+            if more > 0 {
+                log::warn!("and {more} more {} (each reported skipped)", self.what);
+            }
+        }
+    }
 }
 
 /// A stop signal arrived before anything was committed: nothing more is started (`runtime::run`
@@ -691,13 +726,17 @@ impl Cycle<'_> {
             log::warn!("{msg}");
             summary.warn(msg);
         }
-        for (i, u) in split.pending.iter().enumerate() {
-            if !scan.sites.iter().any(|s| s.update == i) {
-                let detail = format!("no job runs {}", u.image.repository());
-                log::warn!("{}: {detail}", u.key);
-                summary.push(Action::new(KIND, &u.key, Status::Skipped, detail));
-            }
+        let mut has_job = vec![false; split.pending.len()];
+        for s in &scan.sites {
+            has_job[s.update] = true;
         }
+        let mut log = CappedLog::new("entries whose image no job runs");
+        for (u, _) in split.pending.iter().zip(has_job).filter(|(_, job)| !job) {
+            let detail = format!("no job runs {}", u.repository());
+            log.warn(|| format!("{}: {detail}", u.key));
+            summary.push(Action::new(KIND, &u.key, Status::Skipped, detail));
+        }
+        log.finish();
         let mut not_started = 0;
         for s in &scan.sites {
             let change = format!("{} -> {} (job {})", s.old, s.new, s.job_id);
