@@ -5,6 +5,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use base64::Engine;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::types::{HealthCheck, KvPair, Node, ServiceEntry, UserEvent, WireKvPair, WireUserEvent};
@@ -122,18 +124,58 @@ pub enum DecodeError {
     },
 }
 
-fn parse_json(bytes: &[u8]) -> Result<Value, DecodeError> {
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(DecodeError::Empty);
-    }
-    serde_json::from_slice(bytes).map_err(|e| DecodeError::Json {
+/// The top level of a payload, split without building a `serde_json::Value` tree: entries stay
+/// borrowed slices of the payload (`RawValue`) and each is decoded into its typed form on its
+/// own. A payload of 100 MB is then held once, plus the decoded values, never as a tree of
+/// small allocations (issue 13 item 5: a tree costs about 10x the text).
+enum Top<'a> {
+    Null,
+    Object(&'a RawValue),
+    Array(Vec<&'a RawValue>),
+    /// A string, number or boolean at the top: never a watch payload.
+    Scalar(&'static str),
+}
+
+fn json_error(e: &serde_json::Error) -> DecodeError {
+    DecodeError::Json {
         line: e.line(),
         column: e.column(),
         reason: strip_position(&e.to_string()),
-    })
+    }
 }
 
-/// serde_json appends " at line X column Y"; the error already carries both.
+fn parse_top(bytes: &[u8]) -> Result<Top<'_>, DecodeError> {
+    let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
+        return Err(DecodeError::Empty);
+    };
+    match first {
+        b'[' => serde_json::from_slice::<Vec<&RawValue>>(bytes)
+            .map(Top::Array)
+            .map_err(|e| json_error(&e)),
+        b'{' => serde_json::from_slice::<&RawValue>(bytes)
+            .map(Top::Object)
+            .map_err(|e| json_error(&e)),
+        _ => {
+            let raw = serde_json::from_slice::<&RawValue>(bytes).map_err(|e| json_error(&e))?;
+            match kind_of(raw) {
+                "null" => Ok(Top::Null),
+                kind => Ok(Top::Scalar(kind)),
+            }
+        }
+    }
+}
+
+fn kind_of_top(top: &Top<'_>) -> &'static str {
+    match top {
+        Top::Null => "null",
+        Top::Object(_) => "an object",
+        Top::Array(_) => "an array",
+        Top::Scalar(kind) => kind,
+    }
+}
+
+/// serde_json appends " at line X column Y"; the error already carries both (and inside one
+/// entry the position is relative to the entry, which would mislead).
 fn strip_position(msg: &str) -> String {
     match msg.rfind(" at line ") {
         Some(i) => msg[..i].to_string(),
@@ -141,25 +183,26 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+/// The JSON kind of a valid raw value, from its first byte.
+fn kind_of(v: &RawValue) -> &'static str {
+    match v.get().as_bytes().first() {
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'"') => "a string",
+        Some(b'[') => "an array",
+        Some(b'{') => "an object",
+        _ => "a number",
     }
 }
 
-fn wrong(expected: WatchType, found: &Value) -> DecodeError {
+fn wrong(expected: WatchType, top: &Top<'_>) -> DecodeError {
     DecodeError::WrongType {
         expected: expected.shape(),
-        found: kind_of(found),
+        found: kind_of_top(top),
     }
 }
 
-fn decode_b64(field: &str, s: Option<String>) -> Result<Option<Vec<u8>>, String> {
+fn decode_b64(field: &str, s: Option<&str>) -> Result<Option<Vec<u8>>, String> {
     match s {
         None => Ok(None),
         Some(s) => base64::engine::general_purpose::STANDARD
@@ -169,52 +212,63 @@ fn decode_b64(field: &str, s: Option<String>) -> Result<Option<Vec<u8>>, String>
     }
 }
 
-fn key_of(v: &Value) -> Option<String> {
-    v.get("Key").and_then(Value::as_str).map(str::to_string)
+/// A string field of an entry, for error messages only (the entry failed to decode).
+fn field_of(v: &RawValue, field: &str) -> Option<String> {
+    let obj: BTreeMap<String, Value> = serde_json::from_str(v.get()).ok()?;
+    obj.get(field).and_then(Value::as_str).map(str::to_string)
 }
 
-fn kv_entry(index: usize, v: Value) -> Result<KvPair, DecodeError> {
-    let key = key_of(&v);
-    let entry_err = |reason: String| DecodeError::Entry {
+fn entry_error(index: usize, v: &RawValue, name_field: &str, reason: String) -> DecodeError {
+    DecodeError::Entry {
         index,
-        key: key.clone(),
+        key: field_of(v, name_field),
         reason,
-    };
-    if !v.is_object() {
-        return Err(entry_err(format!(
-            "expected a KV object, found {}",
-            kind_of(&v)
-        )));
     }
-    let wire: WireKvPair = serde_json::from_value(v).map_err(|e| entry_err(e.to_string()))?;
-    let value = decode_b64("Value", wire.value).map_err(entry_err)?;
+}
+
+fn kv_entry(index: usize, v: &RawValue) -> Result<KvPair, DecodeError> {
+    if kind_of(v) != "an object" {
+        return Err(DecodeError::Entry {
+            index,
+            key: None,
+            reason: format!("expected a KV object, found {}", kind_of(v)),
+        });
+    }
+    let wire: WireKvPair<'_> = serde_json::from_str(v.get())
+        .map_err(|e| entry_error(index, v, "Key", strip_position(&e.to_string())))?;
+    let value =
+        decode_b64("Value", wire.value.as_deref()).map_err(|reason| DecodeError::Entry {
+            index,
+            key: Some(wire.key.to_string()),
+            reason,
+        })?;
     Ok(KvPair {
-        key: wire.key,
+        key: wire.key.into_owned(),
         create_index: wire.create_index,
         modify_index: wire.modify_index,
         lock_index: wire.lock_index,
         flags: wire.flags,
         value,
-        session: wire.session,
+        session: wire.session.into_owned(),
     })
 }
 
-fn event_entry(index: usize, v: Value) -> Result<UserEvent, DecodeError> {
-    let name = v.get("Name").and_then(Value::as_str).map(str::to_string);
-    let entry_err = |reason: String| DecodeError::Entry {
-        index,
-        key: name.clone(),
-        reason,
-    };
-    let wire: WireUserEvent = serde_json::from_value(v).map_err(|e| entry_err(e.to_string()))?;
-    let payload = decode_b64("Payload", wire.payload).map_err(entry_err)?;
+fn event_entry(index: usize, v: &RawValue) -> Result<UserEvent, DecodeError> {
+    let wire: WireUserEvent<'_> = serde_json::from_str(v.get())
+        .map_err(|e| entry_error(index, v, "Name", strip_position(&e.to_string())))?;
+    let payload =
+        decode_b64("Payload", wire.payload.as_deref()).map_err(|reason| DecodeError::Entry {
+            index,
+            key: Some(wire.name.to_string()),
+            reason,
+        })?;
     Ok(UserEvent {
-        id: wire.id,
-        name: wire.name,
+        id: wire.id.into_owned(),
+        name: wire.name.into_owned(),
         payload,
-        node_filter: wire.node_filter,
-        service_filter: wire.service_filter,
-        tag_filter: wire.tag_filter,
+        node_filter: wire.node_filter.into_owned(),
+        service_filter: wire.service_filter.into_owned(),
+        tag_filter: wire.tag_filter.into_owned(),
         version: wire.version,
         ltime: wire.ltime,
     })
@@ -222,91 +276,93 @@ fn event_entry(index: usize, v: Value) -> Result<UserEvent, DecodeError> {
 
 fn array_of<T>(
     wt: WatchType,
-    v: Value,
-    mut each: impl FnMut(usize, Value) -> Result<T, DecodeError>,
+    top: Top<'_>,
+    mut each: impl FnMut(usize, &RawValue) -> Result<T, DecodeError>,
 ) -> Result<Vec<T>, DecodeError> {
-    match v {
-        Value::Null => Ok(Vec::new()),
-        Value::Array(items) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, item)| each(i + 1, item))
-            .collect(),
+    match top {
+        Top::Null => Ok(Vec::new()),
+        Top::Array(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.into_iter().enumerate() {
+                out.push(each(i + 1, item)?);
+            }
+            Ok(out)
+        }
         other => Err(wrong(wt, &other)),
     }
 }
 
-fn typed<T: serde::de::DeserializeOwned>(index: usize, v: Value) -> Result<T, DecodeError> {
-    serde_json::from_value(v).map_err(|e| DecodeError::Entry {
+fn typed<T: serde::de::DeserializeOwned>(index: usize, v: &RawValue) -> Result<T, DecodeError> {
+    serde_json::from_str(v.get()).map_err(|e| DecodeError::Entry {
         index,
         key: None,
-        reason: e.to_string(),
+        reason: strip_position(&e.to_string()),
     })
 }
 
 /// Decodes a payload of a declared watch type.
 pub fn decode(wt: WatchType, bytes: &[u8]) -> Result<Payload, DecodeError> {
-    let v = parse_json(bytes)?;
-    decode_value(wt, v)
+    let top = parse_top(bytes)?;
+    decode_top(wt, top)
 }
 
-fn decode_value(wt: WatchType, v: Value) -> Result<Payload, DecodeError> {
+fn decode_top(wt: WatchType, top: Top<'_>) -> Result<Payload, DecodeError> {
     Ok(match wt {
-        WatchType::Key => match v {
-            Value::Null => Payload::Key(None),
-            Value::Object(_) => Payload::Key(Some(kv_entry(1, v)?)),
+        WatchType::Key => match top {
+            Top::Null => Payload::Key(None),
+            Top::Object(v) => Payload::Key(Some(kv_entry(1, v)?)),
             other => return Err(wrong(wt, &other)),
         },
-        WatchType::KeyPrefix => Payload::KeyPrefix(array_of(wt, v, kv_entry)?),
-        WatchType::Services => match v {
-            Value::Null => Payload::Services(BTreeMap::new()),
-            Value::Object(_) => Payload::Services(
-                serde_json::from_value::<BTreeMap<String, Option<Vec<String>>>>(v)
-                    .map_err(|e| DecodeError::Entry {
-                        index: 1,
-                        key: None,
-                        reason: e.to_string(),
-                    })?
+        WatchType::KeyPrefix => Payload::KeyPrefix(array_of(wt, top, kv_entry)?),
+        WatchType::Services => match top {
+            Top::Null => Payload::Services(BTreeMap::new()),
+            Top::Object(v) => Payload::Services(
+                typed::<BTreeMap<String, Option<Vec<String>>>>(1, v)?
                     .into_iter()
                     .map(|(k, tags)| (k, tags.unwrap_or_default()))
                     .collect(),
             ),
             other => return Err(wrong(wt, &other)),
         },
-        WatchType::Nodes => Payload::Nodes(array_of(wt, v, typed)?),
-        WatchType::Service => Payload::Service(array_of(wt, v, typed)?),
-        WatchType::Checks => Payload::Checks(array_of(wt, v, typed)?),
-        WatchType::Event => Payload::Event(array_of(wt, v, event_entry)?),
+        WatchType::Nodes => Payload::Nodes(array_of(wt, top, typed)?),
+        WatchType::Service => Payload::Service(array_of(wt, top, typed)?),
+        WatchType::Checks => Payload::Checks(array_of(wt, top, typed)?),
+        WatchType::Event => Payload::Event(array_of(wt, top, event_entry)?),
     })
 }
 
 /// Decodes a payload that must be a key or keyprefix watch's (the two handlers that read KV take
 /// either): one object, an array, or `null`.
 pub fn decode_kv(bytes: &[u8]) -> Result<Vec<KvPair>, DecodeError> {
-    let v = parse_json(bytes)?;
-    match v {
-        Value::Object(_) => Ok(vec![kv_entry(1, v)?]),
-        Value::Array(_) | Value::Null => array_of(WatchType::KeyPrefix, v, kv_entry),
+    match parse_top(bytes)? {
+        Top::Object(v) => Ok(vec![kv_entry(1, v)?]),
+        top @ (Top::Array(_) | Top::Null) => array_of(WatchType::KeyPrefix, top, kv_entry),
         other => Err(DecodeError::WrongType {
             expected: "a key or keyprefix payload (a KV object, an array of them, or null)",
-            found: kind_of(&other),
+            found: kind_of_top(&other),
         }),
     }
+}
+
+/// The member names of an object (values skipped), to recognise a payload by shape; empty for
+/// anything but an object.
+fn member_names(v: &RawValue) -> BTreeMap<String, IgnoredAny> {
+    serde_json::from_str(v.get()).unwrap_or_default()
 }
 
 /// Decodes a payload whose watch type was not declared, recognising it by shape (used by
 /// tasks2consul, which may be run from a key, keyprefix or event watch). `null` and `[]` are
 /// `Payload::Empty`.
 pub fn detect(bytes: &[u8]) -> Result<Payload, DecodeError> {
-    let v = parse_json(bytes)?;
-    let wt = match &v {
-        Value::Null => return Ok(Payload::Empty),
-        Value::Array(items) if items.is_empty() => return Ok(Payload::Empty),
-        Value::Object(o) if o.contains_key("Key") => WatchType::Key,
-        Value::Object(_) => WatchType::Services,
-        Value::Array(items) => {
-            let first = &items[0];
-            let has = |k: &str| first.get(k).is_some();
+    let top = parse_top(bytes)?;
+    let wt = match &top {
+        Top::Null => return Ok(Payload::Empty),
+        Top::Array(items) if items.is_empty() => return Ok(Payload::Empty),
+        Top::Object(o) if member_names(o).contains_key("Key") => WatchType::Key,
+        Top::Object(_) => WatchType::Services,
+        Top::Array(items) => {
+            let first = member_names(items[0]);
+            let has = |k: &str| first.contains_key(k);
             if has("Key") {
                 WatchType::KeyPrefix
             } else if has("LTime") || (has("ID") && has("Name") && has("Payload")) {
@@ -325,12 +381,12 @@ pub fn detect(bytes: &[u8]) -> Result<Payload, DecodeError> {
                 });
             }
         }
-        other => {
+        Top::Scalar(kind) => {
             return Err(DecodeError::WrongType {
                 expected: "a Consul watch payload (JSON object, array or null)",
-                found: kind_of(other),
+                found: kind,
             })
         }
     };
-    decode_value(wt, v)
+    decode_top(wt, top)
 }

@@ -1,5 +1,7 @@
 //! Wire types of the watch payloads, as Go's encoding/json writes the api package's structs.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -42,11 +44,13 @@ impl KvPair {
     }
 }
 
-/// The raw shape of a KVPair on the wire, before base64 decoding.
+/// The raw shape of a KVPair on the wire, before base64 decoding; strings borrowed from the
+/// payload where they hold no escape.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct WireKvPair {
-    pub key: String,
+pub(crate) struct WireKvPair<'a> {
+    #[serde(borrow)]
+    pub key: Cow<'a, str>,
     #[serde(default)]
     pub create_index: u64,
     #[serde(default)]
@@ -55,10 +59,10 @@ pub(crate) struct WireKvPair {
     pub lock_index: u64,
     #[serde(default)]
     pub flags: u64,
-    #[serde(default)]
-    pub value: Option<String>,
-    #[serde(default)]
-    pub session: String,
+    #[serde(default, borrow)]
+    pub value: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub session: Cow<'a, str>,
 }
 
 /// A catalog node (api.Node).
@@ -131,18 +135,19 @@ pub struct UserEvent {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct WireUserEvent {
-    #[serde(rename = "ID")]
-    pub id: String,
-    pub name: String,
-    #[serde(default)]
-    pub payload: Option<String>,
-    #[serde(default)]
-    pub node_filter: String,
-    #[serde(default)]
-    pub service_filter: String,
-    #[serde(default)]
-    pub tag_filter: String,
+pub(crate) struct WireUserEvent<'a> {
+    #[serde(rename = "ID", borrow)]
+    pub id: Cow<'a, str>,
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub payload: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub node_filter: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub service_filter: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub tag_filter: Cow<'a, str>,
     #[serde(default)]
     pub version: u64,
     #[serde(default, rename = "LTime")]

@@ -202,3 +202,38 @@ proptest! {
         let _ = detect(s.as_bytes());
     }
 }
+
+#[test]
+fn escaped_strings_decode_like_plain_ones() {
+    // JSON allows `\/`; Go never writes it, other encoders (a replay by hand) may: the decoder
+    // borrows plain strings from the payload and must unescape the others.
+    let kvs = decode_kv(br#"[{"Key":"jobs\/a\u002ejson","Value":"aGV5\/w==","Session":"s\"1"}]"#)
+        .unwrap();
+    assert_eq!(kvs[0].key, "jobs/a.json");
+    assert_eq!(kvs[0].value.as_deref(), Some(&b"hey\xff"[..]));
+    assert_eq!(kvs[0].session, "s\"1");
+    let Payload::Event(ev) = detect(
+        br#"[{"ID":"x","Name":"dep\/loy","Payload":"aGV5","NodeFilter":"","ServiceFilter":"","TagFilter":"","Version":1,"LTime":2}]"#,
+    )
+    .unwrap() else {
+        panic!("not an event payload")
+    };
+    assert_eq!(ev[0].name, "dep/loy");
+    assert_eq!(ev[0].payload.as_deref(), Some(&b"hey"[..]));
+}
+
+#[test]
+fn entry_errors_name_the_entry_not_a_position_inside_it() {
+    let err = decode_kv(br#"[{"Key":"a"},{"Key":"b","Flags":-1}]"#).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with("entry 2 (key \"b\"): invalid value"),
+        "{msg}"
+    );
+    assert!(!msg.contains(" at line "), "{msg}");
+    let err = decode_kv(br#"[{"Key":"a"}, 7]"#).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "entry 2: expected a KV object, found a number"
+    );
+}

@@ -175,11 +175,29 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
             }
         }
     };
-    let mut desired = config::classify(&pairs, &prefix, single_key);
+    // The live apps are read on a second thread while the configs are parsed (issue 13): for a
+    // large branch the two take about as long, and the plan needs both. The reader compares
+    // each live app with its config as it decodes it (the configs' forms reach it by `forms`),
+    // so unchanged apps are never held whole.
+    let marathon = remotes.marathon.as_ref().ok().copied();
+    let (mut desired, early_live) = std::thread::scope(|s| {
+        let (forms_tx, forms_rx) = std::sync::mpsc::channel();
+        let early = marathon
+            .filter(|_| read_apps_early(&pairs, &prefix, opts.prune))
+            .map(|m| s.spawn(move || read_live_apps(m, &forms_rx)));
+        let mut desired = config::classify(&pairs, &prefix, single_key);
+        let needed = !desired.apps.is_empty() || opts.prune;
+        if early.is_some() && needed {
+            let _ = forms_tx.send(plan::desired_forms(&mut desired));
+        }
+        drop(forms_tx);
+        // Not needed (a large branch of Chronos jobs only): the answer is dropped, whatever it is.
+        let live = early.map(join_or_resume).filter(|_| needed);
+        (desired, live)
+    });
     desired.snapshot = Snapshot::of(&pairs, &prefix, consul_index);
     let commits = meta::Commits::of(&pairs);
     drop(pairs);
-    meta::of_desired(&desired, &commits, &mut summary.meta);
     let popts = PlanOptions {
         prefix: prefix.clone(),
         prune: opts.prune,
@@ -193,12 +211,19 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
             .marathon
             .as_ref()
             .map_err(|e| ConfigError::Invalid(e.clone()))?;
-        // Reduced to the normalized form as it is decoded: 10,000 full apps are never held.
-        match m.list_apps_map(false, None, |app| marathon::normalize::canonical_app(&app)) {
+        let live = match early_live {
+            Some(live) => live,
+            None => {
+                let (forms_tx, forms_rx) = std::sync::mpsc::channel();
+                let _ = forms_tx.send(plan::desired_forms(&mut desired));
+                read_live_apps(m, &forms_rx)
+            }
+        };
+        match live {
             Ok(live) => {
                 plan::plan_apps(&mut desired, &live, &popts, &mut plan);
-                let targets = plan.targets();
-                meta::of_live_apps(&live, &targets, &commits, &mut summary.meta);
+                let targets = plan.news_targets();
+                meta::of_live_apps(&live.apps, &targets, &commits, &mut summary.meta);
             }
             Err(e) if e.exit() == Exit::Usage => return Err(e.into()),
             Err(e) => {
@@ -214,7 +239,7 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
         match remotes.chronos.map(Chronos::list_jobs).transpose() {
             Ok(live) => {
                 plan::plan_jobs(&desired, live.as_deref(), &popts, &mut plan);
-                let targets = plan.targets();
+                let targets = plan.news_targets();
                 let live = live.unwrap_or_default();
                 meta::of_live_jobs(&live, &targets, &commits, &mut summary.meta);
             }
@@ -228,6 +253,7 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
             }
         }
     }
+    meta::of_desired(&desired, &plan.news_targets(), &commits, &mut summary.meta);
     // Keys that plan rejected (a former config that now holds none) are not "skipped" too.
     let rejected_in_plan: std::collections::BTreeSet<&str> =
         plan.rejected.iter().map(|(k, _)| k.as_str()).collect();
@@ -251,6 +277,7 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
         execute(ctx, opts, remotes, &plan)
     };
     let mut not_started = 0;
+    summary.actions.reserve(plan.items.len());
     for (i, item) in plan.items.iter().enumerate() {
         let (status, detail) = match outcomes.get(&i) {
             Some(o) => (o.status, join_detail(&item.detail, &o.detail)),
@@ -278,6 +305,43 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
         tell(opts, remotes, &mut summary);
     }
     Ok(summary)
+}
+
+/// Configs from which reading the live apps before the configs are parsed pays off: below
+/// this, the parse is too short to hide anything behind it.
+const EARLY_READ_MIN_CONFIGS: usize = 64;
+
+/// Whether to start reading the live apps before the configs are classified: when `--prune`
+/// needs them whatever the configs are, or when the branch has enough `.json` files that they
+/// most likely hold apps (a branch of Chronos jobs only costs one unneeded read).
+fn read_apps_early(pairs: &[watch::KvPair], prefix: &str, prune: bool) -> bool {
+    prune
+        || pairs
+            .iter()
+            .filter(|p| p.key.starts_with(prefix) && p.key.ends_with(".json"))
+            .nth(EARLY_READ_MIN_CONFIGS - 1)
+            .is_some()
+}
+
+/// `GET /v2/apps`, each app reduced as it is decoded (see [`plan::LiveApps`]): 10,000 full apps
+/// are never held. The configs' forms are awaited when the first app is decoded (the configs
+/// are still being parsed while the answer arrives); none (a closed channel) compares nothing.
+fn read_live_apps(
+    m: &Marathon,
+    forms: &std::sync::mpsc::Receiver<plan::DesiredForms>,
+) -> Result<plan::LiveApps, MarathonError> {
+    let mut received: Option<plan::DesiredForms> = None;
+    let mut same = std::collections::HashSet::new();
+    let apps = m.list_apps_map(false, None, |app| {
+        let forms = received.get_or_insert_with(|| forms.recv().unwrap_or_default());
+        plan::reduce_live_app(app, forms, &mut same)
+    })?;
+    Ok(plan::LiveApps { apps, same })
+}
+
+/// A scoped thread's result; its panic goes on in this thread.
+fn join_or_resume<T>(h: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 /// The delete guards' summary lines: deletes held back for want of a complete snapshot (a

@@ -61,21 +61,26 @@ fn owner_of(job: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The facts of every configured app and job (call before planning: the bodies of apps to
-/// write are moved into the plan).
-pub fn of_desired(d: &Desired, commits: &Commits, meta: &mut BTreeMap<String, ActionMeta>) {
-    for a in &d.apps {
+/// The facts of the configured apps and jobs the plan names (`targets`: only these can be in a
+/// team's message). They take the place of what the live app said.
+pub fn of_desired(
+    d: &Desired,
+    targets: &BTreeSet<&str>,
+    commits: &Commits,
+    meta: &mut BTreeMap<String, ActionMeta>,
+) {
+    for a in d.apps.iter().filter(|a| targets.contains(a.id.as_str())) {
         meta.insert(
             a.id.clone(),
             ActionMeta {
-                labels: labels_of(&a.body),
+                labels: labels_of(&a.body()),
                 owner: None,
                 source: Some(a.key.clone()),
                 commit: commits.of_key(&a.key),
             },
         );
     }
-    for j in &d.jobs {
+    for j in d.jobs.iter().filter(|j| targets.contains(j.name.as_str())) {
         meta.insert(
             j.name.clone(),
             ActionMeta {

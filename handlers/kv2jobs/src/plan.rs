@@ -1,10 +1,13 @@
 //! Desired vs live → the list of writes (and of what stays as it is), before anything is sent.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use marathon::diff::field_diff;
 use marathon::job::{parents_first, parents_of};
-use marathon::normalize::{comparable_apps_canonical, comparable_jobs};
+use marathon::normalize::{
+    canonical_app, canonical_app_owned, canonical_apps_match, comparable_apps_canonical,
+    comparable_jobs,
+};
 use serde_json::Value;
 
 use crate::config::{app_owner, job_owner, Desired, Evidence};
@@ -90,6 +93,15 @@ impl Plan {
     /// Every app id and job name the plan names.
     pub fn targets(&self) -> BTreeSet<&str> {
         self.items.iter().map(|i| i.target.as_str()).collect()
+    }
+
+    /// The targets of the items that are not "unchanged": those a team's message can name.
+    pub fn news_targets(&self) -> BTreeSet<&str> {
+        self.items
+            .iter()
+            .filter(|i| !i.unchanged)
+            .map(|i| i.target.as_str())
+            .collect()
     }
 
     pub fn deletes(&self) -> usize {
@@ -194,11 +206,72 @@ fn diff_detail(key: &str, live_c: &Value, desired_c: &Value) -> String {
     s
 }
 
-/// Plans Marathon apps. `live` is the one bulk `GET /v2/apps`, each app already passed through
-/// `normalize::canonical_app` (ids and labels survive it).
+/// The configs that can be compared with their live app as it is read: app id → the config
+/// through `normalize::canonical_app`, as compact JSON text (a tenth of its size as a tree).
+/// Only configs whose rules are plain (synced, nothing ignored): the others are compared by
+/// [`plan_apps`] itself.
+pub type DesiredForms = HashMap<String, String>;
+
+/// The live apps of the one bulk `GET /v2/apps`, each through `normalize::canonical_app`, except
+/// those found equal to their config as they were read (ids in `same`): of these only `id` and
+/// `labels` are kept (ownership and routing need no more), so 10,000 unchanged apps are never
+/// held whole (issue 13).
+#[derive(Debug, Default)]
+pub struct LiveApps {
+    pub apps: Vec<Value>,
+    pub same: HashSet<String>,
+}
+
+impl From<Vec<Value>> for LiveApps {
+    fn from(apps: Vec<Value>) -> Self {
+        LiveApps {
+            apps,
+            same: HashSet::new(),
+        }
+    }
+}
+
+/// See [`DesiredForms`]: moved out of the configs (the plan needs them no more).
+pub fn desired_forms(desired: &mut Desired) -> DesiredForms {
+    desired
+        .apps
+        .iter_mut()
+        .filter_map(|a| Some((a.id.clone(), a.form.take()?)))
+        .collect()
+}
+
+/// One live app as it is read (see [`LiveApps`]): normalized, compared with its config's form
+/// when there is one, and cut down to `id` and `labels` when they are equal.
+pub fn reduce_live_app(app: Value, forms: &DesiredForms, same: &mut HashSet<String>) -> Value {
+    let live = canonical_app_owned(app);
+    let Some(id) = live.get("id").and_then(Value::as_str) else {
+        return live;
+    };
+    let equal = forms
+        .get(id)
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .is_some_and(|d| canonical_apps_match(&d, &live));
+    if !equal {
+        return live;
+    }
+    same.insert(id.to_string());
+    let mut stub = serde_json::Map::new();
+    if let Value::Object(mut o) = live {
+        for k in ["id", "labels"] {
+            if let Some(v) = o.remove(k) {
+                stub.insert(k.to_string(), v);
+            }
+        }
+    }
+    Value::Object(stub)
+}
+
+/// Plans Marathon apps. `live` is the one bulk `GET /v2/apps` (see [`LiveApps`]).
 /// The bodies of apps to write are moved out of `desired` (10,000 configs must not be held
 /// twice).
-pub fn plan_apps(desired: &mut Desired, live: &[Value], opts: &PlanOptions, plan: &mut Plan) {
+pub fn plan_apps(desired: &mut Desired, live: &LiveApps, opts: &PlanOptions, plan: &mut Plan) {
+    let same = &live.same;
+    let live = &live.apps[..];
     let by_id: HashMap<&str, &Value> = live
         .iter()
         .filter_map(|a| a.get("id").and_then(Value::as_str).map(|id| (id, a)))
@@ -210,7 +283,7 @@ pub fn plan_apps(desired: &mut Desired, live: &[Value], opts: &PlanOptions, plan
         } else {
             "create-app"
         };
-        let rules = match Rules::of_app(&app.body) {
+        let rules = match &app.rules {
             Ok(r) => r,
             Err(e) => {
                 plan.rejected
@@ -234,11 +307,26 @@ pub fn plan_apps(desired: &mut Desired, live: &[Value], opts: &PlanOptions, plan
             None => plan.items.push(Item::write(
                 kind,
                 &app.id,
-                Op::PutApp(std::mem::take(&mut app.body)),
+                Op::PutApp(app.body()),
                 format!("from {}", app.key),
             )),
+            Some(l)
+                if rules.ignore.is_empty()
+                    && (same.contains(&app.id)
+                        || canonical_apps_match(&canonical_app(&app.body()), l)) =>
+            {
+                // The common case, found as the live app was read or checked here without
+                // copying it (issue 13).
+                plan.items.push(Item::nothing(
+                    kind,
+                    &app.id,
+                    true,
+                    format!("from {}; no change", app.key),
+                ));
+            }
             Some(l) => {
-                let (mut d, mut lc) = comparable_apps_canonical(&app.body, l);
+                let mut body = app.body();
+                let (mut d, mut lc) = comparable_apps_canonical(&body, l);
                 // Ignored fields are compared on neither side, so a live change to them is no
                 // drift, and a write for another change carries their live values.
                 rules.strip(&mut d);
@@ -251,7 +339,6 @@ pub fn plan_apps(desired: &mut Desired, live: &[Value], opts: &PlanOptions, plan
                         format!("from {}; no change", app.key),
                     ));
                 } else {
-                    let mut body = std::mem::take(&mut app.body);
                     rules.keep_live(&mut body, l);
                     plan.items.push(Item::write(
                         kind,
@@ -650,10 +737,11 @@ mod tests {
         v
     }
 
-    fn canon(live: Vec<Value>) -> Vec<Value> {
+    fn canon(live: Vec<Value>) -> LiveApps {
         live.iter()
             .map(marathon::normalize::canonical_app)
-            .collect()
+            .collect::<Vec<_>>()
+            .into()
     }
 
     fn desired(pairs: &[KvPair]) -> Desired {
@@ -666,7 +754,7 @@ mod tests {
         let mut plan = Plan::default();
         plan_apps(
             &mut desired(&pairs),
-            &[],
+            &LiveApps::default(),
             &PlanOptions::default(),
             &mut plan,
         );
@@ -694,7 +782,7 @@ mod tests {
             "j/b/a.json",
             r#"{"id":"a","cmd":"sleep 1","mem":32,"env":{"X":"1"}}"#,
         )]);
-        let live = canon(vec![served(&old.apps[0].body)]);
+        let live = canon(vec![served(&old.apps[0].body())]);
         let mut plan = Plan::default();
         plan_apps(&mut d, &live, &PlanOptions::default(), &mut plan);
         assert_eq!(plan.items[0].kind, "update-app");
@@ -714,7 +802,7 @@ mod tests {
             kv("j/b.ref", "sha"),
         ]);
         let live = canon(vec![
-            served(&d.apps[0].body),
+            served(&d.apps[0].body()),
             json!({"id":"/gone","cmd":"x","labels":{"shipwatch.managed-by":"kv2jobs","shipwatch.source-key":"j/b/gone.json"}}),
             json!({"id":"/other","cmd":"x","labels":{"shipwatch.managed-by":"kv2jobs","shipwatch.source-key":"k/b/o.json"}}),
             json!({"id":"/manual","cmd":"x"}),

@@ -1,7 +1,9 @@
 //! Bad input never panics: random keys and values through classification and planning.
 
 use kv2jobs::config::classify;
-use kv2jobs::plan::{plan_apps, plan_jobs, Plan, PlanOptions};
+use kv2jobs::plan::{
+    desired_forms, plan_apps, plan_jobs, reduce_live_app, LiveApps, Plan, PlanOptions,
+};
 use proptest::prelude::*;
 use serde_json::json;
 use watch::KvPair;
@@ -46,7 +48,7 @@ proptest! {
         let opts = PlanOptions { prefix: String::new(), prune, allow_empty: false };
         let mut plan = Plan::default();
         plan_jobs(&d, Some(&jobs), &opts, &mut plan);
-        plan_apps(&mut d, &live, &opts, &mut plan);
+        plan_apps(&mut d, &live.into(), &opts, &mut plan);
         // Every key is accounted for: skipped, rejected, or the source of an app/job.
         for p in &pairs {
             let seen = d.skipped.iter().any(|(k, _)| k == &p.key)
@@ -55,5 +57,47 @@ proptest! {
                 || d.jobs.iter().any(|j| j.key == p.key);
             prop_assert!(seen, "key {} not reported", p.key);
         }
+    }
+}
+
+fn arb_live_app() -> impl Strategy<Value = serde_json::Value> {
+    (0usize..3, 0usize..4, prop::bool::ANY, prop::bool::ANY).prop_map(|(id, cmd, port, ignore)| {
+        let name = ["a", "b", "c"][id];
+        let cmd = ["x", "y", "z", "w"][cmd];
+        let mut app = json!({"id": format!("/{name}"), "cmd": cmd,
+            "cpus": 1, "mem": 128, "instances": 1, "version": "2026-01-01T00:00:00Z",
+            "labels": {"shipwatch.managed-by": "kv2jobs", "shipwatch.source-key": format!("{name}.json")}});
+        if port {
+            app["portDefinitions"] = json!([{"port": 10000, "name": "default", "protocol": "tcp"}]);
+        }
+        if ignore {
+            app["labels"]["shipwatch.ignore"] = json!("instances");
+        }
+        app
+    })
+}
+
+proptest! {
+    // Comparing each live app with its config as it is read (and keeping only `id` and
+    // `labels` of those found equal) plans exactly what comparing them in `plan_apps` plans
+    // (issue 13).
+    #[test]
+    fn comparing_while_reading_plans_the_same(pairs in prop::collection::vec(arb_pair(), 0..12),
+                                              live in prop::collection::vec(arb_live_app(), 0..4),
+                                              prune: bool) {
+        let opts = PlanOptions { prefix: String::new(), prune, allow_empty: false };
+        let mut plain = Plan::default();
+        let mut d = classify(&pairs, "", false);
+        let canonical: Vec<_> = live.iter().map(marathon::normalize::canonical_app).collect();
+        plan_apps(&mut d, &canonical.into(), &opts, &mut plain);
+        let mut streamed = Plan::default();
+        let mut d = classify(&pairs, "", false);
+        let forms = desired_forms(&mut d);
+        let mut same = std::collections::HashSet::new();
+        let apps = live.into_iter().map(|a| reduce_live_app(a, &forms, &mut same)).collect();
+        plan_apps(&mut d, &LiveApps { apps, same }, &opts, &mut streamed);
+        let show = |p: &Plan| p.items.iter().map(|i| format!("{} {} {:?} {} {}", i.kind, i.target, i.op, i.unchanged, i.detail)).collect::<Vec<_>>();
+        prop_assert_eq!(show(&plain), show(&streamed));
+        prop_assert_eq!(plain.managed, streamed.managed);
     }
 }
