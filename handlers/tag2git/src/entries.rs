@@ -117,7 +117,12 @@ pub fn check_text(what: &str, s: &str) -> Result<(), String> {
 /// Consumes the pairs: each key moves into its entry and each value is freed once read, so a
 /// large payload is not held twice.
 pub fn from_pairs(pairs: Vec<KvPair>, key_prefix: &str) -> Entries {
-    let mut entries = Entries::default();
+    // Sized once: growing a vector of a million entries copies it several times over, and the
+    // copies' freed space stays in the process.
+    let mut entries = Entries {
+        updates: Vec::with_capacity(pairs.len()),
+        ..Entries::default()
+    };
     for pair in pairs {
         if pair.is_folder() {
             log::debug!("ignoring folder key {:?}", pair.key);

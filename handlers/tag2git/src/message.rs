@@ -107,15 +107,18 @@ fn short_version(update: &Update) -> String {
 
 /// Builds the full commit message for `changes` (sites that change) made for `updates`.
 pub fn build(
-    updates: &[&Update],
+    updates: &[Update],
     changes: &[&Site],
     consul_index: Option<u64>,
     template: Option<&str>,
 ) -> Result<String, String> {
     let applied: BTreeSet<usize> = changes.iter().map(|s| s.update).collect();
     let olds: BTreeSet<String> = changes.iter().map(|s| s.old_ref.short_version()).collect();
-    let repos: Vec<String> = applied.iter().map(|&i| short_repo(updates[i])).collect();
-    let news: Vec<String> = applied.iter().map(|&i| short_version(updates[i])).collect();
+    let repos: Vec<String> = applied.iter().map(|&i| short_repo(&updates[i])).collect();
+    let news: Vec<String> = applied
+        .iter()
+        .map(|&i| short_version(&updates[i]))
+        .collect();
     let subject = if applied.len() == 1 {
         let repo = &repos[0];
         let new = &news[0];
@@ -178,7 +181,7 @@ pub fn build(
     };
     let mut trailers = String::new();
     for &i in &applied {
-        let u = updates[i];
+        let u = &updates[i];
         trailers.push_str(&format!("{TRAILER_KEY}: {}\n", u.key));
         trailers.push_str(&format!("{TRAILER_MODIFY_INDEX}: {}\n", u.modify_index));
         trailers.push_str(&format!("{TRAILER_VALUE}: {}\n", u.reference()));

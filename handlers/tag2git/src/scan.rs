@@ -28,7 +28,7 @@ pub struct Site {
     pub new: String,
     /// Parsed old reference.
     pub old_ref: ImageRef,
-    /// Index of the update in the list passed to [`scan`].
+    /// Index of its update in the `updates` passed to [`scan`].
     pub update: usize,
     span: Range<usize>,
 }
@@ -66,15 +66,16 @@ pub fn job_files(files: Vec<TrackedFile>) -> Vec<String> {
         .collect()
 }
 
-/// Reads and parses every file, collecting job images whose repository is one of `updates`'.
-pub fn scan(root: &Path, files: &[String], updates: &[&Update]) -> Scan {
+/// Reads and parses every file, collecting job images whose repository is one of the
+/// `pending` updates' (indexes into `updates`; one per repository).
+pub fn scan(root: &Path, files: &[String], updates: &[Update], pending: &[u32]) -> Scan {
     let mut result = Scan::default();
-    if updates.is_empty() {
+    if pending.is_empty() {
         return result;
     }
     // Sorted indexes (4 bytes an update) to look up a job's repository; a map of repository
     // names would cost more than the payload they came from (issue 13 item 5).
-    let mut by_repo: Vec<u32> = (0..updates.len() as u32).collect();
+    let mut by_repo = pending.to_vec();
     by_repo.sort_unstable_by(|&a, &b| {
         updates[a as usize]
             .repository()
