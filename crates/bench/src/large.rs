@@ -10,8 +10,8 @@
 //!   planned as a create, nothing is written (the Marathon double would need minutes to take
 //!   100,000 apps).
 //! - tasks2consul: the same keyprefix as its trigger (a keyprefix watch on `jobs/` resyncs the
-//!   catalog after every deploy): the first full sync of the bench's 10,000 tasks (1,000 apps x
-//!   10) into an empty catalog, so what the sync needs adds to what the payload costs.
+//!   catalog after every deploy); a full sync of 10 apps x 2 tasks, so the payload dominates
+//!   (the 10,000-task sync has its own target, issue 13 item 4, and a fixed cost above 32 MiB).
 //!
 //! Not in the default run (it takes minutes and needs about 1 GB of free memory for the bench's
 //! own copies of the payloads); `--only large-payload` runs it, one run per handler and size.
@@ -140,10 +140,7 @@ fn kv2jobs(tools: &Tools, stdin: Arc<Vec<u8>>, apps: usize, mib: u64) -> Contest
 fn tasks2consul(tools: &Tools, stdin: Arc<Vec<u8>>, mib: u64) -> Contestant {
     let prepare = cases::tasks2consul_spec(tools).map(|make| {
         Box::new(move |_: Duration| {
-            let m = cases::marathon(payloads::labelled_apps(
-                cases::T2C_APPS,
-                cases::T2C_INSTANCES,
-            ))?;
+            let m = cases::marathon(payloads::labelled_apps(10, 2))?;
             let c = cases::consul()?;
             let mut spec = make(&m.url(), &c.url());
             spec.stdin = Arc::clone(&stdin);

@@ -167,8 +167,8 @@ fn main() {
         };
         let rows = run::run_case(&case, &once);
         println!("{}", large::render(&rows, &inputs));
-        println!("peak RSS: GNU time %M of the handler process; budget (issue 13 item 5): 4x the payload size + 32 MiB; one run per row.");
-        print_notes(&once, &bin_dir, start.elapsed());
+        println!("peak RSS: GNU time %M (ru_maxrss) of the handler process, one run per row; budget (issue 13 item 5): 4x the payload size + 32 MiB.");
+        print_machine(&bin_dir, start.elapsed());
         return;
     }
     print_notes(&settings, &bin_dir, start.elapsed());
@@ -183,6 +183,10 @@ fn print_notes(s: &run::Settings, bin_dir: &std::path::Path, took: Duration) {
     println!("Marathon req/writes, Consul writes: diffed from the devstack doubles' counters around the run (medians); the Consul double counts writes only.");
     println!("peak RSS: GNU time %M (ru_maxrss of the largest single process of the tree); every process runs under /usr/bin/time, wall times included.");
     println!("floor: the same stdin into a process that only reads it; every world (doubles, seeds) is fresh per run and not timed.");
+    print_machine(bin_dir, took);
+}
+
+fn print_machine(bin_dir: &std::path::Path, took: Duration) {
     println!(
         "handlers from {}; machine: {}; total bench time {:.0} s.",
         bin_dir.display(),
