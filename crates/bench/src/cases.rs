@@ -622,6 +622,22 @@ pub fn ensure_repo(shared: &SharedRepo, bin: &Path, timeout: Duration) -> Result
     Ok(())
 }
 
+/// `ok (1 commit pushed)` when the run exited 0 and moved `main` of the shared repository
+/// away from `before`.
+pub fn check_pushed(shared: SharedRepo, before: String) -> Check {
+    Box::new(move |_, o| {
+        if let Some(e) = exit_problem(o) {
+            return e;
+        }
+        let after = shared.borrow().as_ref().map(head).unwrap_or_default();
+        if after != before && !after.is_empty() {
+            "ok (1 commit pushed)".into()
+        } else {
+            "WRONG: nothing pushed".into()
+        }
+    })
+}
+
 /// `images` services get a new tag per run (one commit each run).
 pub fn tag2git(tools: &Tools, shared: &SharedRepo, images: usize) -> Case {
     let ids: Vec<usize> = (0..images).map(|i| (i * 7 + 42) % REPO_FILES).collect();
@@ -638,22 +654,11 @@ pub fn tag2git(tools: &Tools, shared: &SharedRepo, images: usize) -> Case {
             let stdin = payloads::image_payload(&ids, &tag, 1000 + r.round as u64);
             let before = head(r);
             let spec = tag2git_spec(&bin, r, stdin);
-            let shared = Rc::clone(&shared);
             Ok(Prepared {
                 spec,
                 marathon: None,
                 consul: None,
-                check: Box::new(move |_, o| {
-                    if let Some(e) = exit_problem(o) {
-                        return e;
-                    }
-                    let after = shared.borrow().as_ref().map(head).unwrap_or_default();
-                    if after != before && !after.is_empty() {
-                        "ok (1 commit pushed)".into()
-                    } else {
-                        "WRONG: nothing pushed".into()
-                    }
-                }),
+                check: check_pushed(Rc::clone(&shared), before),
             })
         }) as Prepare)
     });

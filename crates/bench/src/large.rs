@@ -90,22 +90,11 @@ fn tag2git(tools: &Tools, repo: &SharedRepo, stdin: Arc<Vec<u8>>, mib: u64) -> C
             let before = cases::head(r);
             let mut spec = cases::tag2git_spec(&bin, r, Vec::new());
             spec.stdin = Arc::clone(&stdin);
-            let repo = Rc::clone(&repo);
             Ok(Prepared {
                 spec,
                 marathon: None,
                 consul: None,
-                check: Box::new(move |_, o| {
-                    if let Some(e) = cases::exit_problem(o) {
-                        return e;
-                    }
-                    let after = repo.borrow().as_ref().map(cases::head).unwrap_or_default();
-                    if after != before && !after.is_empty() {
-                        "ok (1 commit pushed)".into()
-                    } else {
-                        "WRONG: nothing pushed".into()
-                    }
-                }),
+                check: cases::check_pushed(Rc::clone(&repo), before),
             })
         }) as Prepare)
     });
