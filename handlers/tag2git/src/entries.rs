@@ -9,30 +9,50 @@ use watch::KvPair;
 
 /// One image update requested through Consul.
 ///
-/// Compact on purpose (issue 13 item 5): a keyprefix payload can hold hundreds of thousands of
-/// entries and each is held for the whole run, so the new reference is one normalized string
-/// (`docker.io/library/python:3.12`, the repository being its first `repo_len` bytes) rather
-/// than a parsed [`ImageRef`] of five strings.
+/// Compact on purpose (issue 13 item 5): a keyprefix payload can hold a million entries, each
+/// held for the whole run, so an update is 40 bytes and two strings: the key and the new
+/// reference as one normalized string (`docker.io/library/python:3.12`), not a parsed
+/// [`ImageRef`] of five.
 #[derive(Debug, Clone)]
 pub struct Update {
     /// Consul key.
-    pub key: String,
+    key: Box<str>,
     /// The key's ModifyIndex (the replay identity, with the key).
     pub modify_index: u64,
     /// The normalized repository, then `:tag` and/or `@digest`.
     reference: Box<str>,
-    repo_len: usize,
 }
 
 impl Update {
     /// An update of `key` (written at `modify_index`) to `image`.
     pub fn new(key: String, modify_index: u64, image: &ImageRef) -> Update {
-        let repository = image.repository();
         Update {
-            key,
+            key: key.into_boxed_str(),
             modify_index,
-            repo_len: repository.len(),
-            reference: image.with_written_name(&repository).into_boxed_str(),
+            reference: image
+                .with_written_name(&image.repository())
+                .into_boxed_str(),
+        }
+    }
+
+    /// The Consul key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Moves the key out (into the action that reports it), leaving it empty.
+    pub fn take_key(&mut self) -> String {
+        std::mem::take(&mut self.key).into()
+    }
+
+    /// Where the repository ends: at the tag's `:` (the only `:` after the last `/`: a port's
+    /// comes before the path) or at the digest's `@`.
+    fn repo_len(&self) -> usize {
+        let name = self.reference.split('@').next().unwrap_or_default();
+        match (name.rfind(':'), name.rfind('/')) {
+            (Some(colon), Some(slash)) if colon > slash => colon,
+            (Some(colon), None) => colon,
+            _ => name.len(),
         }
     }
 
@@ -44,12 +64,12 @@ impl Update {
 
     /// The normalized repository (`docker.io/library/python`): jobs running it are updated.
     pub fn repository(&self) -> &str {
-        &self.reference[..self.repo_len]
+        &self.reference[..self.repo_len()]
     }
 
     /// `:tag`, `@digest` or `:tag@digest`: what follows the repository.
     fn version_suffix(&self) -> &str {
-        &self.reference[self.repo_len..]
+        &self.reference[self.repo_len()..]
     }
 
     /// The new tag, if any (a tag holds neither `:` nor `@`).
@@ -226,7 +246,7 @@ fn supersede_duplicates(entries: &mut Entries) {
         if lost {
             entries.ignored.push(Ignored {
                 reason: format!("superseded by a newer key for {}", u.repository()),
-                key: u.key,
+                key: u.key.into(),
             });
         } else {
             entries.updates.push(u);
@@ -311,7 +331,7 @@ mod tests {
             assert_eq!(e.rejected[0].key, key);
             assert!(e.rejected[0].reason.contains(key), "{:?}", e.rejected);
             assert_eq!(e.updates.len(), 1, "the good entry is kept");
-            assert_eq!(e.updates[0].key, "images/sami/worker");
+            assert_eq!(e.updates[0].key(), "images/sami/worker");
         }
     }
 
@@ -338,6 +358,11 @@ mod tests {
         assert_eq!(u.tag(), Some("3.12"));
         assert_eq!(u.reference(), "docker.io/library/python:3.12@sha256:0123");
         assert_eq!(u.with_written_name("python"), "python:3.12@sha256:0123");
+        assert_eq!(u.key(), "images/x");
+        let port = ImageRef::parse("registry.local:5000/a/b:1.0").unwrap();
+        let u = Update::new("images/p".into(), 2, &port);
+        assert_eq!(u.repository(), "registry.local:5000/a/b");
+        assert_eq!(u.tag(), Some("1.0"));
         let digest_only = ImageRef::parse_name("registry.local:5000/a/b")
             .unwrap()
             .with_version(None, Some("sha256:00"));
@@ -361,7 +386,7 @@ mod tests {
             ],
             "images/",
         );
-        let kept: Vec<&str> = e.updates.iter().map(|u| u.key.as_str()).collect();
+        let kept: Vec<&str> = e.updates.iter().map(Update::key).collect();
         assert_eq!(kept, ["images/a/b", "images/c/d"], "payload order kept");
         let lost: Vec<&str> = e.ignored.iter().map(|i| i.key.as_str()).collect();
         assert_eq!(lost, ["images/docker.io/a/b", "images/index.docker.io/a/b"]);

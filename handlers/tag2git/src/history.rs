@@ -86,7 +86,7 @@ impl History {
 
     /// Whether `u` was already applied, by the rules in the module doc.
     pub fn seen(&self, u: &Update) -> Seen {
-        let Some(records) = self.by_key.get(&u.key) else {
+        let Some(records) = self.by_key.get(u.key()) else {
             return Seen::New;
         };
         let value = u.reference();

@@ -159,7 +159,7 @@ pub fn build(
         .join("\n");
     let keys = applied
         .iter()
-        .map(|&i| updates[i].key.clone())
+        .map(|&i| updates[i].key())
         .collect::<Vec<_>>()
         .join(", ");
     let text = match template {
@@ -182,7 +182,7 @@ pub fn build(
     let mut trailers = String::new();
     for &i in &applied {
         let u = &updates[i];
-        trailers.push_str(&format!("{TRAILER_KEY}: {}\n", u.key));
+        trailers.push_str(&format!("{TRAILER_KEY}: {}\n", u.key()));
         trailers.push_str(&format!("{TRAILER_MODIFY_INDEX}: {}\n", u.modify_index));
         trailers.push_str(&format!("{TRAILER_VALUE}: {}\n", u.reference()));
         if let Some(idx) = consul_index {

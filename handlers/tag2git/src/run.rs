@@ -76,8 +76,8 @@ pub fn run(args: &Args, ctx: &Context) -> Result<Summary, Error> {
                 "tag {tag:?} of {} does not match --allow-tags",
                 u.repository()
             );
-            log.warn(|| format!("{}: {detail}", u.key));
-            summary.push(Action::new(KIND, &u.key, Status::Skipped, detail));
+            log.warn(|| format!("{}: {detail}", u.key()));
+            summary.push(Action::new(KIND, u.key(), Status::Skipped, detail));
             false
         });
         log.finish();
@@ -753,12 +753,7 @@ impl Cycle<'_> {
                 u.reference(),
                 u.modify_index
             );
-            summary.push(Action::new(
-                KIND,
-                std::mem::take(&mut u.key),
-                Status::Skipped,
-                detail,
-            ));
+            summary.push(Action::new(KIND, u.take_key(), Status::Skipped, detail));
         }
         if !split.backwards.is_empty() {
             let msg = format!(
@@ -766,7 +761,7 @@ impl Cycle<'_> {
                 split.backwards.len(),
                 capped_list(split.backwards.iter().map(|&(i, highest)| {
                     let u = &updates[i as usize];
-                    format!("{} = {} at {} (history has {highest})", u.key, u.reference(), u.modify_index)
+                    format!("{} = {} at {} (history has {highest})", u.key(), u.reference(), u.modify_index)
                 }))
             );
             log::warn!("{msg}");
@@ -776,13 +771,8 @@ impl Cycle<'_> {
         for &i in split.pending.iter().filter(|&&i| !has_job[i as usize]) {
             let u = &mut updates[i as usize];
             let detail = format!("no job runs {}", u.repository());
-            log.warn(|| format!("{}: {detail}", u.key));
-            summary.push(Action::new(
-                KIND,
-                std::mem::take(&mut u.key),
-                Status::Skipped,
-                detail,
-            ));
+            log.warn(|| format!("{}: {detail}", u.key()));
+            summary.push(Action::new(KIND, u.take_key(), Status::Skipped, detail));
         }
         log.finish();
         let mut not_started = 0;
