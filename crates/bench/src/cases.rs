@@ -228,6 +228,10 @@ fn kv_case(
             }
         })
         .collect();
+    if seeded == n && n > 1 {
+        // First: what the package runs (the ratios are to it); the cold kv2jobs row follows.
+        contestants.insert(0, kv2jobs_cached(tools, &stdin, n));
+    }
     contestants.extend(floor(tools, &stdin));
     if with_rust_floor {
         contestants.push(rust_floor(tools, &stdin));
@@ -236,6 +240,53 @@ fn kv_case(
         id,
         title,
         contestants,
+    }
+}
+
+/// kv2jobs with `--cache-dir`, as it runs in production: its previous run (unmeasured, the
+/// branch before the change, all apps as deployed) left its verdicts in the cache, as the
+/// indexed baseline's previous runs left their index in its state file.
+fn kv2jobs_cached(tools: &Tools, stdin: &Arc<Vec<u8>>, n: usize) -> Contestant {
+    let stdin = Arc::clone(stdin);
+    let before = Arc::new(payloads::keyprefix_changed(n, 0));
+    let prepare = tools.kv2jobs.clone().map(|bin| {
+        Box::new(move |setup: Duration| {
+            let seed = (0..n).map(|i| payloads::deployed_app(i, "1.0.0"));
+            let m = marathon(seed.collect())?;
+            let dir = tempfile::tempdir().map_err(|e| format!("cache dir: {e}"))?;
+            let spec = |stdin: &Arc<Vec<u8>>| {
+                Spec::new(&bin, Arc::clone(stdin)).args([
+                    "--marathon".into(),
+                    m.url(),
+                    "--prefix".into(),
+                    payloads::KV_PREFIX.to_string(),
+                    "--output".into(),
+                    "json".into(),
+                    "--cache-dir".into(),
+                    dir.path().display().to_string(),
+                ])
+            };
+            let warm = crate::proc::run(&spec(&before), setup)
+                .map_err(|e| format!("kv2jobs warm-up: {e}"))?;
+            if let Some(e) = exit_problem(&warm) {
+                return Err(format!("kv2jobs warm-up: {e}"));
+            }
+            let spec = spec(&stdin);
+            Ok(Prepared {
+                spec,
+                marathon: Some(m),
+                consul: None,
+                check: Box::new(move |p, o| {
+                    let _ = &dir;
+                    check_apps(p, o, n)
+                }),
+            })
+        }) as Prepare
+    });
+    Contestant {
+        label: "shipwatch kv2jobs --cache-dir".into(),
+        kind: Kind::Shipwatch,
+        prepare,
     }
 }
 

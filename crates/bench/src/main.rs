@@ -179,7 +179,7 @@ fn print_notes(s: &run::Settings, bin_dir: &std::path::Path, took: Duration) {
         "wall: process spawn to exit, median of n runs (contestants alternate each round; a run over {} s is not repeated).",
         s.slow.as_secs()
     );
-    println!("shipwatch/this: shipwatch's median over this row's (below 1: shipwatch is faster; on a floor row: how many floors shipwatch takes).");
+    println!("shipwatch/this: the first shipwatch row's median over this row's (below 1: shipwatch is faster; on a floor row: how many floors shipwatch takes).");
     println!("Marathon req/writes, Consul writes: diffed from the devstack doubles' counters around the run (medians); the Consul double counts writes only.");
     println!("peak RSS: GNU time %M (ru_maxrss of the largest single process of the tree); every process runs under /usr/bin/time, wall times included.");
     println!("floor: the same stdin into a process that only reads it; every world (doubles, seeds) is fresh per run and not timed.");

@@ -155,10 +155,10 @@ pub fn table_rows(rows: &[Row]) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     let mut last_case = String::new();
     for r in rows {
-        let shipwatch = rows
+        let reference = rows
             .iter()
-            .find(|x| x.case == r.case && x.kind == Kind::Shipwatch)
-            .and_then(|x| median_duration(&walls(x)));
+            .find(|x| x.case == r.case && x.kind == Kind::Shipwatch);
+        let shipwatch = reference.and_then(|x| median_duration(&walls(x)));
         let case = if r.case == last_case {
             String::new()
         } else {
@@ -174,7 +174,7 @@ pub fn table_rows(rows: &[Row]) -> Vec<Vec<String>> {
             continue;
         }
         let wall = median_duration(&walls(r));
-        let ratio = if r.kind == Kind::Shipwatch {
+        let ratio = if reference.is_some_and(|x| std::ptr::eq(x, r)) {
             String::new()
         } else {
             fmt_ratio(shipwatch, wall)

@@ -612,3 +612,51 @@ fn never_healthy_deployments_never_finish_until_rolled_back_or_cleared() {
         1
     );
 }
+
+/// docs/rest-api GroupsResource: `GET /v2/groups/versions` lists the root group's versions;
+/// every change to an app (here: create, update, scale, delete) makes one (Marathon stores the
+/// app's and the root group's version per change), a read makes none, and the answer to a
+/// write names the version it made.
+#[test]
+fn every_change_makes_a_root_group_version_and_reads_make_none() {
+    let m = start();
+    let versions = |m: &devstack::marathon::Marathon| -> Vec<String> {
+        let r = call("GET", &format!("{}/v2/groups/versions", m.url()), None);
+        assert_eq!(r.status, 200, "{}", r.body);
+        serde_json::from_value(r.json()).unwrap()
+    };
+    assert!(versions(&m).is_empty());
+    let r = call("POST", &format!("{}/v2/apps", m.url()), Some(&simple()));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let v = versions(&m);
+    assert_eq!(v.len(), 1);
+    assert_eq!(r.json()["version"], json!(v[0]));
+    let mut app = simple();
+    app["cmd"] = json!("sleep 2");
+    let r = call(
+        "PUT",
+        &format!("{}/v2/apps/simple?force=true", m.url()),
+        Some(&app),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = versions(&m);
+    assert_eq!(v.len(), 2);
+    assert_eq!(r.json()["version"], json!(v[1]));
+    assert!(v[1] > v[0], "ISO timestamps, increasing: {v:?}");
+    let _ = call("GET", &format!("{}/v2/apps", m.url()), None);
+    let _ = call("GET", &format!("{}/v2/apps/simple", m.url()), None);
+    assert_eq!(versions(&m).len(), 2, "reads make no version");
+    let r = call(
+        "PUT",
+        &format!("{}/v2/apps/simple?force=true", m.url()),
+        Some(&json!({"instances": 3})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = call(
+        "DELETE",
+        &format!("{}/v2/apps/simple?force=true", m.url()),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(versions(&m).len(), 4);
+}

@@ -1,6 +1,7 @@
 //! Marathon REST v2 calls the handlers make (reference §1).
 
 use runtime::http::{encode_path, encode_query, HttpClient, HttpRequest};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::MarathonError;
@@ -54,6 +55,43 @@ impl Marathon {
         label: Option<&str>,
         f: impl FnMut(Value) -> T,
     ) -> Result<Vec<T>, MarathonError> {
+        let resp = self.get_apps(embed_tasks, label)?;
+        // Strict: the answer must hold an `apps` array. `{}`, `{"apps": null}`, `null` or an
+        // HTML page with 200 (a proxy, a Marathon between leaders) is not "no apps", and a
+        // caller that deletes what is missing must never read it as such.
+        let mut de = serde_json::Deserializer::from_slice(&resp.body);
+        let apps = serde::de::DeserializeSeed::deserialize(AppsSeed(f), &mut de)
+            .and_then(|apps| de.end().map(|_| apps))
+            .map_err(|e| MarathonError::Http(resp.decode_error(&e.to_string())))?;
+        Ok(apps)
+    }
+
+    /// Like [`Marathon::list_apps_map`], handing `f` each app as its raw JSON text, a slice of
+    /// the answer: a caller that needs only a few fields of most apps (`id`, `version`) reads
+    /// them without building a tree of every app (issue 13). The same strict read.
+    pub fn list_apps_raw<T>(
+        &self,
+        embed_tasks: bool,
+        label: Option<&str>,
+        f: impl FnMut(&RawValue) -> T,
+    ) -> Result<Vec<T>, MarathonError> {
+        #[derive(serde::Deserialize)]
+        struct Apps<'a> {
+            #[serde(borrow)]
+            apps: Vec<&'a RawValue>,
+        }
+        let resp = self.get_apps(embed_tasks, label)?;
+        let apps: Apps<'_> = serde_json::from_slice(&resp.body)
+            .map_err(|e| MarathonError::Http(resp.decode_error(&e.to_string())))?;
+        Ok(apps.apps.into_iter().map(f).collect())
+    }
+
+    /// `GET /v2/apps[?embed=apps.tasks][&label=SELECTOR]`, answered 2xx.
+    fn get_apps(
+        &self,
+        embed_tasks: bool,
+        label: Option<&str>,
+    ) -> Result<runtime::http::HttpResponse, MarathonError> {
         let mut query = Vec::new();
         if embed_tasks {
             query.push("embed=apps.tasks".to_string());
@@ -70,14 +108,7 @@ impl Marathon {
         if !resp.is_success() {
             return Err(MarathonError::from_read(&resp));
         }
-        // Strict: the answer must hold an `apps` array. `{}`, `{"apps": null}`, `null` or an
-        // HTML page with 200 (a proxy, a Marathon between leaders) is not "no apps", and a
-        // caller that deletes what is missing must never read it as such.
-        let mut de = serde_json::Deserializer::from_slice(&resp.body);
-        let apps = serde::de::DeserializeSeed::deserialize(AppsSeed(f), &mut de)
-            .and_then(|apps| de.end().map(|_| apps))
-            .map_err(|e| MarathonError::Http(resp.decode_error(&e.to_string())))?;
-        Ok(apps)
+        Ok(resp)
     }
 
     /// `GET /v2/leader`: `Some("host:port")` when Marathon names a leader (200
@@ -119,6 +150,18 @@ impl Marathon {
                 resp.decode_error(r#"expected an object {"app": {...}}"#),
             )),
         }
+    }
+
+    /// `GET /v2/groups/versions`: the root group's stored versions (Marathon makes one on every
+    /// change to any app, and keeps the newest `--zk_max_versions`). The newest of them changes
+    /// whenever anything in Marathon changed. Strict: an array of strings.
+    pub fn root_versions(&self) -> Result<Vec<String>, MarathonError> {
+        let resp = self.http.get("/v2/groups/versions")?;
+        if !resp.is_success() {
+            return Err(MarathonError::from_read(&resp));
+        }
+        serde_json::from_slice(&resp.body)
+            .map_err(|e| MarathonError::Http(resp.decode_error(&e.to_string())))
     }
 
     /// `PUT /v2/apps/{id}?partialUpdate=false[&force=true]`: create or fully replace, so a field

@@ -8,6 +8,7 @@ use marathon::job::{validate_job, JobKind};
 use serde_json::{Map, Value};
 use watch::KvPair;
 
+use crate::cache::Cache;
 use crate::rules::Rules;
 
 /// Marathon label: which tool manages the app.
@@ -32,25 +33,44 @@ pub struct DesiredApp {
     /// Its `shipwatch.*` labels.
     pub rules: Result<Rules, String>,
     /// The definition through `normalize::canonical_app`, as compact JSON, when its rules are
-    /// plain (synced, nothing ignored): what a live app is compared with as it is read.
+    /// plain (synced, nothing ignored) and `--cache-dir` knows no verdict for it: what a live
+    /// app is compared with as it is read.
     pub form: Option<String>,
+    /// [`cache::config_hash`] of `text`.
+    pub config: String,
+    /// The live version at which `--cache-dir` last found this very config deployed (plain
+    /// rules only): a live app still at that version needs no comparison.
+    pub cached_version: Option<String>,
+}
+
+fn json_text(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 impl DesiredApp {
-    /// A validated app definition, marked as managed by kv2jobs from `key`.
-    pub fn new(mut body: Value, key: &str) -> DesiredApp {
+    /// A validated app definition, marked as managed by kv2jobs from `key`; `cache` may know
+    /// its verdict.
+    pub fn new(mut body: Value, key: &str, cache: &Cache) -> DesiredApp {
         mark_app(&mut body, key);
         let id = body["id"].as_str().unwrap_or_default().to_string();
         let rules = Rules::of_app(&body);
-        let text = body.to_string();
-        let form = matches!(&rules, Ok(r) if r.sync && r.ignore.is_empty())
-            .then(|| marathon::normalize::canonical_app_owned(body).to_string());
+        // serde_json::to_string, not Display: a plain buffer, no fmt machinery (10,000 apps).
+        let text = json_text(&body);
+        let config = crate::cache::config_hash(&text);
+        let plain = matches!(&rules, Ok(r) if r.sync && r.ignore.is_empty());
+        let cached_version = plain
+            .then(|| cache.version_of(&id, &config).map(str::to_string))
+            .flatten();
+        let form = (plain && cached_version.is_none())
+            .then(|| json_text(&marathon::normalize::canonical_app_owned(body)));
         DesiredApp {
             id,
             key: key.to_string(),
             text,
             rules,
             form,
+            config,
+            cached_version,
         }
     }
 
@@ -347,13 +367,18 @@ fn check_key(key: &str) -> Result<(), String> {
 }
 
 /// Adds a validated app, marked as managed by kv2jobs from `key`.
-fn push_app(d: &mut Desired, body: Value, key: &str) {
-    d.apps.push(DesiredApp::new(body, key));
+fn push_app(d: &mut Desired, body: Value, key: &str, cache: &Cache) {
+    d.apps.push(DesiredApp::new(body, key, cache));
 }
 
 /// Classifies every pair under `prefix` (all pairs when empty; whole segments, see
 /// [`segment_prefix`]). The snapshot is read without `CONSUL_INDEX` (the caller sets it).
 pub fn classify(pairs: &[KvPair], prefix: &str, single_key: bool) -> Desired {
+    classify_with(pairs, prefix, single_key, &Cache::default())
+}
+
+/// [`classify`], with the verdicts `--cache-dir` holds.
+pub fn classify_with(pairs: &[KvPair], prefix: &str, single_key: bool, cache: &Cache) -> Desired {
     let prefix = segment_prefix(prefix);
     let prefix = prefix.as_str();
     let mut d = Desired {
@@ -429,7 +454,7 @@ pub fn classify(pairs: &[KvPair], prefix: &str, single_key: bool) -> Desired {
             }) {
                 Ok(apps) => {
                     for body in apps {
-                        push_app(&mut d, body, &p.key);
+                        push_app(&mut d, body, &p.key, cache);
                     }
                 }
                 Err(e) => d.rejected.push((p.key.clone(), e)),
@@ -441,7 +466,7 @@ pub fn classify(pairs: &[KvPair], prefix: &str, single_key: bool) -> Desired {
                     body["id"] = Value::String(abs);
                 }
                 match validate_app(&body) {
-                    Ok(()) => push_app(&mut d, body, &p.key),
+                    Ok(()) => push_app(&mut d, body, &p.key, cache),
                     Err(e) => d.rejected.push((p.key.clone(), e)),
                 }
             }

@@ -7,6 +7,7 @@
 //! conventions (`runtime`).
 
 pub mod apply;
+pub mod cache;
 pub mod config;
 pub mod meta;
 pub mod plan;
@@ -24,6 +25,7 @@ use runtime::text::{capped_str, MAX_LISTED};
 use runtime::{stop, Action, Context, Exit, Status, Summary, ToExit};
 
 use crate::apply::{ApplyOptions, Outcome};
+use crate::cache::Cache;
 use crate::config::{segment_prefix, Snapshot};
 use crate::plan::{MaxDelete, Op, Plan, PlanOptions};
 use crate::refwait::Settled;
@@ -72,6 +74,10 @@ pub struct Options {
     /// `--rollback-on-failure` (with `--wait`): put back the version that was live before a
     /// deployment of this run that failed or timed out.
     pub rollback_on_failure: bool,
+    /// `--cache-dir`: where verdicts are kept between runs (see [`cache`]).
+    pub cache_dir: Option<std::path::PathBuf>,
+    /// What the cache file of this watch is keyed by, besides `prefix` (the `--marathon` list).
+    pub cache_key: String,
 }
 
 impl Default for Options {
@@ -89,6 +95,8 @@ impl Default for Options {
             max_delete: MaxDelete::default(),
             ref_wait: Duration::from_secs(60),
             rollback_on_failure: false,
+            cache_dir: None,
+            cache_key: String::new(),
         }
     }
 }
@@ -128,7 +136,45 @@ fn reject_all(summary: &mut Summary, rejected: &[(String, String)]) {
 /// One whole run over a payload: decode, wait for a consistent snapshot, classify, read live
 /// state (one request per remote), plan, guard the deletes, apply (unless dry run), follow, fire
 /// the event (runtime posts `--notify`).
+///
+/// For a large payload (or `--prune`) the live apps are read on a second thread as soon as the
+/// snapshot is known to be consistent, while the configs are parsed (issue 13): for a large branch the two
+/// take about as long, and the plan needs both. The reader compares each live app with its
+/// config as it decodes it (what to compare with reaches it by a channel), so unchanged apps
+/// are never held whole.
 pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summary, Kv2jobsError> {
+    std::thread::scope(|s| run_with(ctx, opts, remotes, s))
+}
+
+/// Payloads from which reading the live apps before the payload is decoded pays off (about 100
+/// configs): below this, there is too little work to hide the read behind.
+const EARLY_READ_MIN_BYTES: usize = 32 * 1024;
+
+/// The live read started with the run.
+struct EarlyRead<'s> {
+    handle: std::thread::ScopedJoinHandle<'s, Result<plan::LiveApps, MarathonError>>,
+    /// What to compare the live apps with; dropped unsent when the read is not needed.
+    expected: std::sync::mpsc::Sender<plan::Expected>,
+}
+
+impl EarlyRead<'_> {
+    /// Hands the reader what to compare with (nothing: the answer is not needed) and waits
+    /// for it.
+    fn finish(self, expected: Option<plan::Expected>) -> Result<plan::LiveApps, MarathonError> {
+        if let Some(e) = expected {
+            let _ = self.expected.send(e);
+        }
+        drop(self.expected);
+        join_or_resume(self.handle)
+    }
+}
+
+fn run_with<'s>(
+    ctx: &'s Context,
+    opts: &'s Options,
+    remotes: &'s Remotes<'_>,
+    scope: &'s std::thread::Scope<'s, '_>,
+) -> Result<Summary, Kv2jobsError> {
     let pairs = watch::decode_kv(&ctx.payload)?;
     let single_key = ctx
         .payload
@@ -175,26 +221,35 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
             }
         }
     };
-    // The live apps are read on a second thread while the configs are parsed (issue 13): for a
-    // large branch the two take about as long, and the plan needs both. The reader compares
-    // each live app with its config as it decodes it (the configs' forms reach it by `forms`),
-    // so unchanged apps are never held whole.
-    let marathon = remotes.marathon.as_ref().ok().copied();
-    let (mut desired, early_live) = std::thread::scope(|s| {
-        let (forms_tx, forms_rx) = std::sync::mpsc::channel();
-        let early = marathon
-            .filter(|_| read_apps_early(&pairs, &prefix, opts.prune))
-            .map(|m| s.spawn(move || read_live_apps(m, &forms_rx)));
-        let mut desired = config::classify(&pairs, &prefix, single_key);
-        let needed = !desired.apps.is_empty() || opts.prune;
-        if early.is_some() && needed {
-            let _ = forms_tx.send(plan::desired_forms(&mut desired));
-        }
-        drop(forms_tx);
-        // Not needed (a large branch of Chronos jobs only): the answer is dropped, whatever it is.
-        let live = early.map(join_or_resume).filter(|_| needed);
-        (desired, live)
-    });
+    let cache = match &opts.cache_dir {
+        Some(dir) => Cache::open(dir, &opts.cache_key, &prefix),
+        None => Cache::default(),
+    };
+    let roots = RootCheck {
+        track: cache.is_enabled(),
+        // A prune needs every live app: never read only some.
+        cached: cache.root().filter(|_| !opts.prune).map(str::to_string),
+    };
+    let early = remotes
+        .marathon
+        .as_ref()
+        .ok()
+        .copied()
+        .filter(|_| opts.prune || ctx.payload.len() >= EARLY_READ_MIN_BYTES)
+        .map(|m| {
+            let (expected, rx) = std::sync::mpsc::channel();
+            let roots = roots.clone();
+            EarlyRead {
+                handle: scope.spawn(move || read_live_apps(m, &rx, &roots)),
+                expected,
+            }
+        });
+    let mut desired = config::classify_with(&pairs, &prefix, single_key, &cache);
+    let needed = !desired.apps.is_empty() || opts.prune;
+    // Not needed (a large branch of Chronos jobs only): the answer is dropped, whatever it is.
+    let early_live = early
+        .map(|e| e.finish(needed.then(|| plan::expected(&mut desired))))
+        .filter(|_| needed);
     desired.snapshot = Snapshot::of(&pairs, &prefix, consul_index);
     let commits = meta::Commits::of(&pairs);
     drop(pairs);
@@ -204,6 +259,7 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
         allow_empty: opts.allow_empty,
     };
     let mut plan = Plan::default();
+    let mut live_apps: Option<plan::LiveApps> = None;
     // One remote being unreachable does not hold up the other: its configs are reported as not
     // deployed (exit 69 or 75) and a replay completes them.
     if !desired.apps.is_empty() || opts.prune {
@@ -215,8 +271,8 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
             Some(live) => live,
             None => {
                 let (forms_tx, forms_rx) = std::sync::mpsc::channel();
-                let _ = forms_tx.send(plan::desired_forms(&mut desired));
-                read_live_apps(m, &forms_rx)
+                let _ = forms_tx.send(plan::expected(&mut desired));
+                read_live_apps(m, &forms_rx, &roots)
             }
         };
         match live {
@@ -224,6 +280,8 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
                 plan::plan_apps(&mut desired, &live, &popts, &mut plan);
                 let targets = plan.news_targets();
                 meta::of_live_apps(&live.apps, &targets, &commits, &mut summary.meta);
+                drop(targets);
+                live_apps = Some(live);
             }
             Err(e) if e.exit() == Exit::Usage => return Err(e.into()),
             Err(e) => {
@@ -276,6 +334,10 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
     } else {
         execute(ctx, opts, remotes, &plan)
     };
+    if let (false, Some(live), Some(m)) = (ctx.dry_run, &live_apps, marathon_of(remotes)) {
+        let root = root_after(m, live.root.clone(), &plan, &outcomes, &rollbacks);
+        save_cache(&cache, &desired, live, &plan, root);
+    }
     let mut not_started = 0;
     summary.actions.reserve(plan.items.len());
     for (i, item) in plan.items.iter().enumerate() {
@@ -307,36 +369,170 @@ pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summa
     Ok(summary)
 }
 
-/// Configs from which reading the live apps before the configs are parsed pays off: below
-/// this, the parse is too short to hide anything behind it.
-const EARLY_READ_MIN_CONFIGS: usize = 64;
-
-/// Whether to start reading the live apps before the configs are classified: when `--prune`
-/// needs them whatever the configs are, or when the branch has enough `.json` files that they
-/// most likely hold apps (a branch of Chronos jobs only costs one unneeded read).
-fn read_apps_early(pairs: &[watch::KvPair], prefix: &str, prune: bool) -> bool {
-    prune
-        || pairs
-            .iter()
-            .filter(|p| p.key.starts_with(prefix) && p.key.ends_with(".json"))
-            .nth(EARLY_READ_MIN_CONFIGS - 1)
-            .is_some()
+/// What `--cache-dir` asks of the live read: Marathon's newest root group version (`track`),
+/// and the one the cache's verdicts were written at (`cached`; none with `--prune`).
+#[derive(Debug, Clone, Default)]
+struct RootCheck {
+    track: bool,
+    cached: Option<String>,
 }
 
-/// `GET /v2/apps`, each app reduced as it is decoded (see [`plan::LiveApps`]): 10,000 full apps
-/// are never held. The configs' forms are awaited when the first app is decoded (the configs
-/// are still being parsed while the answer arrives); none (a closed channel) compares nothing.
+/// Most apps read one by one (`GET /v2/apps/{id}`) when Marathon has not changed since the
+/// cache was written; with more, the whole list is read.
+const SINGLE_READS_MAX: usize = 50;
+
+fn marathon_of<'a>(remotes: &Remotes<'a>) -> Option<&'a Marathon> {
+    remotes.marathon.as_ref().ok().copied()
+}
+
+/// Marathon's newest root group version, or `None` (logged) when it cannot be read: then every
+/// app is read and nothing is recorded.
+fn newest_root(m: &Marathon) -> Option<String> {
+    match m.root_versions() {
+        Ok(v) => v.into_iter().max(),
+        Err(e) => {
+            log::info!(
+                "--cache-dir: reading Marathon's root group versions: {e}; every app is read"
+            );
+            None
+        }
+    }
+}
+
+/// The live apps, each reduced as it is decoded (see [`plan::LiveApps`]): 10,000 full apps are
+/// never held. What to compare them with is awaited when the answer has arrived (the configs
+/// are parsed meanwhile); nothing (a closed channel) compares nothing. With `--cache-dir`,
+/// Marathon's newest root group version is read first: when it is the one the cache was
+/// written at, nothing changed in Marathon since, and only the apps without a verdict are read
+/// (see [`plan::read_unverified`]); otherwise `GET /v2/apps`.
 fn read_live_apps(
     m: &Marathon,
-    forms: &std::sync::mpsc::Receiver<plan::DesiredForms>,
+    expected: &std::sync::mpsc::Receiver<plan::Expected>,
+    roots: &RootCheck,
 ) -> Result<plan::LiveApps, MarathonError> {
-    let mut received: Option<plan::DesiredForms> = None;
-    let mut same = std::collections::HashSet::new();
-    let apps = m.list_apps_map(false, None, |app| {
-        let forms = received.get_or_insert_with(|| forms.recv().unwrap_or_default());
-        plan::reduce_live_app(app, forms, &mut same)
+    // Read before the apps: a change made while they are read makes a newer one.
+    let root = roots.track.then(|| newest_root(m)).flatten();
+    let mut received: Option<plan::Expected> = None;
+    if root.is_some() && root == roots.cached {
+        let e = expected.recv().unwrap_or_default();
+        if let Some(mut live) = plan::read_unverified(m, &e, SINGLE_READS_MAX)? {
+            log::info!(
+                "Marathon unchanged since --cache-dir was written (root group version {}): {} app(s) read, {} known equal",
+                root.as_deref().unwrap_or_default(),
+                live.apps.len() - live.cached,
+                live.cached
+            );
+            live.root = root;
+            return Ok(live);
+        }
+        received = Some(e);
+    }
+    let mut live = plan::LiveApps::default();
+    live.apps = m.list_apps_raw(false, None, |raw| {
+        let expected = received.get_or_insert_with(|| expected.recv().unwrap_or_default());
+        plan::reduce_live_raw(raw, expected, &mut live)
     })?;
-    Ok(plan::LiveApps { apps, same })
+    live.root = root;
+    log::info!(
+        "{} live app(s) read: {} equal to their config, {} of them known from --cache-dir",
+        live.apps.len(),
+        live.same.len(),
+        live.cached
+    );
+    Ok(live)
+}
+
+/// The root group version the cache's verdicts hold at after this run: the one read before the
+/// apps when this run changed nothing in Marathon; after its writes, the newest one when every
+/// version made since is one its writes made (re-read); `None` (the next run reads every app)
+/// when anything else changed Marathon meanwhile, a write's version is unknown, or a rollback
+/// ran.
+fn root_after(
+    m: &Marathon,
+    before: Option<String>,
+    plan: &Plan,
+    outcomes: &BTreeMap<usize, Outcome>,
+    rollbacks: &[Action],
+) -> Option<String> {
+    let before = before?;
+    if !rollbacks.is_empty() {
+        return None;
+    }
+    let mut ours = std::collections::HashSet::new();
+    let mut wrote = false;
+    for (i, item) in plan.items.iter().enumerate() {
+        if !matches!(item.op, Op::PutApp(_) | Op::DeleteApp) {
+            continue;
+        }
+        let Some(o) = outcomes.get(&i) else {
+            continue;
+        };
+        wrote = true;
+        match &o.version {
+            Some(v) => {
+                ours.insert(v.clone());
+            }
+            None if o.status == Status::Applied => return None,
+            None => {}
+        }
+    }
+    if !wrote {
+        return Some(before);
+    }
+    let now = m.root_versions().ok()?;
+    let foreign = now
+        .iter()
+        .any(|v| v.as_str() > before.as_str() && !ours.contains(v));
+    if foreign {
+        log::info!(
+            "--cache-dir: Marathon changed besides this run's writes; the next run reads every app"
+        );
+        return None;
+    }
+    now.into_iter().max()
+}
+
+/// `--cache-dir`: the verdicts of this run (apps found unchanged, at their live version) and
+/// the root group version they hold at replace the file. Not after `--dry-run`; a failure is a
+/// warning only.
+fn save_cache(
+    cache: &Cache,
+    desired: &config::Desired,
+    live: &plan::LiveApps,
+    plan: &Plan,
+    root: Option<String>,
+) {
+    if !cache.is_enabled() {
+        return;
+    }
+    let unchanged: std::collections::HashSet<&str> = plan
+        .items
+        .iter()
+        .filter(|i| i.unchanged && i.kind == "update-app")
+        .map(|i| i.target.as_str())
+        .collect();
+    let entries = desired
+        .apps
+        .iter()
+        .filter(|a| unchanged.contains(a.id.as_str()))
+        .filter_map(|a| {
+            let version = live.versions.get(&a.id)?;
+            Some((
+                a.id.clone(),
+                cache::Entry {
+                    version: version.clone(),
+                    config: a.config.clone(),
+                },
+            ))
+        })
+        .collect();
+    if let Err(e) = cache.save(entries, root) {
+        let path = cache
+            .path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        log::warn!("--cache-dir: cannot write {path}: {e}; the next run compares every app");
+    }
 }
 
 /// A scoped thread's result; its panic goes on in this thread.

@@ -73,6 +73,14 @@ struct Args {
     #[arg(long, value_name = "DUR", default_value = "60s", value_parser = runtime::parse_duration)]
     ref_wait: Duration,
 
+    /// Keep in DIR which live apps matched their config, at which Marathon app version, so that
+    /// the next run reads an app still at that version for its id only instead of normalizing
+    /// and comparing it again (a branch of 10,000 apps runs several times faster). Any change
+    /// to an app in Marathon gives it a new version, so drift is still repaired. Safe to delete;
+    /// not written by --dry-run.
+    #[arg(long, value_name = "DIR", env = "SHIPWATCH_CACHE_DIR")]
+    cache_dir: Option<std::path::PathBuf>,
+
     /// Marathon writes in flight at once.
     #[arg(long, value_name = "N", default_value_t = 4, hide = true)]
     parallel: usize,
@@ -115,6 +123,8 @@ fn main() {
         max_delete: args.max_delete,
         ref_wait: args.ref_wait,
         rollback_on_failure: args.rollback_on_failure,
+        cache_dir: args.cache_dir.clone(),
+        cache_key: args.marathon.marathon_urls.clone().unwrap_or_default(),
     };
     consul::lock::run_locked("kv2jobs", &args.common, &args.consul, |ctx| {
         let marathon = args

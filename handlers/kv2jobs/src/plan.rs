@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use marathon::app::absolute_id;
 use marathon::diff::field_diff;
 use marathon::job::{parents_first, parents_of};
 use marathon::normalize::{
@@ -206,11 +207,23 @@ fn diff_detail(key: &str, live_c: &Value, desired_c: &Value) -> String {
     s
 }
 
-/// The configs that can be compared with their live app as it is read: app id → the config
-/// through `normalize::canonical_app`, as compact JSON text (a tenth of its size as a tree).
-/// Only configs whose rules are plain (synced, nothing ignored): the others are compared by
+/// What the reader of the live apps compares them with, as it decodes them (issue 13): only
+/// configs whose rules are plain (synced, nothing ignored); the others are compared by
 /// [`plan_apps`] itself.
-pub type DesiredForms = HashMap<String, String>;
+#[derive(Debug, Default)]
+pub struct Expected {
+    /// App id → the config through `normalize::canonical_app`, as compact JSON text (a tenth
+    /// of its size as a tree).
+    pub forms: HashMap<String, String>,
+    /// App id → the live version at which `--cache-dir` found this very config deployed: a
+    /// live app still at that version is equal without a comparison.
+    pub versions: HashMap<String, String>,
+    /// The other configured apps (rules that pause or ignore fields): `plan_apps` compares them.
+    pub others: Vec<String>,
+    /// Some `.json` key holds no job config: the plan looks for live apps that came from it,
+    /// which needs every live app (see `reject_non_configs`).
+    pub needs_every_app: bool,
+}
 
 /// The live apps of the one bulk `GET /v2/apps`, each through `normalize::canonical_app`, except
 /// those found equal to their config as they were read (ids in `same`): of these only `id` and
@@ -220,29 +233,135 @@ pub type DesiredForms = HashMap<String, String>;
 pub struct LiveApps {
     pub apps: Vec<Value>,
     pub same: HashSet<String>,
+    /// The live `version` of each app that has a config in [`Expected`] (for `--cache-dir`).
+    pub versions: HashMap<String, String>,
+    /// Apps found equal by their version alone (`--cache-dir`).
+    pub cached: usize,
+    /// Marathon's newest root group version read before the apps (`--cache-dir`).
+    pub root: Option<String>,
+    /// Only the apps without a verdict were read (`GET /v2/apps/{id}`): Marathon had not
+    /// changed since the verdicts were written; the others are `id` only.
+    pub unchanged_since_cache: bool,
 }
 
 impl From<Vec<Value>> for LiveApps {
     fn from(apps: Vec<Value>) -> Self {
         LiveApps {
             apps,
-            same: HashSet::new(),
+            ..LiveApps::default()
         }
     }
 }
 
-/// See [`DesiredForms`]: moved out of the configs (the plan needs them no more).
-pub fn desired_forms(desired: &mut Desired) -> DesiredForms {
-    desired
-        .apps
-        .iter_mut()
-        .filter_map(|a| Some((a.id.clone(), a.form.take()?)))
-        .collect()
+/// See [`Expected`]: the forms are moved out of the configs (the plan needs them no more).
+pub fn expected(desired: &mut Desired) -> Expected {
+    let mut e = Expected {
+        needs_every_app: !desired.non_configs.is_empty(),
+        ..Expected::default()
+    };
+    for a in desired.apps.iter_mut() {
+        if let Some(form) = a.form.take() {
+            e.forms.insert(a.id.clone(), form);
+        } else if let Some(v) = &a.cached_version {
+            e.versions.insert(a.id.clone(), v.clone());
+        } else {
+            e.others.push(a.id.clone());
+        }
+    }
+    e
+}
+
+/// The live apps when Marathon has not changed since `--cache-dir`'s verdicts were written
+/// (its newest root group version is the one they were written at): the apps with a verdict
+/// are equal (`id` only), the others are read one by one. `None` when that does not serve:
+/// more than `max` apps to read, or a plan that needs every live app.
+pub fn read_unverified(
+    m: &marathon::Marathon,
+    expected: &Expected,
+    max: usize,
+) -> Result<Option<LiveApps>, marathon::MarathonError> {
+    let singles: Vec<&String> = expected.forms.keys().chain(&expected.others).collect();
+    if expected.needs_every_app || singles.len() > max {
+        return Ok(None);
+    }
+    let mut live = LiveApps {
+        unchanged_since_cache: true,
+        ..LiveApps::default()
+    };
+    for (id, version) in &expected.versions {
+        let mut stub = serde_json::Map::new();
+        stub.insert("id".into(), Value::String(id.clone()));
+        live.apps.push(Value::Object(stub));
+        live.same.insert(id.clone());
+        live.versions.insert(id.clone(), version.clone());
+        live.cached += 1;
+    }
+    for id in singles {
+        let Some(app) = m.get_app(id)? else {
+            continue;
+        };
+        if let Some(v) = app.get("version").and_then(Value::as_str) {
+            if expected.forms.contains_key(id) {
+                live.versions.insert(id.clone(), v.to_string());
+            }
+        }
+        let app = reduce_live_app(app, &expected.forms, &mut live.same);
+        live.apps.push(app);
+    }
+    Ok(Some(live))
+}
+
+/// The fields of a live app read before deciding whether the rest is needed.
+#[derive(serde::Deserialize)]
+struct AppHead<'a> {
+    #[serde(borrow)]
+    id: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    version: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    labels: Option<serde_json::Map<String, Value>>,
+}
+
+/// One live app as it is read (see [`LiveApps`]), from its raw JSON: still at the version the
+/// cache knows equal → `id` and `labels` only; else normalized, compared with its config's
+/// form when there is one, and cut down to `id` and `labels` when they are equal.
+pub fn reduce_live_raw(
+    raw: &serde_json::value::RawValue,
+    expected: &Expected,
+    live: &mut LiveApps,
+) -> Value {
+    let head = serde_json::from_str::<AppHead<'_>>(raw.get()).ok();
+    if let Some(mut h) = head {
+        let (id, version) = (absolute_id(&h.id, "/"), h.version.as_deref());
+        if let Some(v) = version
+            .filter(|_| expected.forms.contains_key(&id) || expected.versions.contains_key(&id))
+        {
+            live.versions.insert(id.clone(), v.to_string());
+        }
+        if version.is_some() && expected.versions.get(&id).map(String::as_str) == version {
+            let mut stub = serde_json::Map::new();
+            stub.insert("id".into(), Value::String(id.clone()));
+            if let Some(l) = h.labels.take() {
+                stub.insert("labels".into(), Value::Object(l));
+            }
+            live.same.insert(id);
+            live.cached += 1;
+            return Value::Object(stub);
+        }
+    }
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(app) => reduce_live_app(app, &expected.forms, &mut live.same),
+        Err(_) => Value::Null,
+    }
 }
 
 /// One live app as it is read (see [`LiveApps`]): normalized, compared with its config's form
 /// when there is one, and cut down to `id` and `labels` when they are equal.
-pub fn reduce_live_app(app: Value, forms: &DesiredForms, same: &mut HashSet<String>) -> Value {
+pub fn reduce_live_app(
+    app: Value,
+    forms: &HashMap<String, String>,
+    same: &mut HashSet<String>,
+) -> Value {
     let live = canonical_app_owned(app);
     let Some(id) = live.get("id").and_then(Value::as_str) else {
         return live;

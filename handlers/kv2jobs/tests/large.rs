@@ -7,7 +7,8 @@ mod common;
 use common::{action, actions, app, count, Stack};
 use serde_json::{json, Value};
 
-/// More configs than kv2jobs needs before it reads Marathon early (64).
+/// Enough configs for a payload above the size from which kv2jobs reads Marathon while it
+/// decodes the payload (32 KiB).
 const APPS: usize = 120;
 
 fn files(cmd_of: impl Fn(usize) -> String) -> Vec<(String, Value)> {
@@ -74,11 +75,11 @@ fn a_large_branch_is_compared_as_it_is_read() {
 
 #[test]
 fn a_large_branch_of_jobs_deploys_when_marathon_is_down() {
-    // Many .json files make kv2jobs read Marathon before it knows they are Chronos jobs: that
-    // read failing must not matter when no app needs it.
+    // A large payload makes kv2jobs read Marathon before it knows the files are Chronos jobs:
+    // that read failing must not matter when no app needs it.
     let mut s = Stack::new("large-jobs");
     s.marathon_url = "http://127.0.0.1:9".into();
-    let jobs: Vec<(String, Value)> = (0..APPS)
+    let jobs: Vec<(String, Value)> = (0..2 * APPS)
         .map(|i| {
             (
                 format!("jobs/job-{i:03}.json"),
@@ -89,7 +90,114 @@ fn a_large_branch_of_jobs_deploys_when_marathon_is_down() {
         .collect();
     let (code, sum, err) = s.run(&payload(&s, &jobs), &[]);
     assert_eq!(code, 0, "{sum}\n{err}");
-    assert_eq!(actions(&sum, "create-job").len(), APPS, "{sum}");
-    assert_eq!(count(&sum, "applied"), APPS, "{sum}");
+    assert_eq!(actions(&sum, "create-job").len(), 2 * APPS, "{sum}");
+    assert_eq!(count(&sum, "applied"), 2 * APPS, "{sum}");
     assert!(sum["errors"].as_array().unwrap().is_empty(), "{sum}");
+}
+
+#[test]
+fn the_cache_skips_unchanged_apps_and_still_repairs_drift() {
+    let s = Stack::new("large-cache");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ["--cache-dir", dir.path().to_str().unwrap()];
+    let dry = [&cache[..], &["--dry-run"]].concat();
+    let same = files(|_| "sleep 1".into());
+    let (code, sum, err) = s.run(&payload(&s, &same), &cache);
+    assert_eq!(code, 0, "{sum}\n{err}");
+    s.settle();
+    // The replay finds every app unchanged and records them (one file for this watch).
+    let (code, sum, err) = s.run(&payload(&s, &same), &cache);
+    assert_eq!(code, 0, "{sum}\n{err}");
+    assert_eq!(count(&sum, "unchanged"), APPS, "{sum}");
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let recorded: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(
+        recorded["apps"].as_object().unwrap().len(),
+        APPS,
+        "{recorded}"
+    );
+    assert!(recorded["root"].is_string(), "{recorded}");
+    // Git changes app 8; nothing changed in Marathon since: only app 8 is read.
+    let changed = files(|i| {
+        if i == 8 {
+            "sleep 2".into()
+        } else {
+            "sleep 1".into()
+        }
+    });
+    let requests = s.double().map(|m| m.request_count());
+    let (code, sum, err) = s.run(&payload(&s, &changed), &cache);
+    assert_eq!(code, 0, "{sum}\n{err}");
+    assert_eq!(count(&sum, "applied"), 1, "{sum}");
+    assert_eq!(count(&sum, "unchanged"), APPS - 1, "{sum}");
+    assert!(err.contains("1 app(s) read, 119 known equal"), "{err}");
+    if let (Some(m), Some(before)) = (s.double(), requests) {
+        // Root versions, app 8, its write, root versions again: never the whole list.
+        assert_eq!(m.request_count() - before, 4, "{err}");
+    }
+    assert_eq!(s.live_app("/large/app-008").unwrap()["cmd"], "sleep 2");
+    s.settle();
+    // Someone edits app 3 in Marathon: Marathon changed, so every app is read again (by
+    // version: app 3 has a new one), and the drift is seen.
+    let m = s.marathon_url.clone();
+    let mut drifted = s.live_app("/large/app-003").unwrap();
+    for k in [
+        "version",
+        "versionInfo",
+        "tasksRunning",
+        "tasksStaged",
+        "tasksHealthy",
+        "tasksUnhealthy",
+        "deployments",
+    ] {
+        drifted.as_object_mut().unwrap().remove(k);
+    }
+    drifted["cmd"] = json!("sleep 3");
+    ureq::put(&format!("{m}/v2/apps/large/app-003"))
+        .send_json(&drifted)
+        .unwrap();
+    s.settle();
+    let before = std::fs::read(&file).unwrap();
+    let (code, sum, err) = s.run(&payload(&s, &changed), &dry);
+    assert_eq!(code, 0, "{sum}\n{err}");
+    assert_eq!(count(&sum, "planned"), 1, "{sum}");
+    let a3 = action(&sum, "/large/app-003");
+    assert!(
+        a3["detail"]
+            .as_str()
+            .unwrap()
+            .contains(r#"cmd: "sleep 3" -> "sleep 1""#),
+        "drift is seen through the cache: {a3}"
+    );
+    assert!(!err.contains("Marathon unchanged"), "{err}");
+    assert!(
+        err.contains(&format!("{} of them known from --cache-dir", APPS - 2)),
+        "apps 3 (drifted) and 8 (written) are compared, the rest are not: {err}"
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "--dry-run writes no cache"
+    );
+    let (code, sum, err) = s.run(&payload(&s, &changed), &cache);
+    assert_eq!(code, 0, "{sum}\n{err}");
+    assert_eq!(count(&sum, "applied"), 1, "{sum}");
+    assert_eq!(s.live_app("/large/app-003").unwrap()["cmd"], "sleep 1");
+    s.settle();
+    // Only this run's write changed Marathon since it read it: the next run reads app 3 only.
+    let (code, sum, err) = s.run(&payload(&s, &changed), &cache);
+    assert_eq!(code, 0, "{sum}\n{err}");
+    assert_eq!(count(&sum, "unchanged"), APPS, "{sum}");
+    assert!(err.contains("1 app(s) read, 119 known equal"), "{err}");
+    // A cache file that is not one is a cold start, not a failure.
+    std::fs::write(&file, b"garbage").unwrap();
+    let (code, sum, err) = s.run(&payload(&s, &changed), &cache);
+    assert_eq!(code, 0, "{sum}\n{err}");
+    assert_eq!(count(&sum, "unchanged"), APPS, "{sum}");
+    assert!(!err.contains("Marathon unchanged"), "{err}");
 }

@@ -1,9 +1,7 @@
 //! Bad input never panics: random keys and values through classification and planning.
 
 use kv2jobs::config::classify;
-use kv2jobs::plan::{
-    desired_forms, plan_apps, plan_jobs, reduce_live_app, LiveApps, Plan, PlanOptions,
-};
+use kv2jobs::plan::{expected, plan_apps, plan_jobs, reduce_live_raw, LiveApps, Plan, PlanOptions};
 use proptest::prelude::*;
 use serde_json::json;
 use watch::KvPair;
@@ -92,10 +90,14 @@ proptest! {
         plan_apps(&mut d, &canonical.into(), &opts, &mut plain);
         let mut streamed = Plan::default();
         let mut d = classify(&pairs, "", false);
-        let forms = desired_forms(&mut d);
-        let mut same = std::collections::HashSet::new();
-        let apps = live.into_iter().map(|a| reduce_live_app(a, &forms, &mut same)).collect();
-        plan_apps(&mut d, &LiveApps { apps, same }, &opts, &mut streamed);
+        let exp = expected(&mut d);
+        let mut reduced = LiveApps::default();
+        for a in live {
+            let raw = serde_json::value::RawValue::from_string(a.to_string()).unwrap();
+            let app = reduce_live_raw(&raw, &exp, &mut reduced);
+            reduced.apps.push(app);
+        }
+        plan_apps(&mut d, &reduced, &opts, &mut streamed);
         let show = |p: &Plan| p.items.iter().map(|i| format!("{} {} {:?} {} {}", i.kind, i.target, i.op, i.unchanged, i.detail)).collect::<Vec<_>>();
         prop_assert_eq!(show(&plain), show(&streamed));
         prop_assert_eq!(plain.managed, streamed.managed);

@@ -472,6 +472,12 @@ fn route(inner: &Arc<Inner>, req: Request) -> Response {
         ("GET", "/v2/apps") => list_apps(inner, &req),
         ("POST", "/v2/apps") => write(inner, || create_app(inner, &req)),
         ("PUT", "/v2/apps") => write(inner, || bulk_update(inner, &req)),
+        // docs/rest-api GroupsResource: "It is possible to list all versions of the root group
+        // as well: GET /v2/groups/versions" (a JSON array of version timestamps).
+        ("GET", "/v2/groups/versions") => {
+            let st = inner.lock();
+            Response::json(200, &json!(st.root_versions))
+        }
         ("GET", "/v2/deployments") => {
             let st = inner.lock();
             let list: Vec<Value> = st.deployments.iter().map(State::deployment_json).collect();

@@ -109,8 +109,15 @@ pub(crate) struct State {
     next_host_port: u64,
     rr: usize,
     last_version_ms: i64,
+    /// The root group's versions, oldest first: every change to an app (create, update, scale,
+    /// restart, delete, rollback) makes a new root group version in Marathon (GroupManager
+    /// updates the root with the deployment's version), listed by `GET /v2/groups/versions`.
+    pub root_versions: Vec<String>,
     task_seq: u64,
 }
+
+/// Marathon's `--zk_max_versions` default (MarathonConf: 50).
+const ROOT_VERSIONS_KEPT: usize = 50;
 
 /// Service-port allocation as GroupManager.assignDynamicServicePorts does it: an app that
 /// replaces an older version first gets the old version's dynamic ports back ("if the app uses
@@ -152,6 +159,7 @@ impl State {
             next_host_port: 31000,
             rr: 0,
             last_version_ms: 0,
+            root_versions: Vec::new(),
             task_seq: 0,
         }
     }
@@ -160,7 +168,15 @@ impl State {
     pub(crate) fn next_version(&mut self) -> String {
         let ms = now_ms().max(self.last_version_ms + 1);
         self.last_version_ms = ms;
-        super::util::iso_ms(ms)
+        let version = super::util::iso_ms(ms);
+        // "every change to every application creates 2 new objects in zk: the version of the
+        // app and group at that point in time"; at most --zk_max_versions (default 50, "applies
+        // to every store") are kept, oldest dropped first (MarathonConf maxVersions).
+        self.root_versions.push(version.clone());
+        if self.root_versions.len() > ROOT_VERSIONS_KEPT {
+            self.root_versions.remove(0);
+        }
+        version
     }
 
     pub(crate) fn normalize(&mut self, app: App) -> App {
