@@ -50,11 +50,11 @@ pub struct Case {
 }
 
 /// Builds the command for a contestant once the doubles' URLs are known (marathon, consul).
-type MakeSpec = Rc<dyn Fn(&str, &str) -> Spec>;
+pub type MakeSpec = Rc<dyn Fn(&str, &str) -> Spec>;
 
 const APP0: &str = "/bench/app-00000";
 
-fn marathon(seed: Vec<Value>) -> Result<Marathon, String> {
+pub fn marathon(seed: Vec<Value>) -> Result<Marathon, String> {
     let m = Marathon::start(MarathonOptions {
         deploy_duration: Duration::ZERO,
         hosts: payloads::hosts(),
@@ -67,12 +67,12 @@ fn marathon(seed: Vec<Value>) -> Result<Marathon, String> {
     Ok(m)
 }
 
-fn consul() -> Result<Consul, String> {
+pub fn consul() -> Result<Consul, String> {
     Consul::start(ConsulOptions::default()).map_err(|e| format!("consul double: {e}"))
 }
 
 /// `ok`, or why not: a failed exit with the last line of stderr.
-fn exit_problem(o: &Outcome) -> Option<String> {
+pub fn exit_problem(o: &Outcome) -> Option<String> {
     match o.end {
         End::Code(0) => None,
         End::Code(c) => Some(format!("exit {c}: {}", o.stderr_tail())),
@@ -141,9 +141,9 @@ fn script(
     }) as MakeSpec)
 }
 
-/// The three ways to push job configs to Marathon, each as a command builder.
-fn kv_contestants(tools: &Tools) -> Vec<(String, Kind, Result<MakeSpec, String>)> {
-    let kv2jobs = tools.kv2jobs.clone().map(|bin| {
+/// kv2jobs against the Marathon at the first address, the payloads' `--prefix`.
+pub fn kv2jobs_spec(tools: &Tools) -> Result<MakeSpec, String> {
+    tools.kv2jobs.clone().map(|bin| {
         Rc::new(move |m: &str, _: &str| {
             Spec::new(&bin, Arc::new(Vec::new())).args([
                 "--marathon",
@@ -154,7 +154,12 @@ fn kv_contestants(tools: &Tools) -> Vec<(String, Kind, Result<MakeSpec, String>)
                 "json",
             ])
         }) as MakeSpec
-    });
+    })
+}
+
+/// The three ways to push job configs to Marathon, each as a command builder.
+fn kv_contestants(tools: &Tools) -> Vec<(String, Kind, Result<MakeSpec, String>)> {
+    let kv2jobs = kv2jobs_spec(tools);
     let bash = script(tools, &tools.bash, "kv2marathon.sh", |m, _| {
         vec![("MARATHON_URL", m.into())]
     });
@@ -451,8 +456,9 @@ pub const T2C_APPS: usize = 1_000;
 pub const T2C_INSTANCES: u64 = 10;
 pub const T2C_CHANGED: usize = 10;
 
-fn t2c_contestants(tools: &Tools) -> Vec<(String, Kind, Result<MakeSpec, String>)> {
-    let shipwatch = tools.tasks2consul.clone().map(|bin| {
+/// tasks2consul (catalog mode) against the Marathon and Consul at the two addresses.
+pub fn tasks2consul_spec(tools: &Tools) -> Result<MakeSpec, String> {
+    tools.tasks2consul.clone().map(|bin| {
         Rc::new(move |m: &str, c: &str| {
             Spec::new(&bin, Arc::new(Vec::new())).args([
                 "--marathon",
@@ -465,7 +471,11 @@ fn t2c_contestants(tools: &Tools) -> Vec<(String, Kind, Result<MakeSpec, String>
                 "json",
             ])
         }) as MakeSpec
-    });
+    })
+}
+
+fn t2c_contestants(tools: &Tools) -> Vec<(String, Kind, Result<MakeSpec, String>)> {
+    let shipwatch = tasks2consul_spec(tools);
     let python = script(tools, &tools.python, "tasks2consul.py", |m, c| {
         vec![("MARATHON_URL", m.into()), ("CONSUL_HTTP_ADDR", c.into())]
     });
@@ -546,7 +556,7 @@ fn fail_tasks(m: &Marathon, n: usize) {
 
 /// The catalog must hold every running task and nothing else: registrations whose service ID
 /// names no running task are stale (HAProxy would route to a dead task).
-fn check_catalog(p: &Prepared, o: &Outcome) -> String {
+pub fn check_catalog(p: &Prepared, o: &Outcome) -> String {
     if let Some(e) = exit_problem(o) {
         return e;
     }
@@ -598,7 +608,7 @@ pub struct Repo {
 
 pub type SharedRepo = Rc<RefCell<Option<Repo>>>;
 
-fn tag2git_spec(bin: &Path, r: &Repo, stdin: Vec<u8>) -> Spec {
+pub fn tag2git_spec(bin: &Path, r: &Repo, stdin: Vec<u8>) -> Spec {
     let mut s = Spec::new(bin, Arc::new(stdin))
         .arg("--repo")
         .arg(&r.bare)
@@ -626,7 +636,7 @@ fn tag2git_spec(bin: &Path, r: &Repo, stdin: Vec<u8>) -> Spec {
     s
 }
 
-fn head(r: &Repo) -> String {
+pub fn head(r: &Repo) -> String {
     payloads::git_cmd(&r.home)
         .arg("--git-dir")
         .arg(&r.bare)
@@ -636,7 +646,7 @@ fn head(r: &Repo) -> String {
         .unwrap_or_default()
 }
 
-fn ensure_repo(shared: &SharedRepo, bin: &Path, timeout: Duration) -> Result<(), String> {
+pub fn ensure_repo(shared: &SharedRepo, bin: &Path, timeout: Duration) -> Result<(), String> {
     if shared.borrow().is_some() {
         return Ok(());
     }
@@ -663,6 +673,22 @@ fn ensure_repo(shared: &SharedRepo, bin: &Path, timeout: Duration) -> Result<(),
     Ok(())
 }
 
+/// `ok (1 commit pushed)` when the run exited 0 and moved `main` of the shared repository
+/// away from `before`.
+pub fn check_pushed(shared: SharedRepo, before: String) -> Check {
+    Box::new(move |_, o| {
+        if let Some(e) = exit_problem(o) {
+            return e;
+        }
+        let after = shared.borrow().as_ref().map(head).unwrap_or_default();
+        if after != before && !after.is_empty() {
+            "ok (1 commit pushed)".into()
+        } else {
+            "WRONG: nothing pushed".into()
+        }
+    })
+}
+
 /// `images` services get a new tag per run (one commit each run).
 pub fn tag2git(tools: &Tools, shared: &SharedRepo, images: usize) -> Case {
     let ids: Vec<usize> = (0..images).map(|i| (i * 7 + 42) % REPO_FILES).collect();
@@ -679,22 +705,11 @@ pub fn tag2git(tools: &Tools, shared: &SharedRepo, images: usize) -> Case {
             let stdin = payloads::image_payload(&ids, &tag, 1000 + r.round as u64);
             let before = head(r);
             let spec = tag2git_spec(&bin, r, stdin);
-            let shared = Rc::clone(&shared);
             Ok(Prepared {
                 spec,
                 marathon: None,
                 consul: None,
-                check: Box::new(move |_, o| {
-                    if let Some(e) = exit_problem(o) {
-                        return e;
-                    }
-                    let after = shared.borrow().as_ref().map(head).unwrap_or_default();
-                    if after != before && !after.is_empty() {
-                        "ok (1 commit pushed)".into()
-                    } else {
-                        "WRONG: nothing pushed".into()
-                    }
-                }),
+                check: check_pushed(Rc::clone(&shared), before),
             })
         }) as Prepare)
     });

@@ -7,6 +7,7 @@
 //! reached the expected state) or the test command: it is never run by `cargo test`.
 
 mod cases;
+mod large;
 mod payloads;
 mod proc;
 mod run;
@@ -44,6 +45,9 @@ struct Args {
     /// List the case ids and exit.
     #[arg(long)]
     list: bool,
+    /// Payload sizes of the `large-payload` case in MiB (repeatable; default 10 and 100).
+    #[arg(long, value_name = "MIB")]
+    large_mib: Vec<u64>,
     /// Where the handler binaries are (default: SHIPWATCH_BIN_DIR, else this binary's directory).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
@@ -117,6 +121,11 @@ fn main() {
         for (id, _) in &all {
             println!("{id}");
         }
+        println!(
+            "{} (not in the default run: --only {})",
+            large::ID,
+            large::ID
+        );
         return;
     }
     let settings = run::Settings {
@@ -135,10 +144,33 @@ fn main() {
         eprintln!("[{}] {}", case.id, case.title);
         rows.extend(run::run_case(&case, &settings));
     }
-    println!(
-        "{}",
-        stats::render_table(&run::HEADER, &run::table_rows(&rows), 2)
-    );
+    if !rows.is_empty() || args.only.is_empty() {
+        println!(
+            "{}",
+            stats::render_table(&run::HEADER, &run::table_rows(&rows), 2)
+        );
+    }
+    // Minutes long and a gigabyte of payloads: only when asked for by name.
+    if args.only.iter().any(|o| large::ID.contains(o.as_str())) {
+        let sizes = if args.large_mib.is_empty() {
+            large::DEFAULT_SIZES_MIB.to_vec()
+        } else {
+            args.large_mib.clone()
+        };
+        let large_repo = Rc::new(std::cell::RefCell::new(None));
+        let (case, inputs) = large::case(&tools, &large_repo, &sizes);
+        eprintln!("[{}] {}", case.id, case.title);
+        // One run each: peak RSS hardly varies between runs, and each takes seconds.
+        let once = run::Settings {
+            reps: 1,
+            ..settings
+        };
+        let rows = run::run_case(&case, &once);
+        println!("{}", large::render(&rows, &inputs));
+        println!("peak RSS: GNU time %M (ru_maxrss) of the handler process, one run per row; budget (issue 13 item 5): 4x the payload size + 32 MiB.");
+        print_machine(&bin_dir, start.elapsed());
+        return;
+    }
     print_notes(&settings, &bin_dir, start.elapsed());
 }
 
@@ -151,6 +183,10 @@ fn print_notes(s: &run::Settings, bin_dir: &std::path::Path, took: Duration) {
     println!("Marathon req/writes, Consul writes: diffed from the devstack doubles' counters around the run (medians); the Consul double counts writes only.");
     println!("peak RSS: GNU time %M (ru_maxrss of the largest single process of the tree); every process runs under /usr/bin/time, wall times included.");
     println!("floor: the same stdin into a process that only reads it; every world (doubles, seeds) is fresh per run and not timed.");
+    print_machine(bin_dir, took);
+}
+
+fn print_machine(bin_dir: &std::path::Path, took: Duration) {
     println!(
         "handlers from {}; machine: {}; total bench time {:.0} s.",
         bin_dir.display(),

@@ -224,9 +224,75 @@ pub fn image_payload(ids: &[usize], tag: &str, index: u64) -> Vec<u8> {
     serde_json::to_vec(&entries).expect("json")
 }
 
+/// A git2consul keyprefix of at least `bytes` bytes: app files `apps/app-NNNNN.json` (as
+/// [`keyprefix`] writes them, all at tag `tag`), then the branch's `.ref` written last. Returns
+/// the payload and the number of apps.
+pub fn large_app_keyprefix(bytes: usize, tag: &str) -> (Vec<u8>, usize) {
+    let mut out = Vec::with_capacity(bytes + 4096);
+    let mut apps = 0;
+    let last = [(
+        REF_KEY.to_string(),
+        b"4b825dc642cb6eb9a060e54bf8d69288fbee4904".to_vec(),
+        // Above every app's index: written after the files (a consistent snapshot).
+        100 + (bytes / 64) as u64,
+    )];
+    devstack::payload::write_keyprefix(
+        &mut out,
+        bytes,
+        |i| {
+            apps += 1;
+            let body = serde_json::to_vec_pretty(&app(i, tag)).expect("json");
+            (app_key(i), body, 100 + i as u64)
+        },
+        &last,
+    )
+    .expect("writing to memory");
+    (out, apps)
+}
+
+/// An `images/` keyprefix of at least `bytes` bytes setting `tag` for services 0, 1, ... (bare
+/// tags, the key names the repository, as [`image_payload`]); a [`jobs_repo`] of `files` files
+/// runs the first `files` of them, the rest are images no job runs. Returns the payload and the
+/// entry count.
+pub fn large_image_keyprefix(bytes: usize, tag: &str, index: u64) -> (Vec<u8>, usize) {
+    let mut out = Vec::with_capacity(bytes + 4096);
+    let (_, n) = devstack::payload::write_keyprefix(
+        &mut out,
+        bytes,
+        |i| {
+            (
+                format!("images/registry.local:5000/team/svc{i}"),
+                tag.as_bytes().to_vec(),
+                index,
+            )
+        },
+        &[],
+    )
+    .expect("writing to memory");
+    (out, n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The hand-written entries decode as the agent's do, and reach the requested size.
+    #[test]
+    fn sized_payloads_decode_as_agent_payloads() {
+        let (p, n) = large_image_keyprefix(10_000, "2.0.0", 7);
+        assert!(p.len() >= 10_000 && p.len() < 10_300, "{}", p.len());
+        let pairs = watch::decode_kv(&p).unwrap();
+        assert_eq!(pairs.len(), n);
+        assert_eq!(pairs[3].key, "images/registry.local:5000/team/svc3");
+        assert_eq!(pairs[3].value.as_deref(), Some(&b"2.0.0"[..]));
+        assert_eq!(pairs[3].modify_index, 7);
+        let (p, n) = large_app_keyprefix(20_000, "1.0.0");
+        let pairs = watch::decode_kv(&p).unwrap();
+        assert_eq!(pairs.len(), n + 1, "the apps and the .ref");
+        assert_eq!(pairs[n].key, REF_KEY);
+        let app: Value = serde_json::from_slice(pairs[1].value.as_deref().unwrap()).unwrap();
+        assert_eq!(app, super::app(1, "1.0.0"));
+    }
 
     #[test]
     fn keyprefix_has_ref_last_written_and_one_change() {

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod git2consul;
 pub mod http;
 pub mod marathon;
+pub mod payload;
 pub mod pipeline;
 pub mod runner;
 pub mod sinks;

@@ -196,14 +196,16 @@ pub fn record(
     }
 }
 
-/// Prints the summary and exits with its code.
+/// Prints the summary and exits with its code. The summary is written as it is serialized, never
+/// built as one string first (issue 13 item 5: with one action per entry of a large payload it
+/// is as large as the payload).
 pub fn finish(summary: &Summary, output: OutputFormat) -> ! {
-    let text = match output {
-        OutputFormat::Json => format!("{}\n", summary.to_json()),
-        OutputFormat::Text => summary.to_text(),
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let _ = match output {
+        OutputFormat::Json => summary.write_json(&mut out),
+        OutputFormat::Text => summary.write_text(&mut out),
     };
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
+    drop(out);
     std::process::exit(summary.exit().code())
 }

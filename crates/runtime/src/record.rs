@@ -166,19 +166,25 @@ pub fn write_metrics(path: &Path, rec: &RunRecord<'_>) -> Result<(), String> {
 /// The journal line of a run: the JSON summary with `timestamp` (RFC 3339, UTC), `duration_ms`
 /// and `exit`.
 pub fn journal_line(rec: &RunRecord<'_>) -> String {
-    let mut v = serde_json::to_value(rec.summary).unwrap_or(serde_json::Value::Null);
-    if let serde_json::Value::Object(m) = &mut v {
-        let ts = jiff::Timestamp::try_from(rec.started)
-            .map(|t| t.to_string())
-            .unwrap_or_default();
-        m.insert("timestamp".into(), ts.into());
-        m.insert(
-            "duration_ms".into(),
-            (rec.duration.as_millis() as u64).into(),
-        );
-        m.insert("exit".into(), rec.summary.exit().code().into());
+    /// The summary's fields, then the run's: serialized straight into the line (a
+    /// `serde_json::Value` of a large summary costs several times the summary).
+    #[derive(serde::Serialize)]
+    struct Line<'a> {
+        #[serde(flatten)]
+        summary: &'a Summary,
+        timestamp: String,
+        duration_ms: u64,
+        exit: i32,
     }
-    let mut line = v.to_string();
+    let line = Line {
+        summary: rec.summary,
+        timestamp: jiff::Timestamp::try_from(rec.started)
+            .map(|t| t.to_string())
+            .unwrap_or_default(),
+        duration_ms: rec.duration.as_millis() as u64,
+        exit: rec.summary.exit().code(),
+    };
+    let mut line = serde_json::to_string(&line).unwrap_or_else(|_| "{}".to_string());
     line.push('\n');
     line
 }
@@ -319,7 +325,14 @@ mod tests {
         let old = std::fs::read_to_string(dir.path().join("journal.jsonl.1")).unwrap();
         assert_eq!(cur.lines().count(), 2);
         assert_eq!(old.lines().count(), 3);
-        let v: serde_json::Value = serde_json::from_str(cur.lines().next().unwrap()).unwrap();
+        let first = cur.lines().next().unwrap();
+        assert!(
+            first.starts_with(
+                r#"{"handler":"kv2jobs","dry_run":false,"consul_index":42,"actions":["#
+            ) && first.ends_with(r#""duration_ms":250,"exit":0}"#),
+            "the summary's fields, then the run's: {first}"
+        );
+        let v: serde_json::Value = serde_json::from_str(first).unwrap();
         assert_eq!(v["handler"], "kv2jobs");
         assert_eq!(v["timestamp"], "2027-01-15T08:00:00Z");
         assert_eq!(v["duration_ms"], 250);

@@ -164,41 +164,50 @@ impl Summary {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".to_string())
     }
 
+    /// Writes [`Summary::to_json`] and a newline to `w` without building the string first: the
+    /// summary of a large payload (one action per entry) is as large as the payload.
+    pub fn write_json(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer(&mut w, self)?;
+        w.write_all(b"\n")
+    }
+
     /// The human-readable form: one line per action, then errors, then a count line.
     pub fn to_text(&self) -> String {
-        let mut out = String::new();
+        let mut out = Vec::new();
+        let _ = self.write_text(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Writes [`Summary::to_text`] to `w`, a line at a time.
+    pub fn write_text(&self, mut w: impl std::io::Write) -> std::io::Result<()> {
         let tag = if self.dry_run { " (dry run)" } else { "" };
         let index = self
             .consul_index
             .map(|i| format!(" at CONSUL_INDEX {i}"))
             .unwrap_or_default();
-        out.push_str(&format!("{}{}{}\n", self.handler, tag, index));
+        writeln!(w, "{}{}{}", self.handler, tag, index)?;
         for a in &self.actions {
-            out.push_str(&format!(
-                "  {:<9} {:<14} {}",
-                a.status.as_str(),
-                a.kind,
-                a.target
-            ));
+            write!(w, "  {:<9} {:<14} {}", a.status.as_str(), a.kind, a.target)?;
             if !a.detail.is_empty() {
                 for (i, line) in a.detail.lines().enumerate() {
                     if i == 0 {
-                        out.push_str(&format!("  {line}"));
+                        write!(w, "  {line}")?;
                     } else {
-                        out.push_str(&format!("\n      {line}"));
+                        write!(w, "\n      {line}")?;
                     }
                 }
             }
-            out.push('\n');
+            writeln!(w)?;
         }
-        for w in &self.warnings {
-            out.push_str(&format!("  warning: {w}\n"));
+        for warning in &self.warnings {
+            writeln!(w, "  warning: {warning}")?;
         }
         for e in &self.errors {
-            out.push_str(&format!("  error: {e}\n"));
+            writeln!(w, "  error: {e}")?;
         }
-        out.push_str(&format!(
-            "{} applied, {} planned, {} unchanged, {} skipped, {} failed, {} errors; exit {}\n",
+        writeln!(
+            w,
+            "{} applied, {} planned, {} unchanged, {} skipped, {} failed, {} errors; exit {}",
             self.count(Status::Applied),
             self.count(Status::Planned),
             self.count(Status::Unchanged),
@@ -206,8 +215,7 @@ impl Summary {
             self.count(Status::Failed),
             self.errors.len(),
             self.exit().code()
-        ));
-        out
+        )
     }
 }
 
@@ -248,6 +256,33 @@ mod tests {
                 "actions":[{"kind":"update-image","target":"a.json#/x","status":"applied","detail":"1 -> 2"}],
                 "errors":["boom"]})
         );
+    }
+
+    /// What `finish` streams to stdout is byte for byte what the string forms hold.
+    #[test]
+    fn written_forms_equal_the_strings() {
+        let mut s = Summary::new("kv2jobs", true, Some(7));
+        s.push(Action::new(
+            "update-app",
+            "/a",
+            Status::Planned,
+            "cpus: 1 -> 2\nmem: 3 -> 4",
+        ));
+        s.push(Action::new("update-app", "/b", Status::Unchanged, ""));
+        s.warn("careful");
+        s.error("boom");
+        let mut json = Vec::new();
+        s.write_json(&mut json).unwrap();
+        assert_eq!(
+            String::from_utf8(json).unwrap(),
+            format!("{}\n", s.to_json())
+        );
+        let mut text = Vec::new();
+        s.write_text(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert_eq!(text, s.to_text());
+        assert!(text.starts_with("kv2jobs (dry run) at CONSUL_INDEX 7\n  planned   update-app     /a  cpus: 1 -> 2\n      mem: 3 -> 4\n"), "{text}");
+        assert!(text.ends_with("  warning: careful\n  error: boom\n0 applied, 1 planned, 1 unchanged, 0 skipped, 0 failed, 1 errors; exit 0\n"), "{text}");
     }
 
     #[test]

@@ -4,27 +4,89 @@
 //! reason (reported as `failed`, exit 65) and never blocks the others: the keyprefix watch delivers
 //! the whole prefix on every change, so one bad key must not stop every release.
 
-use std::collections::HashMap;
-
 use gitops::imageref::{parse_bare_version, ImageRef};
 use watch::KvPair;
 
 /// One image update requested through Consul.
+///
+/// Compact on purpose (issue 13 item 5): a keyprefix payload can hold a million entries, each
+/// held for the whole run, so an update is 40 bytes and two strings: the key and the new
+/// reference as one normalized string (`docker.io/library/python:3.12`), not a parsed
+/// [`ImageRef`] of five.
 #[derive(Debug, Clone)]
 pub struct Update {
     /// Consul key.
-    pub key: String,
+    key: Box<str>,
     /// The key's ModifyIndex (the replay identity, with the key).
     pub modify_index: u64,
-    /// The new reference: repository plus tag and/or digest.
-    pub image: ImageRef,
+    /// The normalized repository, then `:tag` and/or `@digest`.
+    reference: Box<str>,
 }
 
 impl Update {
+    /// An update of `key` (written at `modify_index`) to `image`.
+    pub fn new(key: String, modify_index: u64, image: &ImageRef) -> Update {
+        Update {
+            key: key.into_boxed_str(),
+            modify_index,
+            reference: image
+                .with_written_name(&image.repository())
+                .into_boxed_str(),
+        }
+    }
+
+    /// The Consul key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Moves the key out (into the action that reports it), leaving it empty.
+    pub fn take_key(&mut self) -> String {
+        std::mem::take(&mut self.key).into()
+    }
+
+    /// Where the repository ends: at the tag's `:` (the only `:` after the last `/`: a port's
+    /// comes before the path) or at the digest's `@`.
+    fn repo_len(&self) -> usize {
+        let name = self.reference.split('@').next().unwrap_or_default();
+        match (name.rfind(':'), name.rfind('/')) {
+            (Some(colon), Some(slash)) if colon > slash => colon,
+            (Some(colon), None) => colon,
+            _ => name.len(),
+        }
+    }
+
     /// The value as recorded in the `Consul-Value` trailer: the normalized repository with the tag
     /// and/or digest (`docker.io/library/python:3.12`), so two spellings of one value compare equal.
-    pub fn reference(&self) -> String {
-        self.image.with_written_name(&self.image.repository())
+    pub fn reference(&self) -> &str {
+        &self.reference
+    }
+
+    /// The normalized repository (`docker.io/library/python`): jobs running it are updated.
+    pub fn repository(&self) -> &str {
+        &self.reference[..self.repo_len()]
+    }
+
+    /// `:tag`, `@digest` or `:tag@digest`: what follows the repository.
+    fn version_suffix(&self) -> &str {
+        &self.reference[self.repo_len()..]
+    }
+
+    /// The new tag, if any (a tag holds neither `:` nor `@`).
+    pub fn tag(&self) -> Option<&str> {
+        let tag = self.version_suffix().strip_prefix(':')?;
+        Some(tag.split_once('@').map_or(tag, |(t, _)| t))
+    }
+
+    /// The new tag and digest with `name` in front: a file's reference rewritten in the file's own
+    /// spelling of the repository.
+    pub fn with_written_name(&self, name: &str) -> String {
+        format!("{name}{}", self.version_suffix())
+    }
+
+    /// The reference parsed again (for commit subjects); it was built from a parsed one.
+    pub fn image(&self) -> Option<ImageRef> {
+        ImageRef::parse(&self.reference).ok()
     }
 }
 
@@ -72,22 +134,33 @@ pub fn check_text(what: &str, s: &str) -> Result<(), String> {
 }
 
 /// Validates the payload's pairs; invalid ones go to [`Entries::rejected`], each naming its key.
-pub fn from_pairs(pairs: &[KvPair], key_prefix: &str) -> Entries {
-    let mut entries = Entries::default();
+/// Consumes the pairs: each key moves into its entry and each value is freed once read, so a
+/// large payload is not held twice.
+pub fn from_pairs(pairs: Vec<KvPair>, key_prefix: &str) -> Entries {
+    // Sized once: growing a vector of a million entries copies it several times over, and the
+    // copies' freed space stays in the process.
+    let mut entries = Entries {
+        updates: Vec::with_capacity(pairs.len()),
+        ..Entries::default()
+    };
     for pair in pairs {
         if pair.is_folder() {
             log::debug!("ignoring folder key {:?}", pair.key);
             continue;
         }
-        match update_from_pair(pair, key_prefix) {
-            Ok(Some(update)) => entries.updates.push(update),
+        match update_from_pair(&pair, key_prefix) {
+            Ok(Some(image)) => {
+                entries
+                    .updates
+                    .push(Update::new(pair.key, pair.modify_index, &image))
+            }
             Ok(None) => entries.ignored.push(Ignored {
-                key: pair.key.clone(),
+                key: pair.key,
                 reason: "empty value".into(),
             }),
             Err(e) => entries.rejected.push(Rejected {
-                key: pair.key.clone(),
                 reason: format!("key {:?}: {e}", pair.key),
+                key: pair.key,
             }),
         }
     }
@@ -95,7 +168,8 @@ pub fn from_pairs(pairs: &[KvPair], key_prefix: &str) -> Entries {
     entries
 }
 
-fn update_from_pair(pair: &KvPair, key_prefix: &str) -> Result<Option<Update>, String> {
+/// The new image of a pair, `None` for an empty value.
+fn update_from_pair(pair: &KvPair, key_prefix: &str) -> Result<Option<ImageRef>, String> {
     check_text("key", &pair.key)?;
     let value = pair
         .value_str()
@@ -140,38 +214,44 @@ fn update_from_pair(pair: &KvPair, key_prefix: &str) -> Result<Option<Update>, S
             image
         }
     };
-    Ok(Some(Update {
-        key: pair.key.clone(),
-        modify_index: pair.modify_index,
-        image,
-    }))
+    Ok(Some(image))
 }
 
-/// Two keys naming the same repository: the most recently written (highest ModifyIndex) wins.
+/// Two keys naming the same repository: the most recently written (highest ModifyIndex) wins; on
+/// a tie, the first in the payload. Found by sorting indexes (4 bytes an entry) rather than with
+/// a map of repository names, which would cost more than the payload itself.
 fn supersede_duplicates(entries: &mut Entries) {
-    let mut best: HashMap<String, usize> = HashMap::new();
-    for (i, u) in entries.updates.iter().enumerate() {
-        let repo = u.image.repository();
-        match best.get(&repo) {
-            Some(&j) if entries.updates[j].modify_index >= u.modify_index => {}
-            _ => {
-                best.insert(repo, i);
-            }
+    let updates = &entries.updates;
+    let mut order: Vec<u32> = (0..updates.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| {
+        let (ua, ub) = (&updates[a as usize], &updates[b as usize]);
+        ua.repository()
+            .cmp(ub.repository())
+            .then(ub.modify_index.cmp(&ua.modify_index))
+            .then(a.cmp(&b))
+    });
+    let mut superseded = vec![false; updates.len()];
+    for pair in order.windows(2) {
+        if updates[pair[0] as usize].repository() == updates[pair[1] as usize].repository() {
+            superseded[pair[1] as usize] = true;
         }
     }
-    let mut kept = Vec::new();
-    for (i, u) in std::mem::take(&mut entries.updates).into_iter().enumerate() {
-        let winner = best[&u.image.repository()];
-        if winner == i {
-            kept.push(u);
-        } else {
+    drop(order);
+    if !superseded.contains(&true) {
+        return;
+    }
+    let all = std::mem::take(&mut entries.updates);
+    entries.updates = Vec::with_capacity(all.len());
+    for (u, lost) in all.into_iter().zip(superseded) {
+        if lost {
             entries.ignored.push(Ignored {
-                key: u.key.clone(),
-                reason: format!("superseded by a newer key for {}", u.image.repository()),
+                reason: format!("superseded by a newer key for {}", u.repository()),
+                key: u.key.into(),
             });
+        } else {
+            entries.updates.push(u);
         }
     }
-    entries.updates = kept;
 }
 
 #[cfg(test)]
@@ -193,7 +273,7 @@ mod tests {
     #[test]
     fn bare_tags_use_the_key() {
         let e = from_pairs(
-            &[pair(
+            vec![pair(
                 "images/registry.local:5000/sami/api",
                 Some("1.4.2\n"),
                 7,
@@ -201,21 +281,21 @@ mod tests {
             "images/",
         );
         let u = &e.updates[0];
-        assert_eq!(u.image.repository(), "registry.local:5000/sami/api");
-        assert_eq!(u.image.tag(), Some("1.4.2"));
+        assert_eq!(u.repository(), "registry.local:5000/sami/api");
+        assert_eq!(u.tag(), Some("1.4.2"));
         assert_eq!(u.modify_index, 7);
     }
 
     #[test]
     fn prefix_without_slash() {
-        let e = from_pairs(&[pair("images/sami/api", Some("2.0"), 1)], "images");
-        assert_eq!(e.updates[0].image.repository(), "docker.io/sami/api");
+        let e = from_pairs(vec![pair("images/sami/api", Some("2.0"), 1)], "images");
+        assert_eq!(e.updates[0].repository(), "docker.io/sami/api");
     }
 
     #[test]
     fn full_references_and_folders() {
         let e = from_pairs(
-            &[
+            vec![
                 pair("images/", None, 1),
                 pair("ci/api", Some("python:3.12"), 2),
                 pair("images/empty", Some(""), 3),
@@ -223,7 +303,7 @@ mod tests {
             "images/",
         );
         assert_eq!(e.updates.len(), 1);
-        assert_eq!(e.updates[0].image.repository(), "docker.io/library/python");
+        assert_eq!(e.updates[0].repository(), "docker.io/library/python");
         assert_eq!(e.ignored.len(), 1);
     }
 
@@ -241,7 +321,7 @@ mod tests {
             ("images/sami/api", "sami/api@sha256:00"),
         ] {
             let e = from_pairs(
-                &[
+                vec![
                     pair(key, Some(value), 1),
                     pair("images/sami/worker", Some("2.1.0"), 2),
                 ],
@@ -251,14 +331,14 @@ mod tests {
             assert_eq!(e.rejected[0].key, key);
             assert!(e.rejected[0].reason.contains(key), "{:?}", e.rejected);
             assert_eq!(e.updates.len(), 1, "the good entry is kept");
-            assert_eq!(e.updates[0].key, "images/sami/worker");
+            assert_eq!(e.updates[0].key(), "images/sami/worker");
         }
     }
 
     #[test]
     fn the_recorded_reference_is_normalized() {
         let e = from_pairs(
-            &[
+            vec![
                 pair("images/python", Some("3.12"), 1),
                 pair("ci/api", Some("index.docker.io/sami/api:2@sha256:00"), 2),
             ],
@@ -269,16 +349,60 @@ mod tests {
     }
 
     #[test]
+    fn an_update_keeps_one_normalized_reference() {
+        let python = ImageRef::parse_name("python")
+            .unwrap()
+            .with_version(Some("3.12"), Some("sha256:0123"));
+        let u = Update::new("images/x".into(), 3, &python);
+        assert_eq!(u.repository(), "docker.io/library/python");
+        assert_eq!(u.tag(), Some("3.12"));
+        assert_eq!(u.reference(), "docker.io/library/python:3.12@sha256:0123");
+        assert_eq!(u.with_written_name("python"), "python:3.12@sha256:0123");
+        assert_eq!(u.key(), "images/x");
+        let port = ImageRef::parse("registry.local:5000/a/b:1.0").unwrap();
+        let u = Update::new("images/p".into(), 2, &port);
+        assert_eq!(u.repository(), "registry.local:5000/a/b");
+        assert_eq!(u.tag(), Some("1.0"));
+        let digest_only = ImageRef::parse_name("registry.local:5000/a/b")
+            .unwrap()
+            .with_version(None, Some("sha256:00"));
+        let u = Update::new("images/a/b".into(), 1, &digest_only);
+        assert_eq!(u.tag(), None);
+        assert_eq!(u.repository(), "registry.local:5000/a/b");
+        assert_eq!(
+            u.with_written_name("registry.local:5000/a/b"),
+            "registry.local:5000/a/b@sha256:00"
+        );
+    }
+
+    #[test]
+    fn duplicates_keep_the_highest_index_then_the_first() {
+        let e = from_pairs(
+            vec![
+                pair("images/a/b", Some("1"), 5),
+                pair("images/c/d", Some("1"), 1),
+                pair("images/docker.io/a/b", Some("2"), 5),
+                pair("images/index.docker.io/a/b", Some("3"), 4),
+            ],
+            "images/",
+        );
+        let kept: Vec<&str> = e.updates.iter().map(Update::key).collect();
+        assert_eq!(kept, ["images/a/b", "images/c/d"], "payload order kept");
+        let lost: Vec<&str> = e.ignored.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(lost, ["images/docker.io/a/b", "images/index.docker.io/a/b"]);
+    }
+
+    #[test]
     fn newest_key_wins_per_repository() {
         let e = from_pairs(
-            &[
+            vec![
                 pair("images/python", Some("3.11"), 9),
                 pair("images/docker.io/library/python", Some("3.12"), 12),
             ],
             "images/",
         );
         assert_eq!(e.updates.len(), 1);
-        assert_eq!(e.updates[0].image.tag(), Some("3.12"));
+        assert_eq!(e.updates[0].tag(), Some("3.12"));
         assert_eq!(e.ignored[0].key, "images/python");
     }
 }

@@ -86,7 +86,7 @@ impl History {
 
     /// Whether `u` was already applied, by the rules in the module doc.
     pub fn seen(&self, u: &Update) -> Seen {
-        let Some(records) = self.by_key.get(&u.key) else {
+        let Some(records) = self.by_key.get(u.key()) else {
             return Seen::New;
         };
         let value = u.reference();
@@ -118,11 +118,7 @@ mod tests {
     }
 
     fn update(key: &str, index: u64, image: &str) -> Update {
-        Update {
-            key: key.into(),
-            modify_index: index,
-            image: ImageRef::parse(image).unwrap(),
-        }
+        Update::new(key.into(), index, &ImageRef::parse(image).unwrap())
     }
 
     const K: &str = "images/sami/api";

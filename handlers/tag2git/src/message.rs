@@ -88,26 +88,36 @@ fn one_line(s: &str) -> String {
 
 /// Short repository name for subjects: the familiar name on Docker Hub, the path elsewhere.
 fn short_repo(update: &Update) -> String {
-    if update.image.domain() == gitops::imageref::DEFAULT_DOMAIN {
-        update.image.familiar_repository()
-    } else {
-        update.image.path().to_string()
+    match update.image() {
+        Some(image) if image.domain() == gitops::imageref::DEFAULT_DOMAIN => {
+            image.familiar_repository()
+        }
+        Some(image) => image.path().to_string(),
+        None => update.repository().to_string(),
     }
+}
+
+/// Short tag/digest for subjects (`1.4.2`, `@sha256:0123456789ab`).
+fn short_version(update: &Update) -> String {
+    update.image().map_or_else(
+        || update.tag().unwrap_or_default().to_string(),
+        |image| image.short_version(),
+    )
 }
 
 /// Builds the full commit message for `changes` (sites that change) made for `updates`.
 pub fn build(
-    updates: &[&Update],
+    updates: &[Update],
     changes: &[&Site],
     consul_index: Option<u64>,
     template: Option<&str>,
 ) -> Result<String, String> {
     let applied: BTreeSet<usize> = changes.iter().map(|s| s.update).collect();
     let olds: BTreeSet<String> = changes.iter().map(|s| s.old_ref.short_version()).collect();
-    let repos: Vec<String> = applied.iter().map(|&i| short_repo(updates[i])).collect();
+    let repos: Vec<String> = applied.iter().map(|&i| short_repo(&updates[i])).collect();
     let news: Vec<String> = applied
         .iter()
-        .map(|&i| updates[i].image.short_version())
+        .map(|&i| short_version(&updates[i]))
         .collect();
     let subject = if applied.len() == 1 {
         let repo = &repos[0];
@@ -149,7 +159,7 @@ pub fn build(
         .join("\n");
     let keys = applied
         .iter()
-        .map(|&i| updates[i].key.clone())
+        .map(|&i| updates[i].key())
         .collect::<Vec<_>>()
         .join(", ");
     let text = match template {
@@ -171,8 +181,8 @@ pub fn build(
     };
     let mut trailers = String::new();
     for &i in &applied {
-        let u = updates[i];
-        trailers.push_str(&format!("{TRAILER_KEY}: {}\n", u.key));
+        let u = &updates[i];
+        trailers.push_str(&format!("{TRAILER_KEY}: {}\n", u.key()));
         trailers.push_str(&format!("{TRAILER_MODIFY_INDEX}: {}\n", u.modify_index));
         trailers.push_str(&format!("{TRAILER_VALUE}: {}\n", u.reference()));
         if let Some(idx) = consul_index {

@@ -48,33 +48,39 @@ struct Config {
 /// failed (exit 65) and the valid ones still applied.
 pub fn run(args: &Args, ctx: &Context) -> Result<Summary, Error> {
     let cfg = config(args)?;
+    // The decoded pairs are consumed into entries at once (issue 13 item 5: never the payload's
+    // entries twice in memory).
     let pairs = watch::decode_kv(&ctx.payload).map_err(|e| Error::Payload(e.to_string()))?;
-    let entries = entries::from_pairs(&pairs, &args.key_prefix);
+    let entries = entries::from_pairs(pairs, &args.key_prefix);
     let mut summary = ctx.summary();
-    report_rejected(&mut summary, &entries.rejected);
-    for ignored in &entries.ignored {
+    report_rejected(&mut summary, entries.rejected);
+    for ignored in entries.ignored {
         summary.push(Action::new(
             KIND,
-            &ignored.key,
+            ignored.key,
             Status::Skipped,
-            &ignored.reason,
+            ignored.reason,
         ));
     }
-    let mut updates = Vec::new();
-    for u in entries.updates {
-        match (&cfg.allow_tags, u.image.tag().unwrap_or_default()) {
-            (Some(re), tag) if !re.is_match(tag) => {
-                // The operator's filter (e.g. CI of feature branches also publishes): deliberately
-                // not applied, so `skipped`, not `failed`.
-                let detail = format!(
-                    "tag {tag:?} of {} does not match --allow-tags",
-                    u.image.repository()
-                );
-                log::warn!("{}: {detail}", u.key);
-                summary.push(Action::new(KIND, &u.key, Status::Skipped, detail));
+    let mut updates = entries.updates;
+    if let Some(re) = &cfg.allow_tags {
+        let mut log = CappedLog::new("entries refused by --allow-tags");
+        updates.retain(|u| {
+            let tag = u.tag().unwrap_or_default();
+            if re.is_match(tag) {
+                return true;
             }
-            _ => updates.push(u),
-        }
+            // The operator's filter (e.g. CI of feature branches also publishes): deliberately
+            // not applied, so `skipped`, not `failed`.
+            let detail = format!(
+                "tag {tag:?} of {} does not match --allow-tags",
+                u.repository()
+            );
+            log.warn(|| format!("{}: {detail}", u.key()));
+            summary.push(Action::new(KIND, u.key(), Status::Skipped, detail));
+            false
+        });
+        log.finish();
     }
     if updates.is_empty() {
         log::info!("nothing to do");
@@ -92,17 +98,14 @@ pub fn run(args: &Args, ctx: &Context) -> Result<Summary, Error> {
         git: &git,
         all: args.all,
     }
-    .run(&updates, summary)
+    .run(&mut updates, summary)
 }
 
 /// Each invalid entry is a failed action naming its key; one capped error line says how many
 /// (a payload with a million bad keys must not become a 128 MB line in the agent's log); exit 65.
-fn report_rejected(summary: &mut Summary, rejected: &[Rejected]) {
+fn report_rejected(summary: &mut Summary, rejected: Vec<Rejected>) {
     if rejected.is_empty() {
         return;
-    }
-    for r in rejected {
-        summary.reject(KIND, &r.key, &r.reason);
     }
     let msg = format!(
         "invalid payload: {} invalid entr{} not applied (the others are): {}",
@@ -110,8 +113,40 @@ fn report_rejected(summary: &mut Summary, rejected: &[Rejected]) {
         if rejected.len() == 1 { "y" } else { "ies" },
         capped_list(rejected.iter().map(|r| &r.reason))
     );
+    for r in rejected {
+        summary.reject(KIND, r.key, r.reason);
+    }
     log::error!("{msg}");
     summary.error(msg);
+}
+
+/// Per-entry warnings of one kind: the first [`runtime::text::MAX_LISTED`] are logged, then one
+/// line counts the rest (a payload of a million keys must not become a million log lines; the
+/// summary still has one action per entry).
+struct CappedLog {
+    what: &'static str,
+    seen: usize,
+}
+
+impl CappedLog {
+    fn new(what: &'static str) -> CappedLog {
+        CappedLog { what, seen: 0 }
+    }
+
+    fn warn(&mut self, msg: impl FnOnce() -> String) {
+        if self.seen < runtime::text::MAX_LISTED {
+            log::warn!("{}", msg());
+        }
+        self.seen += 1;
+    }
+
+    fn finish(self) {
+        if let Some(more) = self.seen.checked_sub(runtime::text::MAX_LISTED) {
+            if more > 0 {
+                log::warn!("and {more} more {} (each reported skipped)", self.what);
+            }
+        }
+    }
 }
 
 /// A stop signal arrived before anything was committed: nothing more is started (`runtime::run`
@@ -444,14 +479,15 @@ enum Outcome {
     },
 }
 
-/// The entries of one attempt, split by what the history says.
-struct Split<'u> {
+/// The entries of one attempt, split by what the history says: indexes into the updates (4
+/// bytes an entry; the final report moves each key into its action instead of copying it).
+struct Split {
     /// To apply.
-    pending: Vec<&'u Update>,
+    pending: Vec<u32>,
     /// Already applied (key, index and value recorded).
-    replayed: Vec<(&'u Update, Seen)>,
+    replayed: Vec<(u32, Seen)>,
     /// Pending entries whose index is lower than the highest recorded for their key.
-    backwards: Vec<(&'u Update, u64)>,
+    backwards: Vec<(u32, u64)>,
 }
 
 impl Cycle<'_> {
@@ -459,27 +495,29 @@ impl Cycle<'_> {
         self.ctx.deadline.cap(LOCAL_TIMEOUT)
     }
 
-    fn split<'u>(&self, updates: &'u [Update], history: &History) -> Split<'u> {
+    fn split(&self, updates: &[Update], history: &History) -> Split {
         let mut split = Split {
             pending: Vec::new(),
             replayed: Vec::new(),
             backwards: Vec::new(),
         };
-        for u in updates {
+        // At most u32::MAX entries: a payload is far smaller (an entry takes dozens of bytes).
+        for (i, u) in (0..).zip(updates) {
             match history.seen(u) {
-                _ if self.all => split.pending.push(u),
-                seen @ Seen::Recorded { .. } => split.replayed.push((u, seen)),
+                _ if self.all => split.pending.push(i),
+                seen @ Seen::Recorded { .. } => split.replayed.push((i, seen)),
                 Seen::Backwards { highest } => {
-                    split.pending.push(u);
-                    split.backwards.push((u, highest));
+                    split.pending.push(i);
+                    split.backwards.push((i, highest));
                 }
-                Seen::New => split.pending.push(u),
+                Seen::New => split.pending.push(i),
             }
         }
         split
     }
 
-    fn run(&self, updates: &[Update], mut summary: Summary) -> Result<Summary, Error> {
+    /// `updates` is only read until the report, which moves each key it reports into its action.
+    fn run(&self, updates: &mut [Update], mut summary: Summary) -> Result<Summary, Error> {
         let mut attempt = 1;
         loop {
             if runtime::stop::requested() {
@@ -500,7 +538,7 @@ impl Cycle<'_> {
                     }
                 );
             }
-            let scan = scan::scan(self.git.dir(), &files, &split.pending);
+            let scan = scan::scan(self.git.dir(), &files, updates, &split.pending);
             log::info!(
                 "scanned {} JSON files: {} job images match, {} to change",
                 scan.files_scanned,
@@ -509,11 +547,11 @@ impl Cycle<'_> {
             );
             let changes: Vec<_> = scan.changes().collect();
             if changes.is_empty() {
-                self.report(&mut summary, &split, &scan, &Outcome::Planned);
+                self.report(&mut summary, updates, &split, &scan, &Outcome::Planned);
                 return Ok(summary);
             }
             if !self.ctx.dry_run && runtime::stop::requested() {
-                return Ok(self.stop(summary, &split, &scan, false));
+                return Ok(self.stop(summary, updates, &split, &scan, false));
             }
             let written = scan
                 .write(self.git.dir())
@@ -522,11 +560,11 @@ impl Cycle<'_> {
                 let diff = self.git.diff(&written, self.local())?;
                 self.git.reset_to(&base, self.local())?;
                 self.show_diff(&diff);
-                self.report(&mut summary, &split, &scan, &Outcome::Planned);
+                self.report(&mut summary, updates, &split, &scan, &Outcome::Planned);
                 return Ok(summary);
             }
             let msg = message::build(
-                &split.pending,
+                updates,
                 &changes,
                 self.ctx.consul_index,
                 self.cfg.template.as_deref(),
@@ -539,7 +577,7 @@ impl Cycle<'_> {
                     "stopped by a signal: commit {} not pushed; the next delivery re-applies it",
                     &commit[..commit.len().min(12)]
                 );
-                return Ok(self.stop(summary, &split, &scan, true));
+                return Ok(self.stop(summary, updates, &split, &scan, true));
             }
             match self.push(&commit) {
                 Ok(()) => {
@@ -548,14 +586,20 @@ impl Cycle<'_> {
                         &commit[..commit.len().min(12)],
                         self.cfg.push_branch
                     );
-                    self.report(&mut summary, &split, &scan, &Outcome::Applied(commit));
+                    self.report(
+                        &mut summary,
+                        updates,
+                        &split,
+                        &scan,
+                        &Outcome::Applied(commit),
+                    );
                     return Ok(summary);
                 }
                 Err(e) if e.kind() == FailureKind::Rejected && self.may_retry(attempt) => {
                     let wait = self.cfg.push_backoff.delay(attempt);
                     log::warn!("push rejected (attempt {attempt}): the remote moved; re-applying on the new tip in {wait:?}");
                     if !runtime::stop::sleep(wait) {
-                        return Ok(self.stop(summary, &split, &scan, true));
+                        return Ok(self.stop(summary, updates, &split, &scan, true));
                     }
                     attempt += 1;
                 }
@@ -572,7 +616,7 @@ impl Cycle<'_> {
                     log::error!("{msg}");
                     summary.error(msg);
                     summary.raise_exit(exit);
-                    self.report(&mut summary, &split, &scan, &Outcome::Failed);
+                    self.report(&mut summary, updates, &split, &scan, &Outcome::Failed);
                     return Ok(summary);
                 }
             }
@@ -580,8 +624,21 @@ impl Cycle<'_> {
     }
 
     /// A stop signal ended the run before the commit (`committed: false`) or before the push.
-    fn stop(&self, mut summary: Summary, split: &Split, scan: &Scan, committed: bool) -> Summary {
-        self.report(&mut summary, split, scan, &Outcome::Stopped { committed });
+    fn stop(
+        &self,
+        mut summary: Summary,
+        updates: &mut [Update],
+        split: &Split,
+        scan: &Scan,
+        committed: bool,
+    ) -> Summary {
+        self.report(
+            &mut summary,
+            updates,
+            split,
+            scan,
+            &Outcome::Stopped { committed },
+        );
         summary
     }
 
@@ -661,43 +718,63 @@ impl Cycle<'_> {
         }
     }
 
-    fn report(&self, summary: &mut Summary, split: &Split, scan: &Scan, outcome: &Outcome) {
-        for (u, seen) in &split.replayed {
+    /// The run's actions. The last use of `updates`: the keys reported move into the summary.
+    fn report(
+        &self,
+        summary: &mut Summary,
+        updates: &mut [Update],
+        split: &Split,
+        scan: &Scan,
+        outcome: &Outcome,
+    ) {
+        let mut has_job = vec![false; updates.len()];
+        for s in &scan.sites {
+            has_job[s.update] = true;
+        }
+        let without_job = split
+            .pending
+            .iter()
+            .filter(|&&i| !has_job[i as usize])
+            .count();
+        // One action per entry: sized once rather than grown (and copied) a million times over.
+        summary
+            .actions
+            .reserve(split.replayed.len() + without_job + scan.sites.len());
+        for (i, seen) in &split.replayed {
+            let u = &mut updates[*i as usize];
             let how = match seen {
                 Seen::Recorded { legacy: true } => {
                     "key and ModifyIndex recorded in the history (a commit from before Consul-Value)"
                 }
                 _ => "key, ModifyIndex and value recorded in the history",
             };
-            summary.push(Action::new(
-                KIND,
-                &u.key,
-                Status::Skipped,
-                format!(
-                    "{} at ModifyIndex {} already committed ({how}); not re-applied (use --all to force)",
-                    u.reference(),
-                    u.modify_index
-                ),
-            ));
+            let detail = format!(
+                "{} at ModifyIndex {} already committed ({how}); not re-applied (use --all to force)",
+                u.reference(),
+                u.modify_index
+            );
+            summary.push(Action::new(KIND, u.take_key(), Status::Skipped, detail));
         }
         if !split.backwards.is_empty() {
             let msg = format!(
                 "ModifyIndex went backwards for {} key(s) (a Consul snapshot restore, or another cluster writing them): their values are not recorded at these indexes, so they are treated as new writes, not replays: {}",
                 split.backwards.len(),
-                capped_list(split.backwards.iter().map(|(u, highest)| {
-                    format!("{} = {} at {} (history has {highest})", u.key, u.reference(), u.modify_index)
+                capped_list(split.backwards.iter().map(|&(i, highest)| {
+                    let u = &updates[i as usize];
+                    format!("{} = {} at {} (history has {highest})", u.key(), u.reference(), u.modify_index)
                 }))
             );
             log::warn!("{msg}");
             summary.warn(msg);
         }
-        for (i, u) in split.pending.iter().enumerate() {
-            if !scan.sites.iter().any(|s| s.update == i) {
-                let detail = format!("no job runs {}", u.image.repository());
-                log::warn!("{}: {detail}", u.key);
-                summary.push(Action::new(KIND, &u.key, Status::Skipped, detail));
-            }
+        let mut log = CappedLog::new("entries whose image no job runs");
+        for &i in split.pending.iter().filter(|&&i| !has_job[i as usize]) {
+            let u = &mut updates[i as usize];
+            let detail = format!("no job runs {}", u.repository());
+            log.warn(|| format!("{}: {detail}", u.key()));
+            summary.push(Action::new(KIND, u.take_key(), Status::Skipped, detail));
         }
+        log.finish();
         let mut not_started = 0;
         for s in &scan.sites {
             let change = format!("{} -> {} (job {})", s.old, s.new, s.job_id);

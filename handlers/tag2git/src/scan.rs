@@ -1,6 +1,6 @@
 //! Finding the jobs that run an updated repository and computing byte-exact edits.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
@@ -28,7 +28,7 @@ pub struct Site {
     pub new: String,
     /// Parsed old reference.
     pub old_ref: ImageRef,
-    /// Index of the update in the list passed to [`scan`].
+    /// Index of its update in the `updates` passed to [`scan`].
     pub update: usize,
     span: Range<usize>,
 }
@@ -66,17 +66,27 @@ pub fn job_files(files: Vec<TrackedFile>) -> Vec<String> {
         .collect()
 }
 
-/// Reads and parses every file, collecting job images whose repository is one of `updates`'.
-pub fn scan(root: &Path, files: &[String], updates: &[&Update]) -> Scan {
-    let by_repo: HashMap<String, usize> = updates
-        .iter()
-        .enumerate()
-        .map(|(i, u)| (u.image.repository(), i))
-        .collect();
+/// Reads and parses every file, collecting job images whose repository is one of the
+/// `pending` updates' (indexes into `updates`; one per repository).
+pub fn scan(root: &Path, files: &[String], updates: &[Update], pending: &[u32]) -> Scan {
     let mut result = Scan::default();
-    if by_repo.is_empty() {
+    if pending.is_empty() {
         return result;
     }
+    // Sorted indexes (4 bytes an update) to look up a job's repository; a map of repository
+    // names would cost more than the payload they came from (issue 13 item 5).
+    let mut by_repo = pending.to_vec();
+    by_repo.sort_unstable_by(|&a, &b| {
+        updates[a as usize]
+            .repository()
+            .cmp(updates[b as usize].repository())
+    });
+    let find = |repo: &str| {
+        by_repo
+            .binary_search_by(|&i| updates[i as usize].repository().cmp(repo))
+            .ok()
+            .map(|pos| by_repo[pos] as usize)
+    };
     for file in files {
         let path = root.join(file);
         if std::fs::metadata(&path).is_ok_and(|m| m.len() > MAX_FILE_BYTES) {
@@ -112,12 +122,10 @@ pub fn scan(root: &Path, files: &[String], updates: &[&Update]) -> Scan {
                 );
                 continue;
             };
-            let Some(&update) = by_repo.get(&old_ref.repository()) else {
+            let Some(update) = find(&old_ref.repository()) else {
                 continue;
             };
-            let new = updates[update]
-                .image
-                .with_written_name(old_ref.written_name());
+            let new = updates[update].with_written_name(old_ref.written_name());
             needs_edit |= new != site.image;
             result.sites.push(Site {
                 file: file.clone(),

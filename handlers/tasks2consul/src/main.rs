@@ -198,9 +198,10 @@ fn main() {
     }
     // `--lock KEY`: when several agents run the same watch, one acts, the others exit 0.
     consul::lock::run_locked("tasks2consul", &args.common, &args.consul, |ctx| {
-        let payload = watch::detect(&ctx.payload)?;
+        // Only the scope is kept: the decoded payload (a keyprefix watch delivers every entry
+        // with its value) is freed before the sync (issue 13 item 5).
+        let (scope, complaints) = scope::scope_of(&watch::detect(&ctx.payload)?);
         let clients = clients(&args)?;
-        let (scope, complaints) = scope::scope_of(&payload);
         let mut summary = ctx.summary();
         for c in complaints {
             log::warn!("{c}");

@@ -18,6 +18,11 @@ pub const DEFAULT_BODY: &str =
 /// Lines of one action's detail (its field diff) a message carries.
 const MAX_DETAIL_LINES: usize = 20;
 
+/// Actions a message lists one by one; the rest are counted. A run over a large payload reports
+/// an action per entry (a million for 100 MB of `images/` keys): listing them all would make a
+/// message of that size, held several times over in memory (issue 13 item 5).
+pub const MAX_LISTED_ACTIONS: usize = 100;
+
 /// The facts a message is made of.
 pub struct Facts<'a> {
     pub summary: &'a Summary,
@@ -52,9 +57,30 @@ impl Facts<'_> {
             .unwrap_or_else(|| "unknown".into())
     }
 
+    /// The actions a message lists, and how many more it only counts: all of them up to
+    /// [`MAX_LISTED_ACTIONS`], in summary order; beyond, the failed and applied ones first (what
+    /// a team must know), then the others.
+    pub fn listed(&self) -> (Vec<&Action>, usize) {
+        let all = self.actions;
+        if all.len() <= MAX_LISTED_ACTIONS {
+            return (all.to_vec(), 0);
+        }
+        let rank = |a: &Action| match a.status {
+            Status::Failed => 0,
+            Status::Applied => 1,
+            _ => 2,
+        };
+        let listed: Vec<&Action> = (0..3)
+            .flat_map(|r| all.iter().copied().filter(move |a| rank(a) == r))
+            .take(MAX_LISTED_ACTIONS)
+            .collect();
+        (listed, all.len() - MAX_LISTED_ACTIONS)
+    }
+
     fn actions_text(&self) -> String {
         let mut out = String::new();
-        for a in self.actions {
+        let (listed, more) = self.listed();
+        for a in listed {
             out.push_str(&format!("{} {} {}", a.status.as_str(), a.kind, a.target));
             if let Some(m) = self.meta.get(&a.target) {
                 match (&m.source, &m.commit) {
@@ -75,6 +101,11 @@ impl Facts<'_> {
                     lines.len() - MAX_DETAIL_LINES
                 ));
             }
+        }
+        if more > 0 {
+            out.push_str(&format!(
+                "… and {more} more action(s) (the run's summary lists every one)\n"
+            ));
         }
         out
     }
@@ -162,6 +193,55 @@ fn host() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run with a million skipped entries still tells the team what was applied and failed,
+    /// in a message of bounded size.
+    #[test]
+    fn long_runs_list_failures_and_changes_first_and_count_the_rest() {
+        let mut s = Summary::new("tag2git", false, None);
+        for i in 0..1_000 {
+            s.push(Action::new(
+                "update-image",
+                format!("images/x{i}"),
+                Status::Skipped,
+                "no job runs x",
+            ));
+        }
+        s.push(Action::new(
+            "update-image",
+            "a.json#/i",
+            Status::Applied,
+            "",
+        ));
+        s.push(Action::new(
+            "update-image",
+            "images/bad",
+            Status::Failed,
+            "",
+        ));
+        let actions: Vec<&Action> = s.actions.iter().collect();
+        let meta = BTreeMap::new();
+        let f = Facts {
+            summary: &s,
+            team: "default",
+            actions: &actions,
+            meta: &meta,
+        };
+        let (listed, more) = f.listed();
+        assert_eq!(listed.len(), MAX_LISTED_ACTIONS);
+        assert_eq!(more, 1_002 - MAX_LISTED_ACTIONS);
+        assert_eq!(listed[0].target, "images/bad");
+        assert_eq!(listed[1].target, "a.json#/i");
+        assert_eq!(listed[2].target, "images/x0");
+        let body = f.render(DEFAULT_BODY);
+        assert!(body.lines().count() < 3 * MAX_LISTED_ACTIONS, "{body}");
+        assert!(body.contains("… and 902 more action(s)"), "{body}");
+        assert_eq!(
+            f.render(DEFAULT_SUBJECT),
+            "[shipwatch] tag2git FAILED for default: 1 applied, 1 failed, 1000 held back",
+            "the counts are of every action"
+        );
+    }
 
     #[test]
     fn templates_fill_known_placeholders_and_keep_the_rest() {

@@ -28,7 +28,9 @@ pub fn worth_notifying(s: &Summary) -> bool {
         || !s.warnings.is_empty()
 }
 
-/// The webhook body: a Slack-compatible `text`, plus the same facts as data.
+/// The webhook body: a Slack-compatible `text`, plus the same facts as data: the first
+/// [`message::MAX_LISTED_ACTIONS`] applied and failed actions each, `more_actions` counting the
+/// others (a large payload's run may fail a million entries).
 pub fn notification(s: &Summary) -> Value {
     let applied: Vec<&crate::Action> = s
         .actions
@@ -73,10 +75,15 @@ pub fn notification(s: &Summary) -> Value {
     }
     let pick = |v: &[&crate::Action]| -> Vec<Value> {
         v.iter()
+            .take(message::MAX_LISTED_ACTIONS)
             .map(|a| json!({"kind": a.kind, "target": a.target, "status": a.status.as_str(), "detail": a.detail}))
             .collect()
     };
-    json!({
+    let more = [&applied, &failed]
+        .iter()
+        .map(|v| v.len().saturating_sub(message::MAX_LISTED_ACTIONS))
+        .sum::<usize>();
+    let mut body = json!({
         "text": text,
         "handler": s.handler,
         "consul_index": s.consul_index,
@@ -85,7 +92,11 @@ pub fn notification(s: &Summary) -> Value {
         "errors": s.errors,
         "warnings": s.warnings,
         "exit": s.exit().code(),
-    })
+    });
+    if more > 0 {
+        body["more_actions"] = more.into();
+    }
+    body
 }
 
 /// Posts the notification to every URL. Webhook URLs are secrets (Slack's carry the token in the
@@ -192,10 +203,11 @@ pub fn send_routed(cfg: &NotifyConfig, s: &Summary, deadline: Deadline) -> Vec<S
     errors
 }
 
-/// The JSON webhook's body: the team's part of the summary, with subject and sources.
+/// The JSON webhook's body: the team's part of the summary, with subject and sources. Lists the
+/// actions a message lists ([`message::Facts::listed`]); `more_actions` counts the others.
 fn team_document(s: &Summary, facts: &message::Facts<'_>, subject: &str) -> Value {
-    let actions: Vec<Value> = facts
-        .actions
+    let (listed, more) = facts.listed();
+    let actions: Vec<Value> = listed
         .iter()
         .map(|a| {
             let m = s.meta.get(&a.target);
@@ -205,7 +217,7 @@ fn team_document(s: &Summary, facts: &message::Facts<'_>, subject: &str) -> Valu
                    "commit": m.and_then(|m| m.commit.clone())})
         })
         .collect();
-    json!({
+    let mut doc = json!({
         "team": facts.team,
         "subject": subject,
         "handler": s.handler,
@@ -215,7 +227,11 @@ fn team_document(s: &Summary, facts: &message::Facts<'_>, subject: &str) -> Valu
         "errors": s.errors,
         "warnings": s.warnings,
         "exit": s.exit().code(),
-    })
+    });
+    if more > 0 {
+        doc["more_actions"] = more.into();
+    }
+    doc
 }
 
 fn post(
@@ -374,5 +390,29 @@ mod tests {
         let mut e = Summary::new("tag2git", false, None);
         e.error("entry 1 (key \"images/x\"): invalid image reference");
         assert!(worth_notifying(&e));
+    }
+
+    #[test]
+    fn a_run_of_a_million_failures_posts_a_bounded_body() {
+        let mut s = Summary::new("tag2git", false, None);
+        for i in 0..250 {
+            s.reject("update-image", format!("images/x{i}"), "invalid");
+        }
+        s.push(Action::new(
+            "update-image",
+            "a.json#/i",
+            Status::Applied,
+            "",
+        ));
+        let body = notification(&s);
+        assert_eq!(
+            body["failed"].as_array().unwrap().len(),
+            message::MAX_LISTED_ACTIONS
+        );
+        assert_eq!(body["applied"].as_array().unwrap().len(), 1);
+        assert_eq!(body["more_actions"], 250 - message::MAX_LISTED_ACTIONS);
+        assert!(notification(&Summary::new("x", false, None))
+            .get("more_actions")
+            .is_none());
     }
 }
