@@ -17,7 +17,7 @@
 //! optimization: a missing, unreadable or foreign file is a cold start, a failed write a
 //! warning; deleting the directory is always safe.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
@@ -33,6 +33,10 @@ pub struct Entry {
     pub version: String,
     /// [`config_hash`] of the config it was equal to.
     pub config: String,
+    /// [`source_hash`] of the KV key and value the config came from, when it was that key's
+    /// only app: the same bytes again need no parsing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,7 +46,7 @@ struct CacheFile {
     /// The newest root group version of Marathon when the entries were true (see [`Cache::root`]).
     #[serde(default)]
     root: Option<String>,
-    apps: BTreeMap<String, Entry>,
+    apps: HashMap<String, Entry>,
 }
 
 /// The cache of one watch (empty when `--cache-dir` is not set).
@@ -51,6 +55,8 @@ pub struct Cache {
     path: Option<PathBuf>,
     root: Option<String>,
     apps: HashMap<String, Entry>,
+    /// [`Entry::source`] → app id.
+    sources: HashMap<String, String>,
 }
 
 fn hash_hex(parts: &[&str]) -> String {
@@ -70,6 +76,11 @@ pub fn config_hash(text: &str) -> String {
     hash_hex(&[text])
 }
 
+/// The hash a KV key and its value (a file as git2consul mirrors it) are known by.
+pub fn source_hash(key: &str, value: &[u8]) -> String {
+    hash_hex(&[key, &String::from_utf8_lossy(value)])
+}
+
 impl Cache {
     /// The cache of the watch on `marathon` (its `--marathon` list) and `prefix` in `dir`. Never
     /// fails: anything wrong with the file is a cold start (logged).
@@ -78,7 +89,7 @@ impl Cache {
         let (root, apps) = match std::fs::read(&path) {
             Ok(bytes) => match serde_json::from_slice::<CacheFile>(&bytes) {
                 Ok(f) if f.format == FORMAT && f.shipwatch == env!("CARGO_PKG_VERSION") => {
-                    (f.root, f.apps.into_iter().collect())
+                    (f.root, f.apps)
                 }
                 Ok(_) => {
                     log::info!("{}: written by another version; not used", path.display());
@@ -95,11 +106,23 @@ impl Cache {
                 (None, HashMap::new())
             }
         };
+        let sources = apps
+            .iter()
+            .filter_map(|(id, e): (&String, &Entry)| Some((e.source.clone()?, id.clone())))
+            .collect();
         Cache {
             path: Some(path),
             root,
             apps,
+            sources,
         }
+    }
+
+    /// The app a KV key and value defined when they were last seen, and its entry: the same
+    /// bytes (and the same shipwatch version) classify the same, so they need no parsing.
+    pub fn known_source(&self, source: &str) -> Option<(&str, &Entry)> {
+        let id = self.sources.get(source)?;
+        Some((id.as_str(), self.apps.get(id)?))
     }
 
     /// Marathon's newest root group version when the entries were written, if nothing but
@@ -122,7 +145,7 @@ impl Cache {
     }
 
     /// Replaces the file with `apps` and `root` (written to a temporary file, then renamed).
-    pub fn save(&self, apps: BTreeMap<String, Entry>, root: Option<String>) -> std::io::Result<()> {
+    pub fn save(&self, apps: HashMap<String, Entry>, root: Option<String>) -> std::io::Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
         };
@@ -155,12 +178,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = Cache::open(dir.path(), "http://m:8080", "jobs/main/");
         assert!(c.version_of("/a", &config_hash("{}")).is_none());
-        let mut apps = BTreeMap::new();
+        let mut apps = HashMap::new();
         apps.insert(
             "/a".to_string(),
             Entry {
                 version: "v1".into(),
                 config: config_hash(r#"{"id":"/a"}"#),
+                source: Some(source_hash("jobs/main/a.json", br#"{"id":"a"}"#)),
             },
         );
         c.save(apps, Some("2026-11-27T10:00:00.000Z".into()))

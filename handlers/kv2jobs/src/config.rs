@@ -28,8 +28,8 @@ pub const ENV_SOURCE_KEY: &str = "SHIPWATCH_SOURCE_KEY";
 pub struct DesiredApp {
     pub id: String,
     pub key: String,
-    /// The definition to PUT (absolute id, ownership labels added), as compact JSON.
-    text: String,
+    /// The definition to PUT (absolute id, ownership labels added).
+    text: AppText,
     /// Its `shipwatch.*` labels.
     pub rules: Result<Rules, String>,
     /// The definition through `normalize::canonical_app`, as compact JSON, when its rules are
@@ -41,6 +41,18 @@ pub struct DesiredApp {
     /// The live version at which `--cache-dir` last found this very config deployed (plain
     /// rules only): a live app still at that version needs no comparison.
     pub cached_version: Option<String>,
+    /// `cache::source_hash` of the KV key and value, when this app is the key's only one.
+    pub source: Option<String>,
+}
+
+/// How a [`DesiredApp`] holds its definition.
+#[derive(Debug, Clone)]
+enum AppText {
+    /// Compact JSON of the checked and marked definition.
+    Json(String),
+    /// The file as it is in KV, known from `--cache-dir` (the same bytes were checked before):
+    /// parsed, made absolute and marked only if the definition is needed.
+    File(Vec<u8>),
 }
 
 fn json_text(v: &Value) -> String {
@@ -48,6 +60,21 @@ fn json_text(v: &Value) -> String {
 }
 
 impl DesiredApp {
+    /// An app `--cache-dir` knows from the very same KV key and value (`source`): no parsing.
+    fn known(id: &str, key: &str, value: &[u8], entry: &crate::cache::Entry) -> DesiredApp {
+        DesiredApp {
+            id: id.to_string(),
+            key: key.to_string(),
+            text: AppText::File(value.to_vec()),
+            // It had a verdict, which only apps with plain rules get.
+            rules: Ok(Rules::default()),
+            form: None,
+            config: entry.config.clone(),
+            cached_version: Some(entry.version.clone()),
+            source: entry.source.clone(),
+        }
+    }
+
     /// A validated app definition, marked as managed by kv2jobs from `key`; `cache` may know
     /// its verdict.
     pub fn new(mut body: Value, key: &str, cache: &Cache) -> DesiredApp {
@@ -66,18 +93,31 @@ impl DesiredApp {
         DesiredApp {
             id,
             key: key.to_string(),
-            text,
+            text: AppText::Json(text),
             rules,
             form,
             config,
             cached_version,
+            source: None,
         }
     }
 
     /// The definition to PUT.
     pub fn body(&self) -> Value {
-        // The text was written from a Value: it always parses.
-        serde_json::from_str(&self.text).unwrap_or_default()
+        match &self.text {
+            // Written from a Value: it always parses.
+            AppText::Json(text) => serde_json::from_str(text).unwrap_or_default(),
+            // The bytes a run checked before: made into the definition as classify does.
+            AppText::File(bytes) => {
+                let mut body: Value = serde_json::from_slice(bytes).unwrap_or_default();
+                if let Some(Value::String(id)) = body.get("id") {
+                    let abs = absolute_id(id, "/");
+                    body["id"] = Value::String(abs);
+                }
+                mark_app(&mut body, &self.key);
+                body
+            }
+        }
     }
 }
 
@@ -407,6 +447,14 @@ pub fn classify_with(pairs: &[KvPair], prefix: &str, single_key: bool, cache: &C
             d.rejected.push((p.key.clone(), e));
             continue;
         }
+        let source = cache
+            .is_enabled()
+            .then(|| crate::cache::source_hash(&p.key, p.value.as_deref().unwrap_or_default()));
+        if let Some((id, entry)) = source.as_deref().and_then(|s| cache.known_source(s)) {
+            let value = p.value.as_deref().unwrap_or_default();
+            d.apps.push(DesiredApp::known(id, &p.key, value, entry));
+            continue;
+        }
         let text = match p.value_str() {
             Ok(t) => t,
             Err(e) => {
@@ -466,7 +514,12 @@ pub fn classify_with(pairs: &[KvPair], prefix: &str, single_key: bool, cache: &C
                     body["id"] = Value::String(abs);
                 }
                 match validate_app(&body) {
-                    Ok(()) => push_app(&mut d, body, &p.key, cache),
+                    Ok(()) => {
+                        push_app(&mut d, body, &p.key, cache);
+                        if let Some(app) = d.apps.last_mut() {
+                            app.source = source;
+                        }
+                    }
                     Err(e) => d.rejected.push((p.key.clone(), e)),
                 }
             }

@@ -419,7 +419,7 @@ fn read_live_apps(
             log::info!(
                 "Marathon unchanged since --cache-dir was written (root group version {}): {} app(s) read, {} known equal",
                 root.as_deref().unwrap_or_default(),
-                live.apps.len() - live.cached,
+                live.apps.len(),
                 live.cached
             );
             live.root = root;
@@ -516,12 +516,13 @@ fn save_cache(
         .iter()
         .filter(|a| unchanged.contains(a.id.as_str()))
         .filter_map(|a| {
-            let version = live.versions.get(&a.id)?;
+            let version = live.version_of(a)?;
             Some((
                 a.id.clone(),
                 cache::Entry {
-                    version: version.clone(),
+                    version: version.to_string(),
                     config: a.config.clone(),
+                    source: a.source.clone(),
                 },
             ))
         })

@@ -244,6 +244,28 @@ pub struct LiveApps {
     pub unchanged_since_cache: bool,
 }
 
+impl LiveApps {
+    /// Whether `app` is known equal to its live app without planning it: found so as the live
+    /// apps were read, or (Marathon unchanged since the cache was written) it has a verdict.
+    /// Only apps whose rules are plain get either.
+    pub fn known_equal(&self, app: &crate::config::DesiredApp) -> bool {
+        let plain = matches!(&app.rules, Ok(r) if r.sync && r.ignore.is_empty());
+        plain
+            && (self.same.contains(&app.id)
+                || (self.unchanged_since_cache && app.cached_version.is_some()))
+    }
+
+    /// The live version of a configured app, as read or (Marathon unchanged since the cache
+    /// was written) as the cache knows it.
+    pub fn version_of<'a>(&'a self, app: &'a crate::config::DesiredApp) -> Option<&'a str> {
+        match self.versions.get(&app.id) {
+            Some(v) => Some(v),
+            None if self.unchanged_since_cache => app.cached_version.as_deref(),
+            None => None,
+        }
+    }
+}
+
 impl From<Vec<Value>> for LiveApps {
     fn from(apps: Vec<Value>) -> Self {
         LiveApps {
@@ -284,18 +306,13 @@ pub fn read_unverified(
     if expected.needs_every_app || singles.len() > max {
         return Ok(None);
     }
+    // The apps with a verdict are known equal by `LiveApps::known_equal` (and their version by
+    // `version_of`): nothing is held for them.
     let mut live = LiveApps {
         unchanged_since_cache: true,
+        cached: expected.versions.len(),
         ..LiveApps::default()
     };
-    for (id, version) in &expected.versions {
-        let mut stub = serde_json::Map::new();
-        stub.insert("id".into(), Value::String(id.clone()));
-        live.apps.push(Value::Object(stub));
-        live.same.insert(id.clone());
-        live.versions.insert(id.clone(), version.clone());
-        live.cached += 1;
-    }
     for id in singles {
         let Some(app) = m.get_app(id)? else {
             continue;
@@ -389,13 +406,23 @@ pub fn reduce_live_app(
 /// The bodies of apps to write are moved out of `desired` (10,000 configs must not be held
 /// twice).
 pub fn plan_apps(desired: &mut Desired, live: &LiveApps, opts: &PlanOptions, plan: &mut Plan) {
-    let same = &live.same;
+    let all = live;
     let live = &live.apps[..];
     let by_id: HashMap<&str, &Value> = live
         .iter()
         .filter_map(|a| a.get("id").and_then(Value::as_str).map(|id| (id, a)))
         .collect();
     for app in desired.apps.iter_mut() {
+        if all.known_equal(app) {
+            // Found equal as the live apps were read, or known so from --cache-dir (issue 13).
+            plan.items.push(Item::nothing(
+                "update-app",
+                &app.id,
+                true,
+                format!("from {}; no change", app.key),
+            ));
+            continue;
+        }
         let live = by_id.get(app.id.as_str());
         let kind = if live.is_some() {
             "update-app"
@@ -431,11 +458,9 @@ pub fn plan_apps(desired: &mut Desired, live: &LiveApps, opts: &PlanOptions, pla
             )),
             Some(l)
                 if rules.ignore.is_empty()
-                    && (same.contains(&app.id)
-                        || canonical_apps_match(&canonical_app(&app.body()), l)) =>
+                    && canonical_apps_match(&canonical_app(&app.body()), l) =>
             {
-                // The common case, found as the live app was read or checked here without
-                // copying it (issue 13).
+                // Checked without copying the live app (issue 13).
                 plan.items.push(Item::nothing(
                     kind,
                     &app.id,
