@@ -183,7 +183,11 @@ impl Marathon {
     /// `PUT /v2/apps?partialUpdate=false[&force=true]` with an array: creates or fully replaces
     /// every app in ONE deployment (AppsResource.replaceMultiple), all or nothing: one invalid
     /// app refuses the whole request (4xx), one locked app too (409).
-    pub fn put_apps(&self, apps: &[&Value], force: bool) -> Result<DeployResult, MarathonError> {
+    pub fn put_apps<A: serde::Serialize>(
+        &self,
+        apps: &[A],
+        force: bool,
+    ) -> Result<DeployResult, MarathonError> {
         let path = format!(
             "/v2/apps?partialUpdate=false{}",
             if force { "&force=true" } else { "" }

@@ -9,7 +9,7 @@ use marathon::{Chronos, Marathon, MarathonError};
 use runtime::{stop, Backoff, Deadline, Status};
 use serde_json::Value;
 
-use crate::plan::{Item, Op};
+use crate::plan::{AppDoc, Item, Op};
 
 /// Settings for applying.
 #[derive(Debug, Clone)]
@@ -246,7 +246,7 @@ fn put_batch(
             // No new write (those left are reported as not started).
             return out;
         }
-        let bodies: Vec<&Value> = pending
+        let bodies: Vec<&AppDoc> = pending
             .iter()
             .filter_map(|&i| match &items[i].op {
                 Op::PutApp(b) => Some(b),
@@ -322,7 +322,7 @@ fn put_batch(
                                 continue;
                             };
                             if let Ok(Some(live)) = m.get_app(&items[i].target) {
-                                if apps_equal(body, &live) {
+                                if apps_equal(&body.value(), &live) {
                                     out.push((i, Outcome::new(
                                         Status::Unchanged,
                                         "already applied (by a concurrent run) while waiting for its deployment".into(),
@@ -369,7 +369,10 @@ fn put_batch(
         let Op::PutApp(body) = &items[i].op else {
             continue;
         };
-        out.push((i, put_app(m, body, &items[i].target, opts, deadline)));
+        out.push((
+            i,
+            put_app(m, &body.value(), &items[i].target, opts, deadline),
+        ));
     }
     out
 }
@@ -400,7 +403,7 @@ fn apply_marathon_item(
     deadline: Deadline,
 ) -> Outcome {
     match &item.op {
-        Op::PutApp(body) => put_app(m, body, &item.target, opts, deadline),
+        Op::PutApp(body) => put_app(m, &body.value(), &item.target, opts, deadline),
         Op::DeleteApp => delete_app(m, &item.target),
         _ => Outcome::new(Status::Skipped, String::new()),
     }

@@ -32,10 +32,9 @@ pub struct DesiredApp {
     text: AppText,
     /// Its `shipwatch.*` labels.
     pub rules: Result<Rules, String>,
-    /// The definition through `normalize::canonical_app`, as compact JSON, when its rules are
-    /// plain (synced, nothing ignored) and `--cache-dir` knows no verdict for it: what a live
-    /// app is compared with as it is read.
-    pub form: Option<String>,
+    /// Its rules are plain (synced, nothing ignored) and `--cache-dir` knows no verdict for it:
+    /// a live app is compared with its normalized form as it is read (`plan::expected`).
+    pub compared_early: bool,
     /// [`cache::config_hash`] of `text`.
     pub config: String,
     /// The live version at which `--cache-dir` last found this very config deployed (plain
@@ -48,8 +47,9 @@ pub struct DesiredApp {
 /// How a [`DesiredApp`] holds its definition.
 #[derive(Debug, Clone)]
 enum AppText {
-    /// Compact JSON of the checked and marked definition.
-    Json(String),
+    /// Compact JSON of the checked and marked definition (shared with the write that carries
+    /// it, `plan::AppDoc`).
+    Json(std::sync::Arc<str>),
     /// The file as it is in KV, known from `--cache-dir` (the same bytes were checked before):
     /// parsed, made absolute and marked only if the definition is needed.
     File(Vec<u8>),
@@ -68,7 +68,7 @@ impl DesiredApp {
             text: AppText::File(value.to_vec()),
             // It had a verdict, which only apps with plain rules get.
             rules: Ok(Rules::default()),
-            form: None,
+            compared_early: false,
             config: entry.config.clone(),
             cached_version: Some(entry.version.clone()),
             source: entry.source.clone(),
@@ -88,18 +88,29 @@ impl DesiredApp {
         let cached_version = plain
             .then(|| cache.version_of(&id, &config).map(str::to_string))
             .flatten();
-        let form = (plain && cached_version.is_none())
-            .then(|| json_text(&marathon::normalize::canonical_app_owned(body)));
         DesiredApp {
             id,
             key: key.to_string(),
-            text: AppText::Json(text),
+            compared_early: plain && cached_version.is_none(),
+            text: AppText::Json(text.into()),
             rules,
-            form,
             config,
             cached_version,
             source: None,
         }
+    }
+
+    /// The definition to PUT, as the write carries it (the text as it is, when there is one).
+    pub fn doc(&self) -> crate::plan::AppDoc {
+        match &self.text {
+            AppText::Json(text) => crate::plan::AppDoc::from_text(text.clone()),
+            AppText::File(_) => crate::plan::AppDoc::of(&self.body()),
+        }
+    }
+
+    /// The definition through `normalize::canonical_app`, as compact JSON.
+    pub fn form(&self) -> String {
+        json_text(&marathon::normalize::canonical_app_owned(self.body()))
     }
 
     /// The definition to PUT.

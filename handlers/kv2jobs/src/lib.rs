@@ -245,14 +245,15 @@ fn run_with<'s>(
             }
         });
     let mut desired = config::classify_with(&pairs, &prefix, single_key, &cache);
+    desired.snapshot = Snapshot::of(&pairs, &prefix, consul_index);
+    let commits = meta::Commits::of(&pairs);
+    // The decoded values are parsed: not held while the comparison forms are made.
+    drop(pairs);
     let needed = !desired.apps.is_empty() || opts.prune;
     // Not needed (a large branch of Chronos jobs only): the answer is dropped, whatever it is.
     let early_live = early
         .map(|e| e.finish(needed.then(|| plan::expected(&mut desired))))
         .filter(|_| needed);
-    desired.snapshot = Snapshot::of(&pairs, &prefix, consul_index);
-    let commits = meta::Commits::of(&pairs);
-    drop(pairs);
     let popts = PlanOptions {
         prefix: prefix.clone(),
         prune: opts.prune,
@@ -279,7 +280,9 @@ fn run_with<'s>(
             Ok(live) => {
                 plan::plan_apps(&mut desired, &live, &popts, &mut plan);
                 let targets = plan.news_targets();
-                meta::of_live_apps(&live.apps, &targets, &commits, &mut summary.meta);
+                if ctx.routes_notifications {
+                    meta::of_live_apps(&live.apps, &targets, &commits, &mut summary.meta);
+                }
                 drop(targets);
                 live_apps = Some(live);
             }
@@ -299,7 +302,9 @@ fn run_with<'s>(
                 plan::plan_jobs(&desired, live.as_deref(), &popts, &mut plan);
                 let targets = plan.news_targets();
                 let live = live.unwrap_or_default();
-                meta::of_live_jobs(&live, &targets, &commits, &mut summary.meta);
+                if ctx.routes_notifications {
+                    meta::of_live_jobs(&live, &targets, &commits, &mut summary.meta);
+                }
             }
             Err(e) if e.exit() == Exit::Usage => return Err(e.into()),
             Err(e) => {
@@ -311,7 +316,9 @@ fn run_with<'s>(
             }
         }
     }
-    meta::of_desired(&desired, &plan.news_targets(), &commits, &mut summary.meta);
+    if ctx.routes_notifications {
+        meta::of_desired(&desired, &plan.news_targets(), &commits, &mut summary.meta);
+    }
     // Keys that plan rejected (a former config that now holds none) are not "skipped" too.
     let rejected_in_plan: std::collections::BTreeSet<&str> =
         plan.rejected.iter().map(|(k, _)| k.as_str()).collect();

@@ -14,10 +14,51 @@ use serde_json::Value;
 use crate::config::{app_owner, job_owner, Desired, Evidence};
 use crate::rules::{Rules, ENV_PRUNE, ENV_SYNC, LABEL_PRUNE, LABEL_SYNC};
 
+/// An app definition to write, as compact JSON text: a first deploy of 200,000 apps holds
+/// 200,000 of them until they are written (as trees they took about five times the payload;
+/// issue 13 item 5). Serialized as it is (a bulk `PUT /v2/apps` body is a list of them).
+#[derive(Debug, Clone)]
+pub struct AppDoc(std::sync::Arc<str>);
+
+impl AppDoc {
+    pub fn of(app: &Value) -> AppDoc {
+        AppDoc(
+            serde_json::to_string(app)
+                .unwrap_or_else(|_| "{}".into())
+                .into(),
+        )
+    }
+
+    /// `text`: the compact JSON of a definition, written from a value (shared, not copied).
+    pub(crate) fn from_text(text: std::sync::Arc<str>) -> AppDoc {
+        AppDoc(text)
+    }
+
+    /// The definition as a value (parsed anew).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.0).unwrap_or_default()
+    }
+}
+
+impl PartialEq for AppDoc {
+    fn eq(&self, other: &AppDoc) -> bool {
+        self.value() == other.value()
+    }
+}
+
+impl serde::Serialize for AppDoc {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // As the JSON it is (not as a string).
+        let raw: &serde_json::value::RawValue =
+            serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(s)
+    }
+}
+
 /// What to do for one target.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
-    PutApp(Value),
+    PutApp(AppDoc),
     DeleteApp,
     PutJob(Value),
     DeleteJob,
@@ -275,15 +316,16 @@ impl From<Vec<Value>> for LiveApps {
     }
 }
 
-/// See [`Expected`]: the forms are moved out of the configs (the plan needs them no more).
+/// See [`Expected`]: the forms are made now, after the payload's decoded values are dropped
+/// (a first deploy of 200,000 apps never holds both; issue 13 item 5).
 pub fn expected(desired: &mut Desired) -> Expected {
     let mut e = Expected {
         needs_every_app: !desired.non_configs.is_empty(),
         ..Expected::default()
     };
     for a in desired.apps.iter_mut() {
-        if let Some(form) = a.form.take() {
-            e.forms.insert(a.id.clone(), form);
+        if a.compared_early {
+            e.forms.insert(a.id.clone(), a.form());
         } else if let Some(v) = &a.cached_version {
             e.versions.insert(a.id.clone(), v.clone());
         } else {
@@ -453,7 +495,7 @@ pub fn plan_apps(desired: &mut Desired, live: &LiveApps, opts: &PlanOptions, pla
             None => plan.items.push(Item::write(
                 kind,
                 &app.id,
-                Op::PutApp(app.body()),
+                Op::PutApp(app.doc()),
                 format!("from {}", app.key),
             )),
             Some(l)
@@ -487,7 +529,7 @@ pub fn plan_apps(desired: &mut Desired, live: &LiveApps, opts: &PlanOptions, pla
                     plan.items.push(Item::write(
                         kind,
                         &app.id,
-                        Op::PutApp(body),
+                        Op::PutApp(AppDoc::of(&body)),
                         diff_detail(&app.key, &lc, &d),
                     ));
                 }
@@ -906,7 +948,7 @@ mod tests {
         let Op::PutApp(body) = &plan.items[0].op else {
             panic!()
         };
-        let live = canon(vec![served(body)]);
+        let live = canon(vec![served(&body.value())]);
         let mut plan = Plan::default();
         // Bodies move into the plan: every run classifies afresh, as the binary does.
         plan_apps(
