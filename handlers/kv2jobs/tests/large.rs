@@ -20,6 +20,13 @@ fn files(cmd_of: impl Fn(usize) -> String) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// The plan line of `id` names this field change.
+fn assert_diff(summary: &Value, id: &str, change: &str) {
+    let a = action(summary, id);
+    let detail = a["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains(change), "{id} should show {change}: {a}");
+}
+
 fn payload(s: &Stack, files: &[(String, Value)]) -> Vec<u8> {
     let refs: Vec<(&str, Value)> = files.iter().map(|(f, v)| (f.as_str(), v.clone())).collect();
     s.payload(&refs)
@@ -46,19 +53,8 @@ fn a_large_branch_is_compared_as_it_is_read() {
     assert_eq!(code, 0, "{sum}\n{err}");
     assert_eq!(count(&sum, "planned"), 3, "{sum}");
     assert_eq!(count(&sum, "unchanged"), APPS - 3, "{sum}");
-    let a7 = action(&sum, "/large/app-007");
-    assert!(
-        a7["detail"]
-            .as_str()
-            .unwrap()
-            .contains(r#"cmd: "sleep 1" -> "sleep 2""#),
-        "{a7}"
-    );
-    let a50 = action(&sum, "/large/app-050");
-    assert!(
-        a50["detail"].as_str().unwrap().contains("labels.team"),
-        "{a50}"
-    );
+    assert_diff(&sum, "/large/app-007", r#"cmd: "sleep 1" -> "sleep 2""#);
+    assert_diff(&sum, "/large/app-050", "labels.team");
     assert_eq!(s.marathon_writes(), before, "a dry run writes nothing");
     let (code, sum, err) = s.run(&payload(&s, &changed), &[]);
     assert_eq!(code, 0, "{sum}\n{err}");
@@ -166,14 +162,8 @@ fn the_cache_skips_unchanged_apps_and_still_repairs_drift() {
     let (code, sum, err) = s.run(&payload(&s, &changed), &dry);
     assert_eq!(code, 0, "{sum}\n{err}");
     assert_eq!(count(&sum, "planned"), 1, "{sum}");
-    let a3 = action(&sum, "/large/app-003");
-    assert!(
-        a3["detail"]
-            .as_str()
-            .unwrap()
-            .contains(r#"cmd: "sleep 3" -> "sleep 1""#),
-        "drift is seen through the cache: {a3}"
-    );
+    // The drift is seen through the cache.
+    assert_diff(&sum, "/large/app-003", r#"cmd: "sleep 3" -> "sleep 1""#);
     assert!(!err.contains("Marathon unchanged"), "{err}");
     assert!(
         err.contains(&format!("{} of them known from --cache-dir", APPS - 2)),
