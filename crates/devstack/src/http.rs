@@ -329,6 +329,12 @@ impl Server {
                             break;
                         }
                         let Ok(conn) = conn else { continue };
+                        // As the real servers accept: Jetty's ServerConnector (Marathon,
+                        // Chronos) has acceptedTcpNoDelay = true, Go's net package (Consul)
+                        // turns Nagle off on every TCP connection. Without it a response written
+                        // as head then body waits for the client's delayed ACK (~40 ms on
+                        // Linux), which no real server makes a client pay.
+                        let _ = conn.set_nodelay(true);
                         let handler = Arc::clone(&handler);
                         let faults = Arc::clone(&faults);
                         let _ = std::thread::Builder::new()
