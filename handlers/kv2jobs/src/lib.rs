@@ -138,15 +138,15 @@ fn reject_all(summary: &mut Summary, rejected: &[(String, String)]) {
 /// the event (runtime posts `--notify`).
 ///
 /// For a large payload (or `--prune`) the live apps are read on a second thread as soon as the
-/// snapshot is known to be consistent, while the configs are parsed (issue 13): for a large branch the two
-/// take about as long, and the plan needs both. The reader compares each live app with its
-/// config as it decodes it (what to compare with reaches it by a channel), so unchanged apps
-/// are never held whole.
+/// snapshot is known to be consistent, while the configs are parsed (issue 13): for a large
+/// branch the two take about as long, and the plan needs both. The reader compares each live
+/// app with its config as it decodes it (what to compare with reaches it by a channel), so
+/// unchanged apps are never held whole.
 pub fn run(ctx: &Context, opts: &Options, remotes: &Remotes<'_>) -> Result<Summary, Kv2jobsError> {
     std::thread::scope(|s| run_with(ctx, opts, remotes, s))
 }
 
-/// Payloads from which reading the live apps before the payload is decoded pays off (about 100
+/// Payloads from which reading the live apps while the configs are parsed pays off (about 100
 /// configs): below this, there is too little work to hide the read behind.
 const EARLY_READ_MIN_BYTES: usize = 32 * 1024;
 
@@ -230,11 +230,7 @@ fn run_with<'s>(
         // A prune needs every live app: never read only some.
         cached: cache.root().filter(|_| !opts.prune).map(str::to_string),
     };
-    let early = remotes
-        .marathon
-        .as_ref()
-        .ok()
-        .copied()
+    let early = marathon_of(remotes)
         .filter(|_| opts.prune || ctx.payload.len() >= EARLY_READ_MIN_BYTES)
         .map(|m| {
             let (expected, rx) = std::sync::mpsc::channel();
