@@ -248,7 +248,7 @@ fn run_with<'s>(
     let needed = !desired.apps.is_empty() || opts.prune;
     // Not needed (a large branch of Chronos jobs only): the answer is dropped, whatever it is.
     let early_live = early
-        .map(|e| e.finish(needed.then(|| plan::expected(&mut desired))))
+        .map(|e| e.finish(needed.then(|| plan::expected(&desired))))
         .filter(|_| needed);
     let popts = PlanOptions {
         prefix: prefix.clone(),
@@ -268,7 +268,7 @@ fn run_with<'s>(
             Some(live) => live,
             None => {
                 let (forms_tx, forms_rx) = std::sync::mpsc::channel();
-                let _ = forms_tx.send(plan::expected(&mut desired));
+                let _ = forms_tx.send(plan::expected(&desired));
                 read_live_apps(m, &forms_rx, &roots)
             }
         };

@@ -133,10 +133,6 @@ impl Plan {
     }
 
     /// Every app id and job name the plan names.
-    pub fn targets(&self) -> BTreeSet<&str> {
-        self.items.iter().map(|i| i.target.as_str()).collect()
-    }
-
     /// The targets of the items that are not "unchanged": those a team's message can name.
     pub fn news_targets(&self) -> BTreeSet<&str> {
         self.items
@@ -318,12 +314,12 @@ impl From<Vec<Value>> for LiveApps {
 
 /// See [`Expected`]: the forms are made now, after the payload's decoded values are dropped
 /// (a first deploy of 200,000 apps never holds both; issue 13 item 5).
-pub fn expected(desired: &mut Desired) -> Expected {
+pub fn expected(desired: &Desired) -> Expected {
     let mut e = Expected {
         needs_every_app: !desired.non_configs.is_empty(),
         ..Expected::default()
     };
-    for a in desired.apps.iter_mut() {
+    for a in &desired.apps {
         if a.compared_early {
             e.forms.insert(a.id.clone(), a.form());
         } else if let Some(v) = &a.cached_version {

@@ -90,7 +90,7 @@ proptest! {
         plan_apps(&mut d, &canonical.into(), &opts, &mut plain);
         let mut streamed = Plan::default();
         let mut d = classify(&pairs, "", false);
-        let exp = expected(&mut d);
+        let exp = expected(&d);
         let mut reduced = LiveApps::default();
         for a in live {
             let raw = serde_json::value::RawValue::from_string(a.to_string()).unwrap();

@@ -545,12 +545,7 @@ fn a_rejected_registration_is_failed() {
     ]);
     let (code, summary, _) = s.run("null", &[]);
     assert_eq!(code, 65, "{summary}");
-    let failed: Vec<&Value> = summary["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["status"] == "failed")
-        .collect();
+    let failed = with_status(&summary, "failed");
     assert_eq!(failed.len(), 1, "{summary}");
     assert_eq!(failed[0]["kind"], "register");
     assert_eq!(failed[0]["target"], s.id("/bad").as_str());

@@ -211,12 +211,7 @@ fn a_failed_operation_fails_its_registration_and_the_others_are_written_alone() 
     ]);
     let (code, summary, err) = s.run("null", &[]);
     assert_eq!(code, 75, "{summary}\n{err}");
-    let failed: Vec<&Value> = summary["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|a| a["status"] == "failed")
-        .collect();
+    let failed = with_status(&summary, "failed");
     assert_eq!(failed.len(), 1, "{summary}");
     assert!(failed[0]["target"].as_str().unwrap().contains("aaaa"));
     let detail = failed[0]["detail"].as_str().unwrap();

@@ -322,6 +322,14 @@ pub fn targets(summary: &Value, kind: &str, status: &str) -> Vec<String> {
     v
 }
 
+/// The actions of a summary with the given status.
+pub fn with_status<'a>(summary: &'a Value, status: &str) -> Vec<&'a Value> {
+    summary["actions"]
+        .as_array()
+        .map(|a| a.iter().filter(|a| a["status"] == status).collect())
+        .unwrap_or_default()
+}
+
 pub fn count(summary: &Value, status: &str) -> usize {
     summary["actions"]
         .as_array()
