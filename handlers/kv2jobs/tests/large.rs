@@ -191,3 +191,28 @@ fn the_cache_skips_unchanged_apps_and_still_repairs_drift() {
     assert_eq!(count(&sum, "unchanged"), APPS, "{sum}");
     assert!(!err.contains("Marathon unchanged"), "{err}");
 }
+
+#[test]
+fn a_prune_with_the_cache_reads_every_live_app() {
+    // The cache's shortcut (reading only the apps without a verdict) would not see a live app
+    // whose config is gone: --prune never takes it, and deletes on the full list as without
+    // a cache.
+    let s = Stack::new("large-prune");
+    let dir = tempfile::tempdir().unwrap();
+    let cache = ["--cache-dir", dir.path().to_str().unwrap()];
+    let all = files(|_| "sleep 1".into());
+    let (code, sum, err) = s.run(&payload(&s, &all), &cache);
+    assert_eq!(code, 0, "{sum}\n{err}");
+    s.settle();
+    let (code, sum, err) = s.run(&payload(&s, &all), &cache);
+    assert_eq!(code, 0, "{sum}\n{err}");
+    assert_eq!(count(&sum, "unchanged"), APPS, "{sum}");
+    let fewer = &all[..APPS - 1];
+    let (code, sum, err) = s.run(&payload(&s, fewer), &[&cache[..], &["--prune"]].concat());
+    assert_eq!(code, 0, "{sum}\n{err}");
+    assert!(!err.contains("Marathon unchanged"), "{err}");
+    assert!(err.contains(&format!("{APPS} live app(s) read")), "{err}");
+    assert_eq!(actions(&sum, "delete-app").len(), 1, "{sum}");
+    assert_eq!(action(&sum, "/large/app-119")["status"], "applied", "{sum}");
+    assert!(s.live_app("/large/app-119").is_none());
+}
